@@ -1,0 +1,194 @@
+//! The `line` command: serve, migrate and operator tasks.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use crate::Line;
+use crate::clock::Clock;
+use crate::config::{Config, LogFormat};
+use crate::domain::Mode;
+
+#[derive(Parser)]
+#[command(
+    name = "line",
+    version,
+    about = "Line: SMS one-time passwords as a service"
+)]
+struct Cli {
+    /// A TOML file layered over the built-in defaults.
+    #[arg(long, global = true, env = "LINE_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API and run the workers (the default).
+    Serve {
+        /// Run only part of the service: all, api or worker.
+        #[arg(long)]
+        role: Option<String>,
+    },
+    /// Bring the database schema up to date, then exit.
+    Migrate,
+    /// Tenants.
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+    /// API keys.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TenantCommand {
+    /// Create a tenant; prints its id, a test key and a live key (shown once).
+    Create {
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Create an API key for a tenant (shown once).
+    Create {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long, value_enum)]
+        mode: Mode,
+    },
+    /// Revoke an API key by its id (key_…).
+    Revoke { key_id: String },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut config = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(Command::Serve { role: Some(role) }) = &cli.command {
+        match serde_json::from_value(serde_json::Value::String(role.clone())) {
+            Ok(r) => config.role = r,
+            Err(_) => {
+                eprintln!("configuration error: `--role` must be all, api or worker");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    init_logging(config.log_format);
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    match runtime.block_on(run(cli.command, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn run(command: Option<Command>, config: Config) -> anyhow::Result<()> {
+    let line = Line::open(config, Clock::default()).await?;
+    match command.unwrap_or(Command::Serve { role: None }) {
+        Command::Serve { .. } => serve(line).await,
+        Command::Migrate => {
+            println!("database is up to date");
+            Ok(())
+        }
+        Command::Tenant {
+            command: TenantCommand::Create { name },
+        } => {
+            let t = line.create_tenant(&name).await?;
+            println!("tenant:   {}", t.tenant.id);
+            println!("test key: {}", t.test_key.expose());
+            println!("live key: {}", t.live_key.expose());
+            println!("(keys are shown once; only their hashes are stored)");
+            Ok(())
+        }
+        Command::Key {
+            command: KeyCommand::Create { tenant, mode },
+        } => {
+            let (id, key) = line.create_key(&tenant, mode).await?;
+            println!("key id: {id}");
+            println!("key:    {}", key.expose());
+            println!("(shown once; only its hash is stored)");
+            Ok(())
+        }
+        Command::Key {
+            command: KeyCommand::Revoke { key_id },
+        } => {
+            anyhow::ensure!(
+                line.store.revoke_api_key(&key_id, line.clock.now()).await?,
+                "no active key {key_id}"
+            );
+            println!("revoked {key_id} (cached copies expire within 10 s)");
+            Ok(())
+        }
+    }
+}
+
+async fn serve(line: Line) -> anyhow::Result<()> {
+    if let Some(first) = line.bootstrap().await? {
+        // Printed once, on a fresh database, so a new user can send a first SMS at once.
+        println!(
+            "Created a first tenant {} with test key:\n\n    {}\n",
+            first.tenant.id,
+            first.test_key.expose()
+        );
+        println!("Keep it: it is shown only this once. Try:\n");
+        println!(
+            "    curl -s http://{}/v1/sms -H 'Authorization: Bearer {}' -H 'Content-Type: application/json' \\\n      -d '{{\"to\": \"+447700900123\", \"body\": \"Hello from Line\"}}'\n",
+            line.config.listen,
+            first.test_key.expose()
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(line.config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {} (`listen`): {e}", line.config.listen))?;
+    tracing::info!(listen = %line.config.listen, role = ?line.config.role, "line is serving");
+    let (trigger, shutdown) = crate::shutdown::channel();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: finishing in-flight work");
+        trigger.trigger();
+    });
+    line.serve(listener, shutdown).await
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

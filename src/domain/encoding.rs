@@ -1,0 +1,217 @@
+//! SMS body encoding and exact segment counting.
+//!
+//! GSM 03.38 (7-bit) is used when every character is in the basic table or the
+//! extension table (extension characters cost two septets). Anything else is
+//! sent as UCS-2, counted in UTF-16 code units so that emoji (surrogate pairs)
+//! are counted correctly. Concatenated parts carry a 6-octet UDH, which leaves
+//! 153 septets or 67 UTF-16 units per part; a character is never split across
+//! two parts.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+const GSM_BASIC: &str = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
+const GSM_EXTENSION: &str = "\u{000C}^{}\\[~]|€";
+
+/// The most segments one message may have.
+pub const MAX_SEGMENTS: u32 = 10;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoding {
+    Gsm7,
+    Ucs2,
+}
+
+impl Encoding {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Encoding::Gsm7 => "gsm7",
+            Encoding::Ucs2 => "ucs2",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "gsm7" => Some(Encoding::Gsm7),
+            "ucs2" => Some(Encoding::Ucs2),
+            _ => None,
+        }
+    }
+}
+
+/// Septets a character takes in GSM-7, or `None` when it has no GSM-7 form.
+fn gsm_septets(c: char) -> Option<usize> {
+    if GSM_BASIC.contains(c) {
+        Some(1)
+    } else if GSM_EXTENSION.contains(c) {
+        Some(2)
+    } else {
+        None
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    #[error("body must not be empty")]
+    Empty,
+    #[error("body needs {segments} segments; at most {MAX_SEGMENTS} are allowed")]
+    TooLong { segments: u32 },
+}
+
+/// A message body that is known to be sendable, with its encoding and segment count.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SmsBody {
+    text: String,
+    encoding: Encoding,
+    segments: u32,
+}
+
+impl std::fmt::Debug for SmsBody {
+    // Bodies may carry one-time codes: never print them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmsBody")
+            .field("encoding", &self.encoding)
+            .field("segments", &self.segments)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SmsBody {
+    pub fn parse(text: String) -> Result<Self, BodyError> {
+        if text.is_empty() {
+            return Err(BodyError::Empty);
+        }
+        let (encoding, segments) = count_segments(&text);
+        if segments > MAX_SEGMENTS {
+            return Err(BodyError::TooLong { segments });
+        }
+        Ok(SmsBody {
+            text,
+            encoding,
+            segments,
+        })
+    }
+
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+    pub fn encoding(&self) -> Encoding {
+        self.encoding
+    }
+    pub fn segments(&self) -> u32 {
+        self.segments
+    }
+}
+
+/// The encoding a text needs and how many segments it takes.
+pub fn count_segments(text: &str) -> (Encoding, u32) {
+    let gsm: Option<Vec<usize>> = text.chars().map(gsm_septets).collect();
+    match gsm {
+        Some(widths) => (Encoding::Gsm7, parts(&widths, 160, 153)),
+        None => {
+            let widths: Vec<usize> = text.chars().map(char::len_utf16).collect();
+            (Encoding::Ucs2, parts(&widths, 70, 67))
+        }
+    }
+}
+
+/// Parts needed for characters of the given widths: one part if all fit in
+/// `single`, else greedy parts of at most `multi` units without splitting a character.
+fn parts(widths: &[usize], single: usize, multi: usize) -> u32 {
+    if widths.iter().sum::<usize>() <= single {
+        return 1;
+    }
+    let mut count = 1;
+    let mut used = 0;
+    for &w in widths {
+        if used + w > multi {
+            count += 1;
+            used = 0;
+        }
+        used += w;
+    }
+    count
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_gsm_fits_160_in_one_segment() {
+        assert_eq!(count_segments(&"a".repeat(160)), (Encoding::Gsm7, 1));
+        assert_eq!(count_segments(&"a".repeat(161)), (Encoding::Gsm7, 2));
+        assert_eq!(count_segments(&"a".repeat(306)), (Encoding::Gsm7, 2));
+        assert_eq!(count_segments(&"a".repeat(307)), (Encoding::Gsm7, 3));
+        assert_eq!(count_segments(&"a".repeat(1530)), (Encoding::Gsm7, 10));
+    }
+
+    #[test]
+    fn extension_characters_cost_two_septets() {
+        // 80 euro signs = 160 septets: one segment; one more character tips it over.
+        assert_eq!(count_segments(&"€".repeat(80)), (Encoding::Gsm7, 1));
+        assert_eq!(
+            count_segments(&format!("{}a", "€".repeat(80))),
+            (Encoding::Gsm7, 2)
+        );
+        assert_eq!(count_segments("{[~]}|^\\"), (Encoding::Gsm7, 1));
+        // 152 plain septets then an escape pair: the pair must not straddle parts.
+        let text = format!("{}€{}", "a".repeat(152), "a".repeat(10));
+        assert_eq!(count_segments(&text), (Encoding::Gsm7, 2));
+        let text = format!("{}€{}", "a".repeat(152), "a".repeat(152));
+        assert_eq!(count_segments(&text), (Encoding::Gsm7, 3));
+    }
+
+    #[test]
+    fn gsm_accented_letters_stay_gsm() {
+        assert_eq!(count_segments("Café £5 Ñ ü ß"), (Encoding::Gsm7, 1));
+    }
+
+    #[test]
+    fn non_gsm_text_is_ucs2_counted_in_utf16_units() {
+        assert_eq!(count_segments(&"ç".repeat(70)), (Encoding::Ucs2, 1)); // lowercase ç is not GSM
+        assert_eq!(count_segments(&"ж".repeat(70)), (Encoding::Ucs2, 1));
+        assert_eq!(count_segments(&"ж".repeat(71)), (Encoding::Ucs2, 2));
+        assert_eq!(count_segments(&"ж".repeat(134)), (Encoding::Ucs2, 2));
+        assert_eq!(count_segments(&"ж".repeat(135)), (Encoding::Ucs2, 3));
+    }
+
+    #[test]
+    fn emoji_are_two_utf16_units_and_never_split() {
+        assert_eq!(count_segments("Hi 😀"), (Encoding::Ucs2, 1));
+        assert_eq!(count_segments(&"😀".repeat(35)), (Encoding::Ucs2, 1));
+        assert_eq!(count_segments(&"😀".repeat(36)), (Encoding::Ucs2, 2));
+        // 66 units then an emoji: the surrogate pair goes whole into part two.
+        let text = format!("{}😀", "ж".repeat(66));
+        assert_eq!(count_segments(&text), (Encoding::Ucs2, 1));
+        let text = format!("{}😀{}", "ж".repeat(66), "ж".repeat(65));
+        assert_eq!(count_segments(&text), (Encoding::Ucs2, 2));
+        let text = format!("{}😀{}", "ж".repeat(66), "ж".repeat(66));
+        assert_eq!(count_segments(&text), (Encoding::Ucs2, 3));
+    }
+
+    #[test]
+    fn one_non_gsm_character_switches_the_whole_body() {
+        assert_eq!(
+            count_segments(&format!("{}😀", "a".repeat(68))),
+            (Encoding::Ucs2, 1)
+        );
+        assert_eq!(
+            count_segments(&format!("{}😀", "a".repeat(69))),
+            (Encoding::Ucs2, 2)
+        );
+    }
+
+    #[test]
+    fn body_limits() {
+        assert_eq!(SmsBody::parse(String::new()), Err(BodyError::Empty));
+        assert_eq!(
+            SmsBody::parse("a".repeat(1531)),
+            Err(BodyError::TooLong { segments: 11 })
+        );
+        let body = SmsBody::parse("hello".into()).unwrap();
+        assert_eq!((body.encoding(), body.segments()), (Encoding::Gsm7, 1));
+        assert!(!format!("{body:?}").contains("hello"));
+    }
+}

@@ -1,0 +1,146 @@
+//! Messages, their status machine, money and time as the API shows them.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{Mode, encoding::Encoding};
+
+/// queued → sent → delivered | undelivered | failed | expired
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageStatus {
+    Queued,
+    Sent,
+    Delivered,
+    Undelivered,
+    Failed,
+    Expired,
+}
+
+impl MessageStatus {
+    pub const ALL: [MessageStatus; 6] = [
+        MessageStatus::Queued,
+        MessageStatus::Sent,
+        MessageStatus::Delivered,
+        MessageStatus::Undelivered,
+        MessageStatus::Failed,
+        MessageStatus::Expired,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageStatus::Queued => "queued",
+            MessageStatus::Sent => "sent",
+            MessageStatus::Delivered => "delivered",
+            MessageStatus::Undelivered => "undelivered",
+            MessageStatus::Failed => "failed",
+            MessageStatus::Expired => "expired",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// What a carrier's receipt may move a sent message to.
+    pub fn is_final(self) -> bool {
+        !matches!(self, MessageStatus::Queued | MessageStatus::Sent)
+    }
+}
+
+/// Money, always in integer pence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[serde(transparent)]
+pub struct Pence(pub i64);
+
+impl Pence {
+    pub fn times(self, n: u32) -> Pence {
+        Pence(self.0 * i64::from(n))
+    }
+}
+
+/// A UTC instant, kept as unix milliseconds and shown as RFC 3339.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ToSchema)]
+#[schema(value_type = String, format = DateTime)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    pub fn millis(self) -> i64 {
+        self.0
+    }
+
+    pub fn plus_ms(self, ms: i64) -> Timestamp {
+        Timestamp(self.0 + ms)
+    }
+
+    pub fn to_rfc3339(self) -> String {
+        chrono::DateTime::from_timestamp_millis(self.0)
+            .unwrap_or_default()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_rfc3339())
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        chrono::DateTime::parse_from_rfc3339(&s)
+            .map(|t| Timestamp(t.timestamp_millis()))
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StatusChange {
+    pub status: MessageStatus,
+    pub at: Timestamp,
+}
+
+/// A message as the API returns it. The body is never returned: it is erased
+/// once the carrier accepts the message and may carry a one-time code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Message {
+    /// `msg_…`
+    pub id: String,
+    pub to: String,
+    pub from: String,
+    pub mode: Mode,
+    pub status: MessageStatus,
+    pub encoding: Encoding,
+    pub segments: u32,
+    pub price_pence: Pence,
+    pub reference: Option<String>,
+    /// Why a message failed: a stable code such as `carrier_rejected`.
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    /// Every status the message has had, oldest first.
+    pub status_history: Vec<StatusChange>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_round_trip() {
+        for st in MessageStatus::ALL {
+            assert_eq!(MessageStatus::parse(st.as_str()), Some(st));
+        }
+        assert_eq!(MessageStatus::parse("nope"), None);
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        assert_eq!(
+            Timestamp(1_795_000_000_123).to_rfc3339(),
+            "2026-11-18T11:06:40.123Z"
+        );
+    }
+}

@@ -1,0 +1,35 @@
+//! Pure types and rules: they parse input into values that can only be valid.
+
+pub mod api_key;
+pub mod encoding;
+pub mod message;
+pub mod phone;
+pub mod sender;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Test keys go to the sandbox and cost nothing; live keys reach carriers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Test,
+    Live,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Test => "test",
+            Mode::Live => "live",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "test" => Some(Mode::Test),
+            "live" => Some(Mode::Live),
+            _ => None,
+        }
+    }
+}

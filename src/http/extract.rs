@@ -1,0 +1,170 @@
+//! Extractors that turn requests into checked values or our one error shape.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+
+use super::AppState;
+use crate::domain::api_key::{ApiKey, hex};
+use crate::error::ApiError;
+use crate::store::AuthContext;
+
+/// A JSON body, plus a digest of its canonical form (for idempotency checks).
+/// Unknown fields and wrong types are 422s naming the field.
+pub struct ApiJson<T> {
+    pub value: T,
+    pub digest: String,
+}
+
+impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let path = req.uri().path().to_string();
+        let bytes = Bytes::from_request(req, state).await.map_err(|r| {
+            if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "request_too_large",
+                    "the request body is too large",
+                )
+            } else {
+                ApiError::invalid("body", "the request body could not be read")
+            }
+        })?;
+        let json: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                format!("the body is not valid JSON: {e}"),
+            )
+        })?;
+        if !json.is_object() {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                "the body must be a JSON object",
+            ));
+        }
+        // serde_json's maps are sorted, so equal requests hash equally whatever their layout.
+        let digest = hex(&Sha256::digest(format!("{path}\n{json}").as_bytes()));
+        let value = serde_path_to_error::deserialize(json).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner().to_string();
+            // "unknown field `x`, expected …": name the unknown field itself.
+            let param = match inner.strip_prefix("unknown field `") {
+                Some(rest) if path == "." => rest.split('`').next().unwrap_or_default().to_string(),
+                _ => path,
+            };
+            let inner = inner
+                .split(" at line ")
+                .next()
+                .unwrap_or(&inner)
+                .to_string();
+            ApiError::invalid(param.clone(), format!("`{param}`: {inner}"))
+        })?;
+        Ok(ApiJson { value, digest })
+    }
+}
+
+/// Query parameters, with failures in our error shape.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(q)| ApiQuery(q))
+            .map_err(|r| ApiError::invalid("query", r.body_text()))
+    }
+}
+
+/// The tenant and mode of the API key presented.
+pub struct Auth(pub AuthContext);
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let key = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(|k| ApiKey::parse(k.trim()))
+            .ok_or_else(ApiError::unauthorized)?;
+        let hash = key.hash();
+        if let Some(ctx) = state.auth_cache.get(&hash) {
+            return Ok(Auth(ctx));
+        }
+        let ctx = state
+            .store
+            .authenticate(&hash)
+            .await?
+            .ok_or_else(ApiError::unauthorized)?;
+        state.auth_cache.put(hash, ctx.clone());
+        Ok(Auth(ctx))
+    }
+}
+
+/// Recently authenticated keys, so a hot key costs no query per request.
+/// A revoked key stops working everywhere within `AUTH_CACHE_TTL`.
+#[derive(Default)]
+pub struct AuthCache(Mutex<HashMap<String, (AuthContext, Instant)>>);
+
+pub const AUTH_CACHE_TTL: Duration = Duration::from_secs(10);
+const AUTH_CACHE_MAX: usize = 10_000;
+
+impl AuthCache {
+    fn get(&self, hash: &str) -> Option<AuthContext> {
+        let map = self.0.lock().expect("auth cache lock");
+        map.get(hash)
+            .filter(|(_, at)| at.elapsed() < AUTH_CACHE_TTL)
+            .map(|(ctx, _)| ctx.clone())
+    }
+
+    fn put(&self, hash: String, ctx: AuthContext) {
+        let mut map = self.0.lock().expect("auth cache lock");
+        if map.len() >= AUTH_CACHE_MAX {
+            map.retain(|_, (_, at)| at.elapsed() < AUTH_CACHE_TTL);
+        }
+        if map.len() < AUTH_CACHE_MAX {
+            map.insert(hash, (ctx, Instant::now()));
+        }
+    }
+
+    /// Forgets every cached key (after a revocation in this process).
+    pub fn clear(&self) {
+        self.0.lock().expect("auth cache lock").clear();
+    }
+}
+
+/// The optional `Idempotency-Key` header.
+pub struct IdempotencyKey(pub Option<String>);
+
+impl FromRequestParts<AppState> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
+        let Some(value) = parts.headers.get("idempotency-key") else {
+            return Ok(IdempotencyKey(None));
+        };
+        let key = value
+            .to_str()
+            .ok()
+            .filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()))
+            .ok_or_else(|| {
+                ApiError::invalid("Idempotency-Key", "must be 1–255 visible ASCII characters")
+            })?;
+        Ok(IdempotencyKey(Some(key.to_string())))
+    }
+}

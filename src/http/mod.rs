@@ -1,0 +1,85 @@
+//! The HTTP API: routes, extractors, the request-id middleware.
+
+pub mod extract;
+mod health;
+mod openapi;
+mod sandbox;
+mod sms;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use tokio::sync::Notify;
+use tower_http::catch_panic::CatchPanicLayer;
+use tracing::Instrument;
+
+use crate::clock::{Clock, new_id};
+use crate::config::Config;
+use crate::error::{ApiError, REQUEST_ID};
+use crate::store::Store;
+use extract::AuthCache;
+
+pub use openapi::ApiDoc;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub clock: Clock,
+    /// Wakes this process's worker when new work is queued.
+    pub wake: Arc<Notify>,
+    pub auth_cache: Arc<AuthCache>,
+}
+
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.config.limits.max_request_bytes;
+    Router::new()
+        .merge(health::router())
+        .merge(openapi::router())
+        .merge(sms::router())
+        .merge(sandbox::router())
+        .fallback(|| async { ApiError::not_found("endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not support that method",
+            )
+        })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(CatchPanicLayer::custom(|_| {
+            axum::response::IntoResponse::into_response(ApiError::internal(anyhow::anyhow!(
+                "handler panicked"
+            )))
+        }))
+        .layer(middleware::from_fn(request_id))
+        .with_state(state)
+}
+
+/// Gives every request an id (in errors, the `x-request-id` header and the log)
+/// and logs one line per request: method, path (never the query, which may hold
+/// a phone number), status and duration.
+async fn request_id(req: Request, next: Next) -> Response {
+    let id = new_id("req");
+    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
+    let started = Instant::now();
+    let mut response = REQUEST_ID
+        .scope(id.clone(), next.run(req).instrument(span.clone()))
+        .await;
+    span.in_scope(|| {
+        tracing::info!(
+            status = response.status().as_u16(),
+            ms = started.elapsed().as_secs_f64() * 1000.0,
+            "served"
+        )
+    });
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    response
+}

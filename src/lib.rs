@@ -1,0 +1,180 @@
+//! Line: SMS one-time passwords as a service. `main` is thin; everything lives here.
+
+pub mod carrier;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod shutdown;
+pub mod store;
+pub mod worker;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+use crate::carrier::{Carrier, Sandbox};
+use crate::clock::{Clock, new_id};
+use crate::config::{CarrierKind, Config};
+use crate::domain::Mode;
+use crate::domain::api_key::ApiKey;
+use crate::http::AppState;
+use crate::http::extract::AuthCache;
+use crate::shutdown::Shutdown;
+use crate::store::{Store, Tenant};
+use crate::worker::Worker;
+
+/// One running service: configuration, storage and time, shared by the API and the workers.
+#[derive(Clone)]
+pub struct Line {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub clock: Clock,
+    wake: Arc<Notify>,
+}
+
+/// A new tenant and its first keys, shown once.
+pub struct NewTenant {
+    pub tenant: Tenant,
+    pub test_key: ApiKey,
+    pub live_key: ApiKey,
+}
+
+impl Line {
+    /// Connects to the configured database and brings its schema up to date.
+    pub async fn open(config: Config, clock: Clock) -> anyhow::Result<Line> {
+        let store = store::connect(
+            config.database_url.expose(),
+            config.database_max_connections,
+        )
+        .await
+        .context("opening the database (database_url)")?;
+        Ok(Line {
+            config: Arc::new(config),
+            store,
+            clock,
+            wake: Arc::new(Notify::new()),
+        })
+    }
+
+    pub fn state(&self) -> AppState {
+        AppState {
+            config: self.config.clone(),
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+            wake: self.wake.clone(),
+            auth_cache: Arc::new(AuthCache::default()),
+        }
+    }
+
+    pub fn router(&self) -> axum::Router {
+        http::router(self.state())
+    }
+
+    /// A worker wired to the configured carriers.
+    pub fn worker(&self) -> Worker {
+        let delay = Duration::from_millis(self.config.sandbox.receipt_delay_ms);
+        let sandbox: Arc<dyn Carrier> = Arc::new(Sandbox::new(
+            "sandbox",
+            self.store.clone(),
+            self.clock.clone(),
+            delay,
+        ));
+        let route = &self.config.routing.default;
+        let live: Arc<dyn Carrier> = match self.config.carriers.iter().find(|c| &c.name == route) {
+            Some(c) if c.kind == CarrierKind::Sandbox => Arc::new(Sandbox::new(
+                &c.name,
+                self.store.clone(),
+                self.clock.clone(),
+                delay,
+            )),
+            // Config::check admits only sandbox carriers in this version.
+            _ => sandbox.clone(),
+        };
+        Worker::new(
+            self.store.clone(),
+            self.clock.clone(),
+            sandbox,
+            live,
+            self.config.worker.clone(),
+            Duration::from_secs(self.config.limits.message_validity_seconds),
+            self.wake.clone(),
+        )
+    }
+
+    pub async fn create_tenant(&self, name: &str) -> anyhow::Result<NewTenant> {
+        let name = name.trim();
+        anyhow::ensure!(
+            !name.is_empty() && name.len() <= 100,
+            "a tenant name is 1–100 characters"
+        );
+        let tenant = self
+            .store
+            .create_tenant(&new_id("ten"), name, self.clock.now())
+            .await?;
+        let test_key = self.create_key(&tenant.id, Mode::Test).await?.1;
+        let live_key = self.create_key(&tenant.id, Mode::Live).await?.1;
+        Ok(NewTenant {
+            tenant,
+            test_key,
+            live_key,
+        })
+    }
+
+    /// Returns the key's id and the key itself (shown once; only its hash is kept).
+    pub async fn create_key(
+        &self,
+        tenant_id: &str,
+        mode: Mode,
+    ) -> anyhow::Result<(String, ApiKey)> {
+        anyhow::ensure!(
+            self.store.tenant_exists(tenant_id).await?,
+            "no tenant {tenant_id}"
+        );
+        let key = ApiKey::generate(mode);
+        let id = new_id("key");
+        self.store
+            .create_api_key(
+                tenant_id,
+                &id,
+                mode,
+                &key.hash(),
+                &key.hint(),
+                self.clock.now(),
+            )
+            .await?;
+        Ok((id, key))
+    }
+
+    /// On an empty database: a first tenant, so a new user can send at once.
+    pub async fn bootstrap(&self) -> anyhow::Result<Option<NewTenant>> {
+        if self.store.count_tenants().await? > 0 {
+            return Ok(None);
+        }
+        Ok(Some(self.create_tenant("My first tenant").await?))
+    }
+
+    /// Serves the API and runs the workers (as `role` says) until `shutdown`;
+    /// in-flight requests finish and leases are released before it returns.
+    pub async fn serve(&self, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
+        let role = self.config.role;
+        let worker = role
+            .runs_worker()
+            .then(|| tokio::spawn(self.worker().run(shutdown.clone())));
+        if role.runs_api() {
+            let mut stop = shutdown.clone();
+            axum::serve(listener, self.router())
+                .with_graceful_shutdown(async move { stop.wait().await })
+                .await?;
+        }
+        if let Some(worker) = worker {
+            worker.await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,392 @@
+//! Storage: one trait, one implementation per backend, picked by the URL scheme.
+//! Every tenant-owned read or write takes the tenant first.
+
+mod postgres;
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::domain::Mode;
+use crate::domain::encoding::Encoding;
+use crate::domain::message::{Message, MessageStatus, Pence, StatusChange, Timestamp};
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+pub type StoreError = sqlx::Error;
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    pub id: String,
+    pub name: String,
+    /// ISO regions this tenant may send to.
+    pub allowed_regions: Vec<String>,
+}
+
+/// Who a request acts for: resolved from an API key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthContext {
+    pub tenant: Tenant,
+    pub key_id: String,
+    pub mode: Mode,
+}
+
+/// A message to insert, fully validated.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub id: String,
+    pub tenant_id: String,
+    pub mode: Mode,
+    pub to: String,
+    pub from: String,
+    pub body: String,
+    pub body_sha256: String,
+    pub encoding: Encoding,
+    pub segments: u32,
+    pub price: Pence,
+    pub reference: Option<String>,
+    pub created_at: Timestamp,
+}
+
+/// A request's idempotency record, written in the same transaction as its effect.
+#[derive(Debug, Clone)]
+pub struct IdempotencyRecord {
+    pub key: String,
+    pub request_hash: String,
+    pub status: u16,
+    pub response: String,
+}
+
+#[derive(Debug)]
+pub enum CreateOutcome {
+    Created,
+    /// The key was used before: what was stored then.
+    Existing {
+        request_hash: String,
+        status: u16,
+        response: String,
+    },
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct MessageFilter {
+    pub status: Option<MessageStatus>,
+    pub to: Option<String>,
+    pub starting_after: Option<String>,
+    pub limit: u32,
+}
+
+/// A message claimed by a worker, with what a carrier needs to send it.
+#[derive(Clone)]
+pub struct ClaimedMessage {
+    pub id: String,
+    pub tenant_id: String,
+    pub mode: Mode,
+    pub to: String,
+    pub from: String,
+    pub body: String,
+    pub encoding: Encoding,
+    pub segments: u32,
+    pub created_at: Timestamp,
+    pub attempts: u32,
+}
+
+impl std::fmt::Debug for ClaimedMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClaimedMessage")
+            .field("id", &self.id)
+            .field("attempts", &self.attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What became of one claimed message.
+#[derive(Debug, Clone)]
+pub enum SubmitResult {
+    Sent {
+        carrier: String,
+        carrier_message_id: String,
+    },
+    Retry {
+        at: Timestamp,
+        error: String,
+    },
+    Failed {
+        code: String,
+        message: String,
+    },
+    Expired,
+}
+
+/// A handset in the sandbox and what it received.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct SandboxMessage {
+    pub message_id: String,
+    pub to: String,
+    pub from: String,
+    pub body: String,
+    pub received_at: Timestamp,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewSandboxMessage {
+    pub message_id: String,
+    pub tenant_id: String,
+    pub to: String,
+    pub from: String,
+    pub body: String,
+    pub received_at: Timestamp,
+    pub receipt: MessageStatus,
+    pub receipt_due: Timestamp,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn migrate(&self) -> Result<()>;
+    async fn ping(&self) -> Result<()>;
+
+    async fn count_tenants(&self) -> Result<i64>;
+    async fn create_tenant(&self, id: &str, name: &str, now: Timestamp) -> Result<Tenant>;
+    async fn tenant_exists(&self, tenant_id: &str) -> Result<bool>;
+    async fn create_api_key(
+        &self,
+        tenant_id: &str,
+        key_id: &str,
+        mode: Mode,
+        key_hash: &str,
+        hint: &str,
+        now: Timestamp,
+    ) -> Result<()>;
+    /// True when a live key was revoked by this call.
+    async fn revoke_api_key(&self, key_id: &str, now: Timestamp) -> Result<bool>;
+    async fn authenticate(&self, key_hash: &str) -> Result<Option<AuthContext>>;
+
+    /// Inserts the message (status queued) and, with `idem`, its idempotency record,
+    /// atomically. A key already used returns what it stored and inserts nothing.
+    async fn create_message(
+        &self,
+        msg: &NewMessage,
+        idem: Option<&IdempotencyRecord>,
+    ) -> Result<CreateOutcome>;
+    async fn get_message(&self, tenant_id: &str, id: &str) -> Result<Option<Message>>;
+    async fn list_messages(&self, tenant_id: &str, filter: &MessageFilter) -> Result<Vec<Message>>;
+
+    /// Leases up to `limit` due queued messages until `lease_until`, marked with `token`.
+    async fn claim_messages(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        token: &str,
+        limit: u32,
+    ) -> Result<Vec<ClaimedMessage>>;
+    /// Records a claimed message's outcome, if `token` still holds its lease.
+    async fn finish_submit(
+        &self,
+        id: &str,
+        token: &str,
+        result: &SubmitResult,
+        now: Timestamp,
+    ) -> Result<bool>;
+    /// Gives back leases held by `token` (graceful shutdown).
+    async fn release_leases(&self, token: &str) -> Result<u64>;
+    /// Moves a sent message to a final status from a carrier receipt.
+    async fn apply_receipt(&self, id: &str, status: MessageStatus, at: Timestamp) -> Result<bool>;
+
+    /// Idempotent per message id: a resubmission does not deliver twice.
+    async fn sandbox_deliver(&self, msg: &NewSandboxMessage) -> Result<()>;
+    async fn sandbox_inbox(
+        &self,
+        tenant_id: &str,
+        to: Option<&str>,
+        since: Timestamp,
+    ) -> Result<Vec<SandboxMessage>>;
+    /// Applies the sandbox receipts that are due, each exactly once; returns how many.
+    async fn apply_sandbox_receipts(&self, now: Timestamp, limit: u32) -> Result<u64>;
+
+    /// Deletes idempotency records and sandbox inbox entries older than the cutoffs.
+    async fn cleanup(
+        &self,
+        idempotency_before: Timestamp,
+        sandbox_before: Timestamp,
+    ) -> Result<u64>;
+}
+
+/// Opens the store the URL names and runs its migrations.
+pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Arc<dyn Store>> {
+    let store: Arc<dyn Store> = if url.starts_with("sqlite:") {
+        Arc::new(SqliteStore::connect(url, max_connections).await?)
+    } else {
+        Arc::new(PgStore::connect(url, max_connections).await?)
+    };
+    store.migrate().await?;
+    Ok(store)
+}
+
+/// Is this error a unique-constraint violation?
+pub fn is_unique_violation(e: &StoreError) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+/// The columns `message_from_row` reads, in SELECT order.
+pub(crate) const MESSAGE_COLUMNS: &str = "id, to_number, sender, mode, status, encoding, segments, \
+     price_pence, reference, error_code, error_message, created_at, updated_at";
+
+/// Builds an API message from a row of `MESSAGE_COLUMNS` (either backend).
+pub(crate) fn message_from_row<'r, R>(row: &'r R) -> Result<Message>
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let bad = |what: &str| sqlx::Error::Decode(format!("bad stored {what}").into());
+    let mode: String = row.try_get(3)?;
+    let status: String = row.try_get(4)?;
+    let encoding: String = row.try_get(5)?;
+    Ok(Message {
+        id: row.try_get(0)?,
+        to: row.try_get(1)?,
+        from: row.try_get(2)?,
+        mode: Mode::parse(&mode).ok_or_else(|| bad("mode"))?,
+        status: MessageStatus::parse(&status).ok_or_else(|| bad("status"))?,
+        encoding: Encoding::parse(&encoding).ok_or_else(|| bad("encoding"))?,
+        segments: u32::try_from(row.try_get::<i64, _>(6)?).map_err(|_| bad("segments"))?,
+        price_pence: Pence(row.try_get(7)?),
+        reference: row.try_get(8)?,
+        error_code: row.try_get(9)?,
+        error_message: row.try_get(10)?,
+        created_at: Timestamp(row.try_get(11)?),
+        updated_at: Timestamp(row.try_get(12)?),
+        status_history: Vec::new(),
+    })
+}
+
+/// Attaches `(message_id, status, at)` events, oldest first, to their messages.
+pub(crate) fn attach_history(messages: &mut [Message], events: Vec<(String, String, i64)>) {
+    for (id, status, at) in events {
+        if let (Some(m), Some(status)) = (
+            messages.iter_mut().find(|m| m.id == id),
+            MessageStatus::parse(&status),
+        ) {
+            m.status_history.push(StatusChange {
+                status,
+                at: Timestamp(at),
+            });
+        }
+    }
+}
+
+/// Builds a claimed message from `id, tenant_id, mode, to_number, sender, body,
+/// encoding, segments, created_at, attempts` (either backend).
+pub(crate) fn claimed_from_row<'r, R>(row: &'r R) -> Result<ClaimedMessage>
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let bad = |what: &str| sqlx::Error::Decode(format!("bad stored {what}").into());
+    let mode: String = row.try_get(2)?;
+    let encoding: String = row.try_get(6)?;
+    Ok(ClaimedMessage {
+        id: row.try_get(0)?,
+        tenant_id: row.try_get(1)?,
+        mode: Mode::parse(&mode).ok_or_else(|| bad("mode"))?,
+        to: row.try_get(3)?,
+        from: row.try_get(4)?,
+        // A queued message always has its body; only accepted or ended ones lose it.
+        body: row
+            .try_get::<Option<String>, _>(5)?
+            .ok_or_else(|| bad("body"))?,
+        encoding: Encoding::parse(&encoding).ok_or_else(|| bad("encoding"))?,
+        segments: u32::try_from(row.try_get::<i64, _>(7)?).map_err(|_| bad("segments"))?,
+        created_at: Timestamp(row.try_get(8)?),
+        attempts: u32::try_from(row.try_get::<i64, _>(9)?).map_err(|_| bad("attempts"))?,
+    })
+}
+
+/// A status change recorded when a submission ends (every result but `Retry`).
+pub(crate) struct Transition<'a> {
+    pub status: MessageStatus,
+    pub carrier: Option<&'a str>,
+    pub carrier_message_id: Option<&'a str>,
+    pub error_code: Option<&'a str>,
+    pub error_message: Option<&'a str>,
+}
+
+pub(crate) fn transition_of(result: &SubmitResult) -> Option<Transition<'_>> {
+    let none = Transition {
+        status: MessageStatus::Sent,
+        carrier: None,
+        carrier_message_id: None,
+        error_code: None,
+        error_message: None,
+    };
+    match result {
+        SubmitResult::Retry { .. } => None,
+        SubmitResult::Sent {
+            carrier,
+            carrier_message_id,
+        } => Some(Transition {
+            carrier: Some(carrier),
+            carrier_message_id: Some(carrier_message_id),
+            ..none
+        }),
+        SubmitResult::Failed { code, message } => Some(Transition {
+            status: MessageStatus::Failed,
+            error_code: Some(code),
+            error_message: Some(message),
+            ..none
+        }),
+        SubmitResult::Expired => Some(Transition {
+            status: MessageStatus::Expired,
+            error_code: Some("expired"),
+            error_message: Some("no carrier accepted the message within its validity period"),
+            ..none
+        }),
+    }
+}
+
+pub(crate) fn sandbox_from_tuple(
+    (message_id, to, from, body, received_at): (String, String, String, String, i64),
+) -> SandboxMessage {
+    SandboxMessage {
+        message_id,
+        to,
+        from,
+        body,
+        received_at: Timestamp(received_at),
+    }
+}
+
+/// Migrations are embedded in the binary; each backend lists its own folder's
+/// files here, append-only, in order.
+pub(crate) fn migrator(files: &[(i64, &'static str, &'static str)]) -> sqlx::migrate::Migrator {
+    use sqlx::SqlSafeStr;
+    sqlx::migrate::Migrator::with_migrations(
+        files
+            .iter()
+            .map(|&(version, name, sql)| {
+                sqlx::migrate::Migration::new(
+                    version,
+                    name.into(),
+                    sqlx::migrate::MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
+}
+
+pub(crate) fn regions(s: &str) -> Vec<String> {
+    s.split(',')
+        .filter(|r| !r.is_empty())
+        .map(str::to_string)
+        .collect()
+}

@@ -1,0 +1,451 @@
+//! SQLite: the zero-configuration single-node backend (WAL, one writer at a time).
+//! SQLite has no SKIP LOCKED; a claim is one `UPDATE … WHERE id IN (SELECT … LIMIT n)`,
+//! which its single writer makes atomic.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::AssertSqlSafe;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use super::*;
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "init",
+    include_str!("../../migrations/sqlite/0001_init.sql"),
+)];
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a commit survives power loss, as "never lose an accepted message" needs.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        Ok(SqliteStore { pool })
+    }
+
+    async fn history(&self, ids: &[String]) -> Result<Vec<(String, String, i64)>> {
+        let ids = serde_json::to_string(ids).expect("strings serialize");
+        sqlx::query_as(
+            "SELECT message_id, status, at FROM message_events \
+             WHERE message_id IN (SELECT value FROM json_each(?1)) ORDER BY id",
+        )
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn migrate(&self) -> Result<()> {
+        migrator(MIGRATIONS).run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn count_tenants(&self) -> Result<i64> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM tenants")
+            .fetch_one(&self.pool)
+            .await
+    }
+
+    async fn create_tenant(&self, id: &str, name: &str, now: Timestamp) -> Result<Tenant> {
+        let regions: String = sqlx::query_scalar(
+            "INSERT INTO tenants (id, name, created_at) VALUES (?1, ?2, ?3) RETURNING allowed_regions",
+        )
+        .bind(id)
+        .bind(name)
+        .bind(now.millis())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Tenant {
+            id: id.into(),
+            name: name.into(),
+            allowed_regions: super::regions(&regions),
+        })
+    }
+
+    async fn tenant_exists(&self, tenant_id: &str) -> Result<bool> {
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tenants WHERE id = ?1)")
+            .bind(tenant_id)
+            .fetch_one(&self.pool)
+            .await
+    }
+
+    async fn create_api_key(
+        &self,
+        tenant_id: &str,
+        key_id: &str,
+        mode: Mode,
+        key_hash: &str,
+        hint: &str,
+        now: Timestamp,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO api_keys (id, tenant_id, mode, key_hash, hint, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .bind(key_id)
+        .bind(tenant_id)
+        .bind(mode.as_str())
+        .bind(key_hash)
+        .bind(hint)
+        .bind(now.millis())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn revoke_api_key(&self, key_id: &str, now: Timestamp) -> Result<bool> {
+        let done =
+            sqlx::query("UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL")
+                .bind(key_id)
+                .bind(now.millis())
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn authenticate(&self, key_hash: &str) -> Result<Option<AuthContext>> {
+        let row: Option<(String, String, String, String, String)> = sqlx::query_as(
+            "SELECT k.id, k.mode, t.id, t.name, t.allowed_regions FROM api_keys k \
+             JOIN tenants t ON t.id = k.tenant_id WHERE k.key_hash = ?1 AND k.revoked_at IS NULL",
+        )
+        .bind(key_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.and_then(|(key_id, mode, id, name, regions)| {
+            Some(AuthContext {
+                key_id,
+                mode: Mode::parse(&mode)?,
+                tenant: Tenant {
+                    id,
+                    name,
+                    allowed_regions: super::regions(&regions),
+                },
+            })
+        }))
+    }
+
+    async fn create_message(
+        &self,
+        m: &NewMessage,
+        idem: Option<&IdempotencyRecord>,
+    ) -> Result<CreateOutcome> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(i) = idem {
+            // First, so that a reused key writes nothing else.
+            let inserted = sqlx::query(
+                "INSERT INTO idempotency_keys (tenant_id, key, request_hash, status, response, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+            )
+            .bind(&m.tenant_id)
+            .bind(&i.key)
+            .bind(&i.request_hash)
+            .bind(i64::from(i.status))
+            .bind(&i.response)
+            .bind(m.created_at.millis())
+            .execute(&mut *tx)
+            .await?;
+            if inserted.rows_affected() == 0 {
+                let (request_hash, status, response): (String, i64, String) = sqlx::query_as(
+                    "SELECT request_hash, status, response FROM idempotency_keys WHERE tenant_id = ?1 AND key = ?2",
+                )
+                .bind(&m.tenant_id)
+                .bind(&i.key)
+                .fetch_one(&mut *tx)
+                .await?;
+                return Ok(CreateOutcome::Existing {
+                    request_hash,
+                    status: status as u16,
+                    response,
+                });
+            }
+        }
+        sqlx::query(
+            "INSERT INTO messages (id, tenant_id, mode, to_number, sender, body, body_sha256, encoding, \
+               segments, price_pence, reference, status, next_attempt_at, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'queued', ?12, ?12, ?12)",
+        )
+        .bind(&m.id)
+        .bind(&m.tenant_id)
+        .bind(m.mode.as_str())
+        .bind(&m.to)
+        .bind(&m.from)
+        .bind(&m.body)
+        .bind(&m.body_sha256)
+        .bind(m.encoding.as_str())
+        .bind(i64::from(m.segments))
+        .bind(m.price.0)
+        .bind(&m.reference)
+        .bind(m.created_at.millis())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO message_events (message_id, status, at) VALUES (?1, 'queued', ?2)",
+        )
+        .bind(&m.id)
+        .bind(m.created_at.millis())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(CreateOutcome::Created)
+    }
+
+    async fn get_message(&self, tenant_id: &str, id: &str) -> Result<Option<Message>> {
+        let sql =
+            format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE tenant_id = ?1 AND id = ?2");
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(tenant_id)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let mut msgs = [message_from_row(&row)?];
+        let events = self.history(&[id.to_string()]).await?;
+        attach_history(&mut msgs, events);
+        let [m] = msgs;
+        Ok(Some(m))
+    }
+
+    async fn list_messages(&self, tenant_id: &str, f: &MessageFilter) -> Result<Vec<Message>> {
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE tenant_id = ?1 \
+             AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR to_number = ?3) \
+             AND (?4 IS NULL OR id < ?4) ORDER BY id DESC LIMIT ?5"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(tenant_id)
+            .bind(f.status.map(MessageStatus::as_str))
+            .bind(&f.to)
+            .bind(&f.starting_after)
+            .bind(i64::from(f.limit))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut msgs = rows
+            .iter()
+            .map(message_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        let ids: Vec<String> = msgs.iter().map(|m| m.id.clone()).collect();
+        attach_history(&mut msgs, self.history(&ids).await?);
+        Ok(msgs)
+    }
+
+    async fn claim_messages(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        token: &str,
+        limit: u32,
+    ) -> Result<Vec<ClaimedMessage>> {
+        let rows = sqlx::query(
+            "UPDATE messages SET lease_until = ?2, lease_token = ?3, attempts = attempts + 1 \
+             WHERE id IN (SELECT id FROM messages WHERE status = 'queued' AND next_attempt_at <= ?1 \
+               AND (lease_until IS NULL OR lease_until <= ?1) ORDER BY next_attempt_at LIMIT ?4) \
+             RETURNING id, tenant_id, mode, to_number, sender, body, encoding, segments, created_at, attempts",
+        )
+        .bind(now.millis())
+        .bind(lease_until.millis())
+        .bind(token)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(claimed_from_row).collect()
+    }
+
+    async fn finish_submit(
+        &self,
+        id: &str,
+        token: &str,
+        result: &SubmitResult,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let Some(t) = transition_of(result) else {
+            let SubmitResult::Retry { at, error } = result else {
+                unreachable!("only a retry is not a transition")
+            };
+            let done = sqlx::query(
+                "UPDATE messages SET next_attempt_at = ?3, error_message = ?4, lease_until = NULL, \
+                 lease_token = NULL, updated_at = ?5 WHERE id = ?1 AND lease_token = ?2 AND status = 'queued'",
+            )
+            .bind(id)
+            .bind(token)
+            .bind(at.millis())
+            .bind(error)
+            .bind(now.millis())
+            .execute(&self.pool)
+            .await?;
+            return Ok(done.rows_affected() == 1);
+        };
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE messages SET status = ?3, carrier = ?4, carrier_message_id = ?5, error_code = ?6, \
+               error_message = ?7, body = NULL, lease_until = NULL, lease_token = NULL, updated_at = ?8 \
+             WHERE id = ?1 AND lease_token = ?2 AND status = 'queued'",
+        )
+        .bind(id)
+        .bind(token)
+        .bind(t.status.as_str())
+        .bind(t.carrier)
+        .bind(t.carrier_message_id)
+        .bind(t.error_code)
+        .bind(t.error_message)
+        .bind(now.millis())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_event(&mut tx, id, t.status, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn release_leases(&self, token: &str) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE messages SET lease_until = NULL, lease_token = NULL WHERE lease_token = ?1 AND status = 'queued'",
+        )
+        .bind(token)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn apply_receipt(&self, id: &str, status: MessageStatus, at: Timestamp) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let applied = receipt(&mut tx, id, status, at).await?;
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    async fn sandbox_deliver(&self, m: &NewSandboxMessage) -> Result<()> {
+        // A resubmission (after a worker died) re-arms the receipt but adds no second copy.
+        sqlx::query(
+            "INSERT INTO sandbox_messages (message_id, tenant_id, to_number, sender, body, received_at, \
+               receipt_status, receipt_due) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+             ON CONFLICT (message_id) DO UPDATE SET receipt_done = 0, receipt_due = excluded.receipt_due",
+        )
+        .bind(&m.message_id)
+        .bind(&m.tenant_id)
+        .bind(&m.to)
+        .bind(&m.from)
+        .bind(&m.body)
+        .bind(m.received_at.millis())
+        .bind(m.receipt.as_str())
+        .bind(m.receipt_due.millis())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn sandbox_inbox(
+        &self,
+        tenant_id: &str,
+        to: Option<&str>,
+        since: Timestamp,
+    ) -> Result<Vec<SandboxMessage>> {
+        let rows: Vec<(String, String, String, String, i64)> = sqlx::query_as(
+            "SELECT message_id, to_number, sender, body, received_at FROM sandbox_messages \
+             WHERE tenant_id = ?1 AND (?2 IS NULL OR to_number = ?2) AND received_at >= ?3 \
+             ORDER BY received_at DESC, message_id DESC LIMIT 100",
+        )
+        .bind(tenant_id)
+        .bind(to)
+        .bind(since.millis())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(sandbox_from_tuple).collect())
+    }
+
+    async fn apply_sandbox_receipts(&self, now: Timestamp, limit: u32) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let due: Vec<(String, String)> = sqlx::query_as(
+            "UPDATE sandbox_messages SET receipt_done = 1 WHERE message_id IN \
+               (SELECT message_id FROM sandbox_messages WHERE receipt_done = 0 AND receipt_due <= ?1 \
+                ORDER BY receipt_due LIMIT ?2) RETURNING message_id, receipt_status",
+        )
+        .bind(now.millis())
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut applied = 0;
+        for (id, status) in due {
+            let status = MessageStatus::parse(&status)
+                .ok_or_else(|| sqlx::Error::Decode("bad stored receipt status".into()))?;
+            applied += u64::from(receipt(&mut tx, &id, status, now).await?);
+        }
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    async fn cleanup(
+        &self,
+        idempotency_before: Timestamp,
+        sandbox_before: Timestamp,
+    ) -> Result<u64> {
+        let a = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?1")
+            .bind(idempotency_before.millis())
+            .execute(&self.pool)
+            .await?;
+        let b =
+            sqlx::query("DELETE FROM sandbox_messages WHERE received_at < ?1 AND receipt_done = 1")
+                .bind(sandbox_before.millis())
+                .execute(&self.pool)
+                .await?;
+        Ok(a.rows_affected() + b.rows_affected())
+    }
+}
+
+type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
+
+async fn insert_event(
+    tx: &mut Tx<'_>,
+    id: &str,
+    status: MessageStatus,
+    at: Timestamp,
+) -> Result<()> {
+    sqlx::query("INSERT INTO message_events (message_id, status, at) VALUES (?1, ?2, ?3)")
+        .bind(id)
+        .bind(status.as_str())
+        .bind(at.millis())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Moves a sent message to `status` and records the change; false if it was not sent.
+async fn receipt(tx: &mut Tx<'_>, id: &str, status: MessageStatus, at: Timestamp) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE messages SET status = ?2, updated_at = ?3 WHERE id = ?1 AND status = 'sent'",
+    )
+    .bind(id)
+    .bind(status.as_str())
+    .bind(at.millis())
+    .execute(&mut **tx)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Ok(false);
+    }
+    insert_event(tx, id, status, at).await?;
+    Ok(true)
+}
