@@ -1,0 +1,577 @@
+//! POST /v1/sms to the sandbox and back, on PostgreSQL and SQLite.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestApp, assert_problem};
+use serde_json::{Value, json};
+
+const RECEIPT: Duration = Duration::from_millis(1100);
+
+fn statuses(msg: &Value) -> Vec<String> {
+    msg["status_history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["status"].as_str().unwrap().to_string())
+        .collect()
+}
+
+async fn message(app: &TestApp, id: &str) -> Value {
+    let (status, msg) = app.get(&format!("/v1/sms/{id}"), &app.test_key).await;
+    assert_eq!(status, 200, "{msg}");
+    msg
+}
+
+async fn sandbox_send_is_delivered_and_body_erased(app: TestApp) {
+    let msg = app.send("07700 900123", "Your code is 123456").await;
+    let id = msg["id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("msg_"));
+    assert_eq!(msg["to"], "+447700900123");
+    assert_eq!(msg["status"], "queued");
+    assert_eq!(msg["mode"], "test");
+    assert_eq!(msg["encoding"], "gsm7");
+    assert_eq!(msg["segments"], 1);
+    assert_eq!(msg["price_pence"], 0, "test keys cost nothing");
+    assert_eq!(msg["from"], "Line");
+    assert!(msg.get("body").is_none(), "bodies are never returned");
+    // Committed before the 202: the body is there until a carrier accepts it.
+    let sql = format!("SELECT body FROM messages WHERE id = '{id}'");
+    assert_eq!(
+        app.sql_text(&sql).await.as_deref(),
+        Some("Your code is 123456")
+    );
+
+    app.drain().await;
+    let sent = message(&app, &id).await;
+    assert_eq!(sent["status"], "sent");
+    assert_eq!(app.sql_text(&sql).await, None, "body erased once accepted");
+    let hash = format!("SELECT body_sha256 FROM messages WHERE id = '{id}'");
+    assert_eq!(app.sql_text(&hash).await.unwrap().len(), 64);
+
+    app.advance_and_drain(RECEIPT).await;
+    let done = message(&app, &id).await;
+    assert_eq!(done["status"], "delivered");
+    assert_eq!(statuses(&done), ["queued", "sent", "delivered"]);
+
+    let (status, inbox) = app
+        .get("/v1/sandbox/messages?to=%2B447700900123", &app.test_key)
+        .await;
+    assert_eq!(status, 200);
+    let data = inbox["data"].as_array().unwrap();
+    assert_eq!(data.len(), 1);
+    assert_eq!(data[0]["message_id"], id.as_str());
+    assert_eq!(data[0]["body"], "Your code is 123456");
+    app.stop().await;
+}
+
+async fn magic_numbers_reach_their_final_status(app: TestApp) {
+    let cases = [
+        ("+447700900000", "delivered"),
+        ("+447700900899", "delivered"),
+        ("+447700900900", "undelivered"),
+        ("+447700900949", "undelivered"),
+        ("+447700900950", "failed"),
+        ("+447700900999", "failed"),
+        ("+447400123456", "delivered"),
+    ];
+    let mut ids = Vec::new();
+    for (to, _) in cases {
+        ids.push(
+            app.send(to, "hello").await["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    app.drain().await;
+    app.advance_and_drain(RECEIPT).await;
+    for ((to, want), id) in cases.iter().zip(&ids) {
+        let msg = message(&app, id).await;
+        assert_eq!(msg["status"], *want, "{to}: {msg}");
+        if *want == "failed" {
+            assert_eq!(msg["error_code"], "carrier_rejected");
+            assert_eq!(statuses(&msg), ["queued", "failed"]);
+        } else {
+            assert_eq!(statuses(&msg), ["queued", "sent", *want]);
+        }
+    }
+    // Rejected messages never reached a handset; the others did, once each.
+    let (_, inbox) = app.get("/v1/sandbox/messages", &app.test_key).await;
+    assert_eq!(inbox["data"].as_array().unwrap().len(), 5);
+    let sql = format!("SELECT body FROM messages WHERE id = '{}'", ids[4]);
+    assert_eq!(
+        app.sql_text(&sql).await,
+        None,
+        "failed messages lose their body too"
+    );
+    app.stop().await;
+}
+
+async fn live_keys_are_priced_and_refuse_the_drama_range(app: TestApp) {
+    let long = "a".repeat(161);
+    let (status, msg) = app
+        .post(
+            "/v1/sms",
+            &app.live_key,
+            &json!({"to": "07400 123456", "body": long}),
+        )
+        .await;
+    assert_eq!(status, 202, "{msg}");
+    assert_eq!(msg["mode"], "live");
+    assert_eq!(msg["segments"], 2);
+    assert_eq!(msg["price_pence"], 2);
+    let (status, err) = app
+        .post(
+            "/v1/sms",
+            &app.live_key,
+            &json!({"to": "+447700900123", "body": "x"}),
+        )
+        .await;
+    assert_problem(status, &err, 422, "invalid_phone_number");
+    assert_eq!(err["param"], "to");
+    // The live key's sandbox inbox is refused.
+    let (status, err) = app.get("/v1/sandbox/messages", &app.live_key).await;
+    assert_problem(status, &err, 403, "test_key_required");
+    app.stop().await;
+}
+
+async fn bad_requests_get_the_one_error_shape(app: TestApp) {
+    let key = app.test_key.clone();
+    let cases: Vec<(Value, u16, &str, Option<&str>)> = vec![
+        (
+            json!({"to": "hello", "body": "x"}),
+            422,
+            "invalid_phone_number",
+            Some("to"),
+        ),
+        (
+            json!({"to": "+44 1234", "body": "x"}),
+            422,
+            "invalid_phone_number",
+            Some("to"),
+        ),
+        (
+            json!({"to": "+33612345678", "body": "x"}),
+            403,
+            "destination_not_allowed",
+            Some("to"),
+        ),
+        (
+            json!({"to": "+447700900001", "body": ""}),
+            422,
+            "invalid_request",
+            Some("body"),
+        ),
+        (
+            json!({"to": "+447700900001", "body": "a".repeat(1531)}),
+            422,
+            "body_too_long",
+            Some("body"),
+        ),
+        (
+            json!({"to": "+447700900001", "body": "😀".repeat(336)}),
+            422,
+            "body_too_long",
+            Some("body"),
+        ),
+        (
+            json!({"to": "+447700900001", "body": "x", "colour": "red"}),
+            422,
+            "invalid_request",
+            Some("colour"),
+        ),
+        (
+            json!({"to": 447700900001u64, "body": "x"}),
+            422,
+            "invalid_request",
+            Some("to"),
+        ),
+        (json!({"body": "x"}), 422, "invalid_request", None),
+        (
+            json!({"to": "+447700900001", "body": "x", "from": "Not Valid!"}),
+            422,
+            "invalid_request",
+            Some("from"),
+        ),
+        (
+            json!({"to": "+447700900001", "body": "x", "reference": "r".repeat(129)}),
+            422,
+            "invalid_request",
+            Some("reference"),
+        ),
+    ];
+    for (body, want_status, code, param) in cases {
+        let (status, err) = app.post("/v1/sms", &key, &body).await;
+        assert_problem(status, &err, want_status, code);
+        if let Some(param) = param {
+            assert_eq!(err["param"], param, "{body}: {err}");
+        }
+    }
+    // Not JSON at all.
+    let resp = app
+        .client
+        .post(app.url("/v1/sms"))
+        .bearer_auth(&key)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    let (status, err) = common::decode(resp).await;
+    assert_problem(status, &err, 400, "invalid_json");
+    // Keys: missing, malformed, unknown, revoked.
+    let resp = app
+        .client
+        .post(app.url("/v1/sms"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    let (status, err) = common::decode(resp).await;
+    assert_problem(status, &err, 401, "unauthorized");
+    for bad in ["nope", "line_test_0000000000000000000000000000000"] {
+        let (status, err) = app
+            .post("/v1/sms", bad, &json!({"to": "+447700900001", "body": "x"}))
+            .await;
+        assert_problem(status, &err, 401, "unauthorized");
+    }
+    let (key_id, revoked) = app
+        .line
+        .create_key(&app.tenant_id, line::domain::Mode::Test)
+        .await
+        .unwrap();
+    assert!(
+        app.line
+            .store
+            .revoke_api_key(&key_id, app.clock.now())
+            .await
+            .unwrap()
+    );
+    let (status, err) = app
+        .post(
+            "/v1/sms",
+            revoked.expose(),
+            &json!({"to": "+447700900001", "body": "x"}),
+        )
+        .await;
+    assert_problem(status, &err, 401, "unauthorized");
+    // Unknown ids, unknown routes, wrong methods, bad query parameters.
+    let (status, err) = app.get("/v1/sms/msg_nope", &key).await;
+    assert_problem(status, &err, 404, "not_found");
+    let (status, err) = app.get("/v1/nothing", &key).await;
+    assert_problem(status, &err, 404, "not_found");
+    let resp = app
+        .client
+        .delete(app.url("/v1/sms"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    let (status, err) = common::decode(resp).await;
+    assert_problem(status, &err, 405, "method_not_allowed");
+    for (query, param) in [
+        ("limit=0", "limit"),
+        ("limit=101", "limit"),
+        ("status=lost", "status"),
+        ("to=abc", "to"),
+    ] {
+        let (status, err) = app.get(&format!("/v1/sms?{query}"), &key).await;
+        assert_eq!(status, 422, "{query}: {err}");
+        assert_eq!(err["param"], param, "{query}: {err}");
+    }
+    let (status, err) = app.get("/v1/sms?limit=lots", &key).await;
+    assert_problem(status, &err, 422, "invalid_request");
+    // Nothing was queued by any of it.
+    let (_, list) = app.get("/v1/sms", &key).await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 0);
+    app.stop().await;
+}
+
+async fn encodings_and_segments(app: TestApp) {
+    let cases = [
+        ("a".repeat(160), "gsm7", 1),
+        ("a".repeat(161), "gsm7", 2),
+        ("€".repeat(80), "gsm7", 1),
+        ("€".repeat(81), "gsm7", 2),
+        ("Hi 😀".to_string(), "ucs2", 1),
+        ("😀".repeat(36), "ucs2", 2),
+    ];
+    for (body, encoding, segments) in cases {
+        let msg = app.send("+447700900001", &body).await;
+        assert_eq!(msg["encoding"], encoding, "{body}");
+        assert_eq!(msg["segments"], segments, "{body}");
+    }
+    app.stop().await;
+}
+
+async fn tenants_never_see_each_other(app: TestApp) {
+    let mine = app.send("+447700900001", "mine").await;
+    let other = app.line.create_tenant("Other").await.unwrap();
+    let other_key = other.test_key.expose().to_string();
+    let id = mine["id"].as_str().unwrap();
+    let (status, err) = app.get(&format!("/v1/sms/{id}"), &other_key).await;
+    assert_problem(status, &err, 404, "not_found");
+    let (_, list) = app.get("/v1/sms", &other_key).await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 0);
+    app.drain().await;
+    let (_, inbox) = app.get("/v1/sandbox/messages", &other_key).await;
+    assert_eq!(inbox["data"].as_array().unwrap().len(), 0);
+    let (_, inbox) = app.get("/v1/sandbox/messages", &app.test_key).await;
+    assert_eq!(inbox["data"].as_array().unwrap().len(), 1);
+    app.stop().await;
+}
+
+async fn list_pages_newest_first_with_filters(app: TestApp) {
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let to = if i % 2 == 0 {
+            "+447700900001"
+        } else {
+            "+447700900950"
+        };
+        ids.push(
+            app.send(to, &format!("n{i}")).await["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    let newest_first: Vec<String> = ids.iter().rev().cloned().collect();
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let q = match &cursor {
+            Some(c) => format!("/v1/sms?limit=2&starting_after={c}"),
+            None => "/v1/sms?limit=2".to_string(),
+        };
+        let (status, page) = app.get(&q, &app.test_key).await;
+        assert_eq!(status, 200, "{page}");
+        let data = page["data"].as_array().unwrap();
+        seen.extend(data.iter().map(|m| m["id"].as_str().unwrap().to_string()));
+        pages += 1;
+        if !page["has_more"].as_bool().unwrap() {
+            break;
+        }
+        cursor = seen.last().cloned();
+    }
+    assert_eq!(pages, 3);
+    // ULIDs made in the same millisecond may tie on time: compare as sets, and
+    // check the order is the id order the API promises.
+    let mut sorted = seen.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(seen, sorted);
+    let mut want = newest_first.clone();
+    want.sort();
+    let mut got = seen.clone();
+    got.sort();
+    assert_eq!(got, want);
+
+    let (_, by_to) = app.get("/v1/sms?to=07700900950", &app.test_key).await;
+    assert_eq!(by_to["data"].as_array().unwrap().len(), 2);
+    app.drain().await;
+    let (_, failed) = app.get("/v1/sms?status=failed", &app.test_key).await;
+    assert_eq!(failed["data"].as_array().unwrap().len(), 2);
+    assert!(
+        failed["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["status"] == "failed")
+    );
+    let (_, sent) = app
+        .get("/v1/sms?status=sent&limit=100", &app.test_key)
+        .await;
+    assert_eq!(sent["data"].as_array().unwrap().len(), 3);
+    app.stop().await;
+}
+
+async fn idempotency_keys_send_once(app: TestApp) {
+    let body = json!({"to": "+447700900001", "body": "once"});
+    let send = |key: &'static str, body: Value| {
+        let req = app
+            .client
+            .post(app.url("/v1/sms"))
+            .bearer_auth(&app.test_key)
+            .header("Idempotency-Key", key)
+            .json(&body);
+        async move {
+            let resp = req.send().await.unwrap();
+            let replayed = resp.headers().get("idempotent-replayed").is_some();
+            let (status, value) = common::decode(resp).await;
+            (status, value, replayed)
+        }
+    };
+    let (s1, first, r1) = send("k-1", body.clone()).await;
+    let (s2, second, r2) = send("k-1", body.clone()).await;
+    assert_eq!((s1, s2), (202, 202));
+    assert_eq!(
+        first, second,
+        "the same key and body replay the first response"
+    );
+    assert!(!r1 && r2);
+    // Same request with its keys in another order is the same request.
+    let (s3, third, _) = send("k-1", json!({"body": "once", "to": "+447700900001"})).await;
+    assert_eq!((s3, &third), (202, &first));
+    let (status, err, _) = send("k-1", json!({"to": "+447700900001", "body": "twice"})).await;
+    assert_problem(status, &err, 422, "idempotency_key_reused");
+
+    // Two at once with one key: one message, the same answer to both.
+    let (a, b) = tokio::join!(send("k-2", body.clone()), send("k-2", body.clone()));
+    assert_eq!((a.0, b.0), (202, 202), "{} {}", a.1, b.1);
+    assert_eq!(a.1["id"], b.1["id"]);
+
+    let (_, list) = app.get("/v1/sms", &app.test_key).await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 2);
+    app.drain().await;
+    let (_, inbox) = app.get("/v1/sandbox/messages", &app.test_key).await;
+    assert_eq!(
+        inbox["data"].as_array().unwrap().len(),
+        2,
+        "nothing sent twice"
+    );
+
+    // After 24 hours the key may be used afresh.
+    app.clock.advance(Duration::from_secs(24 * 3600 + 1));
+    app.line.worker().cleanup().await.unwrap();
+    let (status, again, replayed) =
+        send("k-1", json!({"to": "+447700900001", "body": "later"})).await;
+    assert_eq!(status, 202, "{again}");
+    assert!(!replayed);
+    app.stop().await;
+}
+
+async fn a_worker_killed_mid_batch_loses_and_repeats_nothing(app: TestApp) {
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        ids.push(
+            app.send("+447700900001", &format!("m{i}")).await["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    let store = app.line.store.clone();
+    // A worker claims the whole batch, hands half of it to the carrier, records
+    // two of those, and dies.
+    let now = app.clock.now();
+    let claimed = store
+        .claim_messages(now, now.plus_ms(60_000), "dead-worker", 100)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 10);
+    let sandbox = line::carrier::Sandbox::new("sandbox", store.clone(), app.clock.clone(), RECEIPT);
+    for msg in &claimed[..5] {
+        let accepted = line::carrier::Carrier::submit(&sandbox, msg).await.unwrap();
+        if msg.id == claimed[0].id || msg.id == claimed[1].id {
+            let sent = line::store::SubmitResult::Sent {
+                carrier: "sandbox".into(),
+                carrier_message_id: accepted.carrier_message_id,
+            };
+            assert!(
+                store
+                    .finish_submit(&msg.id, "dead-worker", &sent, now)
+                    .await
+                    .unwrap()
+            );
+        }
+    }
+    // Its leases hold: a live worker finds nothing to do yet.
+    app.drain().await;
+    let (_, queued) = app.get("/v1/sms?status=queued", &app.test_key).await;
+    assert_eq!(queued["data"].as_array().unwrap().len(), 8);
+    // The leases expire; another worker takes them over.
+    app.clock.advance(Duration::from_secs(61));
+    let later = app.clock.now();
+    let retaken = store
+        .claim_messages(later, later.plus_ms(60_000), "worker-b", 100)
+        .await
+        .unwrap();
+    assert_eq!(retaken.len(), 8);
+    // The dead worker's late word is refused: the lease is no longer its own.
+    let late = line::store::SubmitResult::Failed {
+        code: "x".into(),
+        message: "late".into(),
+    };
+    assert!(
+        !store
+            .finish_submit(&claimed[9].id, "dead-worker", &late, later)
+            .await
+            .unwrap()
+    );
+    // A worker shutting down gives its leases back at once.
+    assert_eq!(store.release_leases("worker-b").await.unwrap(), 8);
+    app.drain().await;
+    let (_, queued) = app.get("/v1/sms?status=queued", &app.test_key).await;
+    assert_eq!(queued["data"].as_array().unwrap().len(), 0);
+
+    app.advance_and_drain(RECEIPT).await;
+    for id in &ids {
+        let msg = message(&app, id).await;
+        assert_eq!(statuses(&msg), ["queued", "sent", "delivered"], "{msg}");
+    }
+    let (_, inbox) = app.get("/v1/sandbox/messages", &app.test_key).await;
+    let mut got: Vec<String> = inbox["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["message_id"].as_str().unwrap().to_string())
+        .collect();
+    got.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(got, want, "every message reached its handset exactly once");
+    app.stop().await;
+}
+
+async fn messages_no_carrier_accepts_in_time_expire(app: TestApp) {
+    let msg = app.send("+447700900001", "too late").await;
+    app.advance_and_drain(Duration::from_secs(86_401)).await;
+    let msg = message(&app, msg["id"].as_str().unwrap()).await;
+    assert_eq!(msg["status"], "expired");
+    assert_eq!(msg["error_code"], "expired");
+    assert_eq!(statuses(&msg), ["queued", "expired"]);
+    app.stop().await;
+}
+
+async fn health_readiness_and_openapi(app: TestApp) {
+    let (status, _) = app.get("/healthz", "").await;
+    assert_eq!(status, 200);
+    let (status, ready) = app.get("/readyz", "").await;
+    assert_eq!((status, &ready["status"]), (200, &json!("ready")));
+    let (status, doc) = app.get("/v1/openapi.json", "").await;
+    assert_eq!(status, 200);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    for (path, method) in [
+        ("/v1/sms", "post"),
+        ("/v1/sms", "get"),
+        ("/v1/sms/{id}", "get"),
+        ("/v1/sandbox/messages", "get"),
+        ("/healthz", "get"),
+        ("/readyz", "get"),
+        ("/v1/openapi.json", "get"),
+    ] {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} missing"
+        );
+    }
+    assert!(doc["components"]["schemas"]["Message"].is_object());
+    assert!(doc["components"]["schemas"]["Problem"].is_object());
+    app.stop().await;
+}
+
+on_both_backends!(
+    sandbox_send_is_delivered_and_body_erased,
+    magic_numbers_reach_their_final_status,
+    live_keys_are_priced_and_refuse_the_drama_range,
+    bad_requests_get_the_one_error_shape,
+    encodings_and_segments,
+    tenants_never_see_each_other,
+    list_pages_newest_first_with_filters,
+    idempotency_keys_send_once,
+    a_worker_killed_mid_batch_loses_and_repeats_nothing,
+    messages_no_carrier_accepts_in_time_expire,
+    health_readiness_and_openapi,
+);
