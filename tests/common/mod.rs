@@ -179,9 +179,20 @@ impl TestApp {
         }
     }
 
+    /// Stops the server (gracefully) and drops a PostgreSQL test database.
+    /// Databases of tests that panicked are dropped by `.ci/run`.
     pub async fn stop(self) {
         self.trigger.trigger();
         self.server.await.unwrap().unwrap();
+        if self.backend == Backend::Postgres {
+            let name = self.database_url.rsplit('/').next().unwrap().to_string();
+            drop(self.line);
+            let mut conn = sqlx::PgConnection::connect(&pg_admin_url()).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
     }
 }
 
