@@ -26,7 +26,7 @@ use crate::domain::api_key::ApiKey;
 use crate::http::AppState;
 use crate::http::extract::AuthCache;
 use crate::shutdown::Shutdown;
-use crate::store::{Store, Tenant};
+use crate::store::{MessageWriter, Store, Tenant};
 use crate::worker::Worker;
 
 /// One running service: configuration, storage and time, shared by the API and the workers.
@@ -36,6 +36,7 @@ pub struct Line {
     pub store: Arc<dyn Store>,
     pub clock: Clock,
     wake: Arc<Notify>,
+    writer: MessageWriter,
 }
 
 /// A new tenant and its first keys, shown once.
@@ -56,6 +57,7 @@ impl Line {
         .context("opening the database (database_url)")?;
         Ok(Line {
             config: Arc::new(config),
+            writer: MessageWriter::start(store.clone()),
             store,
             clock,
             wake: Arc::new(Notify::new()),
@@ -69,6 +71,7 @@ impl Line {
             clock: self.clock.clone(),
             wake: self.wake.clone(),
             auth_cache: Arc::new(AuthCache::default()),
+            writer: self.writer.clone(),
         }
     }
 

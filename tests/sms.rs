@@ -442,6 +442,57 @@ async fn idempotency_keys_send_once(app: TestApp) {
     app.stop().await;
 }
 
+async fn concurrent_sends_are_each_committed_once(app: TestApp) {
+    // Many requests at once land in shared commits: plain ones, and pairs that
+    // share an Idempotency-Key, which must still come out as one message each.
+    let mut calls = Vec::new();
+    for i in 0..120 {
+        let key = (i >= 80).then(|| format!("pair-{}", i % 20));
+        let body = json!({"to": "+447700900001", "body": if key.is_some() { "keyed".to_string() } else { format!("plain {i}") }});
+        let mut req = app
+            .client
+            .post(app.url("/v1/sms"))
+            .bearer_auth(&app.test_key)
+            .json(&body);
+        if let Some(key) = &key {
+            req = req.header("Idempotency-Key", key);
+        }
+        calls.push(async move {
+            let (status, msg) = common::decode(req.send().await.unwrap()).await;
+            assert_eq!(status, 202, "{msg}");
+            (key, msg["id"].as_str().unwrap().to_string())
+        });
+    }
+    let results = futures_util::future::join_all(calls).await;
+    let mut by_key = std::collections::HashMap::new();
+    for (key, id) in &results {
+        if let Some(key) = key {
+            let first = by_key.entry(key.clone()).or_insert_with(|| id.clone());
+            assert_eq!(first, id, "both requests with {key} got one message");
+        }
+    }
+    assert_eq!(by_key.len(), 20);
+    let mut ids = std::collections::HashSet::new();
+    let mut cursor = String::new();
+    loop {
+        let (_, page) = app
+            .get(&format!("/v1/sms?limit=100{cursor}"), &app.test_key)
+            .await;
+        let data = page["data"].as_array().unwrap();
+        ids.extend(data.iter().map(|m| m["id"].as_str().unwrap().to_string()));
+        if !page["has_more"].as_bool().unwrap() {
+            break;
+        }
+        cursor = format!(
+            "&starting_after={}",
+            data.last().unwrap()["id"].as_str().unwrap()
+        );
+    }
+    assert_eq!(ids.len(), 80 + 20);
+    assert!(results.iter().all(|(_, id)| ids.contains(id)));
+    app.stop().await;
+}
+
 async fn a_worker_killed_mid_batch_loses_and_repeats_nothing(app: TestApp) {
     let mut ids = Vec::new();
     for i in 0..10 {
@@ -571,6 +622,7 @@ on_both_backends!(
     tenants_never_see_each_other,
     list_pages_newest_first_with_filters,
     idempotency_keys_send_once,
+    concurrent_sends_are_each_committed_once,
     a_worker_killed_mid_batch_loses_and_repeats_nothing,
     messages_no_carrier_accepts_in_time_expire,
     health_readiness_and_openapi,

@@ -16,11 +16,11 @@ use crate::domain::api_key::{ApiKey, hex};
 use crate::error::ApiError;
 use crate::store::AuthContext;
 
-/// A JSON body, plus a digest of its canonical form (for idempotency checks).
-/// Unknown fields and wrong types are 422s naming the field.
+/// A JSON body, plus (when the request has an `Idempotency-Key`) a digest of
+/// its path and canonical form. Unknown fields and wrong types are 422s naming the field.
 pub struct ApiJson<T> {
     pub value: T,
-    pub digest: String,
+    pub digest: Option<String>,
 }
 
 impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
@@ -28,6 +28,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
         let path = req.uri().path().to_string();
+        let keyed = req.headers().contains_key("idempotency-key");
         let bytes = Bytes::from_request(req, state).await.map_err(|r| {
             if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(
@@ -54,7 +55,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
             ));
         }
         // serde_json's maps are sorted, so equal requests hash equally whatever their layout.
-        let digest = hex(&Sha256::digest(format!("{path}\n{json}").as_bytes()));
+        let digest = keyed.then(|| hex(&Sha256::digest(format!("{path}\n{json}").as_bytes())));
         let value = serde_path_to_error::deserialize(json).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner().to_string();

@@ -19,7 +19,9 @@ use crate::domain::message::{Message, MessageStatus, Pence, StatusChange};
 use crate::domain::phone::PhoneNumber;
 use crate::domain::sender::Sender;
 use crate::error::{ApiError, Problem};
-use crate::store::{AuthContext, CreateOutcome, IdempotencyRecord, MessageFilter, NewMessage};
+use crate::store::{
+    AuthContext, CreateOutcome, IdempotencyRecord, MessageFilter, NewMessage, PendingMessage,
+};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -147,16 +149,26 @@ pub async fn send(
         }],
     };
     let response = serde_json::to_string(&message).map_err(ApiError::internal)?;
-    let idem = idem_key.map(|key| IdempotencyRecord {
-        key,
-        request_hash: digest,
-        status: StatusCode::ACCEPTED.as_u16(),
-        response: response.clone(),
-    });
-    match app.store.create_message(&new, idem.as_ref()).await? {
+    let idem = idem_key
+        .zip(digest)
+        .map(|(key, request_hash)| IdempotencyRecord {
+            key,
+            request_hash,
+            status: StatusCode::ACCEPTED.as_u16(),
+            response: response.clone(),
+        });
+    let (id, segments) = (new.id.clone(), new.segments);
+    let outcome = app
+        .writer
+        .create(PendingMessage {
+            message: new,
+            idem: idem.clone(),
+        })
+        .await?;
+    match outcome {
         CreateOutcome::Created => {
             app.wake.notify_one();
-            tracing::info!(message_id = %new.id, to = %to.masked(), segments = new.segments, "message queued");
+            tracing::debug!(message_id = %id, to = %to.masked(), segments, "message queued");
             Ok(json_response(StatusCode::ACCEPTED, response, false))
         }
         CreateOutcome::Existing {

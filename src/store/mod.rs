@@ -3,6 +3,7 @@
 
 mod postgres;
 mod sqlite;
+mod writer;
 
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ use crate::domain::message::{Message, MessageStatus, Pence, StatusChange, Timest
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
+pub use writer::MessageWriter;
 
 pub type StoreError = sqlx::Error;
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -60,7 +62,14 @@ pub struct IdempotencyRecord {
     pub response: String,
 }
 
-#[derive(Debug)]
+/// A message waiting to be written, with its idempotency record if it has a key.
+#[derive(Debug, Clone)]
+pub struct PendingMessage {
+    pub message: NewMessage,
+    pub idem: Option<IdempotencyRecord>,
+}
+
+#[derive(Debug, Clone)]
 pub enum CreateOutcome {
     Created,
     /// The key was used before: what was stored then.
@@ -164,13 +173,11 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_api_key(&self, key_id: &str, now: Timestamp) -> Result<bool>;
     async fn authenticate(&self, key_hash: &str) -> Result<Option<AuthContext>>;
 
-    /// Inserts the message (status queued) and, with `idem`, its idempotency record,
-    /// atomically. A key already used returns what it stored and inserts nothing.
-    async fn create_message(
-        &self,
-        msg: &NewMessage,
-        idem: Option<&IdempotencyRecord>,
-    ) -> Result<CreateOutcome>;
+    /// Inserts a batch of messages (status queued) with their idempotency records,
+    /// atomically, answering one outcome per item in order. An item whose key
+    /// was used before inserts nothing and gets what was stored then. No two
+    /// items of one batch share a tenant and key (the `MessageWriter` sees to it).
+    async fn create_messages(&self, batch: &[PendingMessage]) -> Result<Vec<CreateOutcome>>;
     async fn get_message(&self, tenant_id: &str, id: &str) -> Result<Option<Message>>;
     async fn list_messages(&self, tenant_id: &str, filter: &MessageFilter) -> Result<Vec<Message>>;
 
@@ -261,7 +268,11 @@ where
         error_message: row.try_get(10)?,
         created_at: Timestamp(row.try_get(11)?),
         updated_at: Timestamp(row.try_get(12)?),
-        status_history: Vec::new(),
+        // Every message starts queued; later changes are rows in message_events.
+        status_history: vec![StatusChange {
+            status: MessageStatus::Queued,
+            at: Timestamp(row.try_get(11)?),
+        }],
     })
 }
 

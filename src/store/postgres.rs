@@ -132,64 +132,70 @@ impl Store for PgStore {
         }))
     }
 
-    async fn create_message(
-        &self,
-        m: &NewMessage,
-        idem: Option<&IdempotencyRecord>,
-    ) -> Result<CreateOutcome> {
-        // One statement, so one round trip and atomic without an explicit transaction.
-        let sql = if idem.is_some() {
-            "WITH msg AS (INSERT INTO messages (id, tenant_id, mode, to_number, sender, body, body_sha256, \
-               encoding, segments, price_pence, reference, status, next_attempt_at, created_at, updated_at) \
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'queued', $12, $12, $12) RETURNING id), \
-             idem AS (INSERT INTO idempotency_keys (tenant_id, key, request_hash, status, response, created_at) \
-               VALUES ($2, $13, $14, $15, $16, $12)) \
-             INSERT INTO message_events (message_id, status, at) SELECT id, 'queued', $12 FROM msg"
-        } else {
-            "WITH msg AS (INSERT INTO messages (id, tenant_id, mode, to_number, sender, body, body_sha256, \
-               encoding, segments, price_pence, reference, status, next_attempt_at, created_at, updated_at) \
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'queued', $12, $12, $12) RETURNING id) \
-             INSERT INTO message_events (message_id, status, at) SELECT id, 'queued', $12 FROM msg"
+    async fn create_messages(&self, batch: &[PendingMessage]) -> Result<Vec<CreateOutcome>> {
+        let keyed: Vec<(&NewMessage, &IdempotencyRecord)> = batch
+            .iter()
+            .filter_map(|p| p.idem.as_ref().map(|i| (&p.message, i)))
+            .collect();
+        if keyed.is_empty() {
+            // The common case: one statement, atomic on its own, one round trip.
+            let all: Vec<&NewMessage> = batch.iter().map(|p| &p.message).collect();
+            insert_messages(&self.pool, &all).await?;
+            return Ok(vec![CreateOutcome::Created; batch.len()]);
+        }
+        let mut tx = self.pool.begin().await?;
+        // Idempotency records first: a key already taken (here or by another
+        // process, whose commit ON CONFLICT waits for) inserts no message.
+        let text = |f: fn(&NewMessage, &IdempotencyRecord) -> String| {
+            keyed.iter().map(|(m, i)| f(m, i)).collect::<Vec<_>>()
         };
-        let mut q = sqlx::query(sql)
-            .bind(&m.id)
-            .bind(&m.tenant_id)
-            .bind(m.mode.as_str())
-            .bind(&m.to)
-            .bind(&m.from)
-            .bind(&m.body)
-            .bind(&m.body_sha256)
-            .bind(m.encoding.as_str())
-            .bind(i64::from(m.segments))
-            .bind(m.price.0)
-            .bind(&m.reference)
-            .bind(m.created_at.millis());
-        if let Some(i) = idem {
-            q = q
-                .bind(&i.key)
-                .bind(&i.request_hash)
-                .bind(i64::from(i.status))
-                .bind(&i.response);
+        let fresh: std::collections::HashSet<(String, String)> = sqlx::query_as(
+            "INSERT INTO idempotency_keys (tenant_id, key, request_hash, status, response, created_at) \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[]) \
+             ON CONFLICT DO NOTHING RETURNING tenant_id, key",
+        )
+        .bind(text(|m, _| m.tenant_id.clone()))
+        .bind(text(|_, i| i.key.clone()))
+        .bind(text(|_, i| i.request_hash.clone()))
+        .bind(keyed.iter().map(|(_, i)| i64::from(i.status)).collect::<Vec<_>>())
+        .bind(text(|_, i| i.response.clone()))
+        .bind(keyed.iter().map(|(m, _)| m.created_at.millis()).collect::<Vec<_>>())
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
+        let is_new = |p: &PendingMessage| match &p.idem {
+            None => true,
+            Some(i) => fresh.contains(&(p.message.tenant_id.clone(), i.key.clone())),
+        };
+        let new: Vec<&NewMessage> = batch
+            .iter()
+            .filter(|p| is_new(p))
+            .map(|p| &p.message)
+            .collect();
+        insert_messages(&mut *tx, &new).await?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for p in batch {
+            outcomes.push(match &p.idem {
+                Some(i) if !is_new(p) => {
+                    let (request_hash, status, response): (String, i64, String) = sqlx::query_as(
+                        "SELECT request_hash, status, response FROM idempotency_keys WHERE tenant_id = $1 AND key = $2",
+                    )
+                    .bind(&p.message.tenant_id)
+                    .bind(&i.key)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    CreateOutcome::Existing {
+                        request_hash,
+                        status: status as u16,
+                        response,
+                    }
+                }
+                _ => CreateOutcome::Created,
+            });
         }
-        match q.execute(&self.pool).await {
-            Ok(_) => Ok(CreateOutcome::Created),
-            Err(e) if idem.is_some() && is_unique_violation(&e) => {
-                let i = idem.expect("checked above");
-                let (request_hash, status, response): (String, i64, String) = sqlx::query_as(
-                    "SELECT request_hash, status, response FROM idempotency_keys WHERE tenant_id = $1 AND key = $2",
-                )
-                .bind(&m.tenant_id)
-                .bind(&i.key)
-                .fetch_one(&self.pool)
-                .await?;
-                Ok(CreateOutcome::Existing {
-                    request_hash,
-                    status: status as u16,
-                    response,
-                })
-            }
-            Err(e) => Err(e),
-        }
+        tx.commit().await?;
+        Ok(outcomes)
     }
 
     async fn get_message(&self, tenant_id: &str, id: &str) -> Result<Option<Message>> {
@@ -392,4 +398,38 @@ impl Store for PgStore {
             .await?;
         Ok(a.rows_affected() + b.rows_affected())
     }
+}
+
+/// Inserts queued messages in one statement (their first status is `created_at`).
+async fn insert_messages<'e>(db: impl sqlx::PgExecutor<'e>, new: &[&NewMessage]) -> Result<()> {
+    if new.is_empty() {
+        return Ok(());
+    }
+    let text = |f: fn(&NewMessage) -> String| new.iter().map(|m| f(m)).collect::<Vec<_>>();
+    let int = |f: fn(&NewMessage) -> i64| new.iter().map(|m| f(m)).collect::<Vec<_>>();
+    sqlx::query(
+        "INSERT INTO messages (id, tenant_id, mode, to_number, sender, body, body_sha256, encoding, \
+           segments, price_pence, reference, status, next_attempt_at, created_at, updated_at) \
+         SELECT id, tenant_id, mode, to_number, sender, body, body_sha256, encoding, segments, \
+           price_pence, reference, 'queued', created_at, created_at, created_at \
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+           $7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::text[], $12::bigint[]) \
+           AS t(id, tenant_id, mode, to_number, sender, body, body_sha256, encoding, segments, \
+           price_pence, reference, created_at)",
+    )
+    .bind(text(|m| m.id.clone()))
+    .bind(text(|m| m.tenant_id.clone()))
+    .bind(text(|m| m.mode.as_str().to_string()))
+    .bind(text(|m| m.to.clone()))
+    .bind(text(|m| m.from.clone()))
+    .bind(text(|m| m.body.clone()))
+    .bind(text(|m| m.body_sha256.clone()))
+    .bind(text(|m| m.encoding.as_str().to_string()))
+    .bind(int(|m| i64::from(m.segments)))
+    .bind(int(|m| m.price.0))
+    .bind(new.iter().map(|m| m.reference.clone()).collect::<Vec<_>>())
+    .bind(int(|m| m.created_at.millis()))
+    .execute(db)
+    .await?;
+    Ok(())
 }

@@ -147,69 +147,14 @@ impl Store for SqliteStore {
         }))
     }
 
-    async fn create_message(
-        &self,
-        m: &NewMessage,
-        idem: Option<&IdempotencyRecord>,
-    ) -> Result<CreateOutcome> {
+    async fn create_messages(&self, batch: &[PendingMessage]) -> Result<Vec<CreateOutcome>> {
         let mut tx = self.pool.begin().await?;
-        if let Some(i) = idem {
-            // First, so that a reused key writes nothing else.
-            let inserted = sqlx::query(
-                "INSERT INTO idempotency_keys (tenant_id, key, request_hash, status, response, created_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
-            )
-            .bind(&m.tenant_id)
-            .bind(&i.key)
-            .bind(&i.request_hash)
-            .bind(i64::from(i.status))
-            .bind(&i.response)
-            .bind(m.created_at.millis())
-            .execute(&mut *tx)
-            .await?;
-            if inserted.rows_affected() == 0 {
-                let (request_hash, status, response): (String, i64, String) = sqlx::query_as(
-                    "SELECT request_hash, status, response FROM idempotency_keys WHERE tenant_id = ?1 AND key = ?2",
-                )
-                .bind(&m.tenant_id)
-                .bind(&i.key)
-                .fetch_one(&mut *tx)
-                .await?;
-                return Ok(CreateOutcome::Existing {
-                    request_hash,
-                    status: status as u16,
-                    response,
-                });
-            }
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for p in batch {
+            outcomes.push(create_one(&mut tx, &p.message, p.idem.as_ref()).await?);
         }
-        sqlx::query(
-            "INSERT INTO messages (id, tenant_id, mode, to_number, sender, body, body_sha256, encoding, \
-               segments, price_pence, reference, status, next_attempt_at, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'queued', ?12, ?12, ?12)",
-        )
-        .bind(&m.id)
-        .bind(&m.tenant_id)
-        .bind(m.mode.as_str())
-        .bind(&m.to)
-        .bind(&m.from)
-        .bind(&m.body)
-        .bind(&m.body_sha256)
-        .bind(m.encoding.as_str())
-        .bind(i64::from(m.segments))
-        .bind(m.price.0)
-        .bind(&m.reference)
-        .bind(m.created_at.millis())
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO message_events (message_id, status, at) VALUES (?1, 'queued', ?2)",
-        )
-        .bind(&m.id)
-        .bind(m.created_at.millis())
-        .execute(&mut *tx)
-        .await?;
         tx.commit().await?;
-        Ok(CreateOutcome::Created)
+        Ok(outcomes)
     }
 
     async fn get_message(&self, tenant_id: &str, id: &str) -> Result<Option<Message>> {
@@ -417,6 +362,63 @@ impl Store for SqliteStore {
 }
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
+
+/// Inserts one message (and its idempotency record) inside the batch's transaction.
+async fn create_one(
+    tx: &mut Tx<'_>,
+    m: &NewMessage,
+    idem: Option<&IdempotencyRecord>,
+) -> Result<CreateOutcome> {
+    if let Some(i) = idem {
+        // First, so that a reused key writes nothing else.
+        let inserted = sqlx::query(
+                "INSERT INTO idempotency_keys (tenant_id, key, request_hash, status, response, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+            )
+            .bind(&m.tenant_id)
+            .bind(&i.key)
+            .bind(&i.request_hash)
+            .bind(i64::from(i.status))
+            .bind(&i.response)
+            .bind(m.created_at.millis())
+            .execute(&mut **tx)
+            .await?;
+        if inserted.rows_affected() == 0 {
+            let (request_hash, status, response): (String, i64, String) = sqlx::query_as(
+                    "SELECT request_hash, status, response FROM idempotency_keys WHERE tenant_id = ?1 AND key = ?2",
+                )
+                .bind(&m.tenant_id)
+                .bind(&i.key)
+                .fetch_one(&mut **tx)
+                .await?;
+            return Ok(CreateOutcome::Existing {
+                request_hash,
+                status: status as u16,
+                response,
+            });
+        }
+    }
+    sqlx::query(
+            "INSERT INTO messages (id, tenant_id, mode, to_number, sender, body, body_sha256, encoding, \
+               segments, price_pence, reference, status, next_attempt_at, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'queued', ?12, ?12, ?12)",
+        )
+        .bind(&m.id)
+        .bind(&m.tenant_id)
+        .bind(m.mode.as_str())
+        .bind(&m.to)
+        .bind(&m.from)
+        .bind(&m.body)
+        .bind(&m.body_sha256)
+        .bind(m.encoding.as_str())
+        .bind(i64::from(m.segments))
+        .bind(m.price.0)
+        .bind(&m.reference)
+        .bind(m.created_at.millis())
+        .execute(&mut **tx)
+        .await?;
+    Ok(CreateOutcome::Created)
+}
 
 async fn insert_event(
     tx: &mut Tx<'_>,

@@ -188,10 +188,12 @@ impl TestApp {
             let name = self.database_url.rsplit('/').next().unwrap().to_string();
             drop(self.line);
             let mut conn = sqlx::PgConnection::connect(&pg_admin_url()).await.unwrap();
-            sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-                .execute(&mut conn)
-                .await
-                .unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .execute(&mut conn)
+            .await
+            .unwrap();
         }
     }
 }
