@@ -79,6 +79,12 @@ pub struct Config {
 pub struct Limits {
     pub max_request_bytes: usize,
     pub message_validity_seconds: u64,
+    pub otp_sends_per_number: u32,
+    pub otp_sends_per_number_window_seconds: u64,
+    pub otp_starts_per_minute: u32,
+    pub otp_resend_cooldown_seconds: u64,
+    pub otp_max_sends: u32,
+    pub monthly_spend_cap_pence: Pence,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -200,6 +206,33 @@ impl Config {
         }
         if self.worker.lease_seconds < 5 {
             return bad("worker.lease_seconds", "must be at least 5");
+        }
+        for (key, value) in [
+            (
+                "limits.otp_sends_per_number",
+                self.limits.otp_sends_per_number,
+            ),
+            (
+                "limits.otp_starts_per_minute",
+                self.limits.otp_starts_per_minute,
+            ),
+            ("limits.otp_max_sends", self.limits.otp_max_sends),
+        ] {
+            if value == 0 {
+                return bad(key, "must be at least 1");
+            }
+        }
+        if self.limits.otp_sends_per_number_window_seconds == 0 {
+            return bad(
+                "limits.otp_sends_per_number_window_seconds",
+                "must be at least 1",
+            );
+        }
+        if self.limits.monthly_spend_cap_pence.0 < 0 {
+            return bad(
+                "limits.monthly_spend_cap_pence",
+                "must not be negative (0 = unlimited)",
+            );
         }
         if self.prices.sms_segment_pence.0 < 0 {
             return bad("prices.sms_segment_pence", "must not be negative");

@@ -26,6 +26,10 @@ pub struct Problem {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub param: Option<String>,
     pub request_id: String,
+    /// Members particular to one code, e.g. `verification_status` with `verification_closed`.
+    #[serde(flatten)]
+    #[schema(ignore)]
+    pub extensions: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug)]
@@ -35,6 +39,7 @@ pub struct ApiError {
     detail: String,
     param: Option<String>,
     retry_after: Option<u64>,
+    extensions: serde_json::Map<String, serde_json::Value>,
     internal: Option<anyhow::Error>,
 }
 
@@ -46,12 +51,19 @@ impl ApiError {
             detail: detail.into(),
             param: None,
             retry_after: None,
+            extensions: serde_json::Map::new(),
             internal: None,
         }
     }
 
     pub fn param(mut self, param: impl Into<String>) -> Self {
         self.param = Some(param.into());
+        self
+    }
+
+    /// Adds a member particular to this error to the problem body.
+    pub fn with(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.extensions.insert(key.to_string(), value.into());
         self
     }
 
@@ -130,6 +142,7 @@ impl IntoResponse for ApiError {
             code: self.code.to_string(),
             param: self.param,
             request_id,
+            extensions: self.extensions,
         };
         let mut response = (self.status, axum::Json(problem)).into_response();
         let headers = response.headers_mut();

@@ -23,6 +23,7 @@ use crate::clock::{Clock, new_id};
 use crate::config::{CarrierKind, Config};
 use crate::domain::Mode;
 use crate::domain::api_key::ApiKey;
+use crate::domain::otp::HashKey;
 use crate::http::AppState;
 use crate::http::extract::AuthCache;
 use crate::shutdown::Shutdown;
@@ -37,6 +38,7 @@ pub struct Line {
     pub clock: Clock,
     wake: Arc<Notify>,
     writer: MessageWriter,
+    hash_key: HashKey,
 }
 
 /// A new tenant and its first keys, shown once.
@@ -55,9 +57,24 @@ impl Line {
         )
         .await
         .context("opening the database (database_url)")?;
+        let hash_key = match config.otp_secret.expose() {
+            "" => {
+                tracing::warn!(
+                    "otp_secret is not configured: using one generated and kept in the database; \
+                     set otp_secret (LINE_OTP_SECRET) so that a database dump alone cannot test codes"
+                );
+                let fresh = base64::Engine::encode(
+                    &base64::engine::general_purpose::STANDARD,
+                    rand::random::<[u8; 32]>(),
+                );
+                HashKey::new(&store.setting_or_init("otp_secret", &fresh).await?)
+            }
+            configured => HashKey::new(configured),
+        };
         Ok(Line {
             config: Arc::new(config),
             writer: MessageWriter::start(store.clone()),
+            hash_key,
             store,
             clock,
             wake: Arc::new(Notify::new()),
@@ -72,6 +89,7 @@ impl Line {
             wake: self.wake.clone(),
             auth_cache: Arc::new(AuthCache::default()),
             writer: self.writer.clone(),
+            hash_key: self.hash_key.clone(),
         }
     }
 

@@ -47,7 +47,7 @@ async fn sandbox_send_is_delivered_and_body_erased(app: TestApp) {
     let sent = message(&app, &id).await;
     assert_eq!(sent["status"], "sent");
     assert_eq!(app.sql_text(&sql).await, None, "body erased once accepted");
-    let hash = format!("SELECT body_sha256 FROM messages WHERE id = '{id}'");
+    let hash = format!("SELECT body_hmac FROM messages WHERE id = '{id}'");
     assert_eq!(app.sql_text(&hash).await.unwrap().len(), 64);
 
     app.advance_and_drain(RECEIPT).await;
@@ -602,6 +602,12 @@ async fn health_readiness_and_openapi(app: TestApp) {
         ("/healthz", "get"),
         ("/readyz", "get"),
         ("/v1/openapi.json", "get"),
+        ("/v1/otp", "post"),
+        ("/v1/otp/{id}", "get"),
+        ("/v1/otp/{id}/verify", "post"),
+        ("/v1/otp/verify", "post"),
+        ("/v1/otp/{id}/resend", "post"),
+        ("/v1/otp/{id}/cancel", "post"),
     ] {
         assert!(
             doc["paths"][path][method].is_object(),
@@ -610,6 +616,7 @@ async fn health_readiness_and_openapi(app: TestApp) {
     }
     assert!(doc["components"]["schemas"]["Message"].is_object());
     assert!(doc["components"]["schemas"]["Problem"].is_object());
+    assert!(doc["components"]["schemas"]["Verification"].is_object());
     app.stop().await;
 }
 

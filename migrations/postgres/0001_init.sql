@@ -26,7 +26,7 @@ CREATE TABLE messages (
     to_number TEXT COLLATE "C" NOT NULL,
     sender TEXT COLLATE "C" NOT NULL,
     body TEXT, -- erased once a carrier accepts the message (or it ends)
-    body_sha256 TEXT COLLATE "C" NOT NULL,
+    body_hmac TEXT COLLATE "C" NOT NULL,
     encoding TEXT COLLATE "C" NOT NULL,
     segments BIGINT NOT NULL,
     price_pence BIGINT NOT NULL,
@@ -74,7 +74,7 @@ CREATE TABLE sandbox_messages (
     tenant_id TEXT COLLATE "C" NOT NULL,
     to_number TEXT COLLATE "C" NOT NULL,
     sender TEXT COLLATE "C" NOT NULL,
-    body TEXT COLLATE "C" NOT NULL,
+    body TEXT, -- kept for test keys only
     received_at BIGINT NOT NULL,
     receipt_status TEXT COLLATE "C" NOT NULL,
     receipt_due BIGINT NOT NULL,

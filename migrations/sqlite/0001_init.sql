@@ -24,7 +24,7 @@ CREATE TABLE messages (
     to_number TEXT NOT NULL,
     sender TEXT NOT NULL,
     body TEXT, -- erased once a carrier accepts the message (or it ends)
-    body_sha256 TEXT NOT NULL,
+    body_hmac TEXT NOT NULL,
     encoding TEXT NOT NULL,
     segments BIGINT NOT NULL,
     price_pence BIGINT NOT NULL,
@@ -72,7 +72,7 @@ CREATE TABLE sandbox_messages (
     tenant_id TEXT NOT NULL,
     to_number TEXT NOT NULL,
     sender TEXT NOT NULL,
-    body TEXT NOT NULL,
+    body TEXT, -- kept for test keys only
     received_at BIGINT NOT NULL,
     receipt_status TEXT NOT NULL,
     receipt_due BIGINT NOT NULL,

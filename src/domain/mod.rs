@@ -3,8 +3,10 @@
 pub mod api_key;
 pub mod encoding;
 pub mod message;
+pub mod otp;
 pub mod phone;
 pub mod sender;
+pub mod verification;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

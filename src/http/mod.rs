@@ -2,7 +2,9 @@
 
 pub mod extract;
 mod health;
+mod limits;
 mod openapi;
+mod otp;
 mod sandbox;
 mod sms;
 
@@ -20,6 +22,7 @@ use tracing::Instrument;
 
 use crate::clock::{Clock, new_id};
 use crate::config::Config;
+use crate::domain::otp::HashKey;
 use crate::error::{ApiError, REQUEST_ID};
 use crate::store::{MessageWriter, Store};
 use extract::AuthCache;
@@ -36,6 +39,8 @@ pub struct AppState {
     pub auth_cache: Arc<AuthCache>,
     /// Commits new messages in groups.
     pub writer: MessageWriter,
+    /// Keys the hashes of codes and message bodies.
+    pub hash_key: HashKey,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -44,6 +49,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .merge(openapi::router())
         .merge(sms::router())
+        .merge(otp::router())
         .merge(sandbox::router())
         .fallback(|| async { ApiError::not_found("endpoint") })
         .method_not_allowed_fallback(|| async {

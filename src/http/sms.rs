@@ -6,14 +6,12 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::extract::{ApiJson, ApiQuery, Auth, IdempotencyKey};
 use crate::clock::new_id;
 use crate::domain::Mode;
-use crate::domain::api_key::hex;
 use crate::domain::encoding::{BodyError, SmsBody};
 use crate::domain::message::{Message, MessageStatus, Pence, StatusChange};
 use crate::domain::phone::PhoneNumber;
@@ -110,25 +108,10 @@ pub async fn send(
             format!("`reference` is longer than {MAX_REFERENCE} characters"),
         ));
     }
-    let price = match auth.mode {
-        Mode::Test => Pence(0),
-        Mode::Live => app.config.prices.sms_segment_pence.times(body.segments()),
-    };
-    let now = app.clock.now();
-    let new = NewMessage {
-        id: new_id("msg"),
-        tenant_id: auth.tenant.id.clone(),
-        mode: auth.mode,
-        to: to.e164().to_string(),
-        from: from.as_str().to_string(),
-        body_sha256: hex(&Sha256::digest(body.text().as_bytes())),
-        body: body.text().to_string(),
-        encoding: body.encoding(),
-        segments: body.segments(),
-        price,
-        reference: req.reference,
-        created_at: now,
-    };
+    let new = compose(&app, &auth, &to, &body, &from, req.reference);
+    super::limits::charge(&app, &auth, new.price).await?;
+    let now = new.created_at;
+    let price = new.price;
     let message = Message {
         id: new.id.clone(),
         to: new.to.clone(),
@@ -175,23 +158,67 @@ pub async fn send(
             request_hash,
             status,
             response,
-        } => {
-            let idem = idem.expect("only a keyed request can find an existing record");
-            if request_hash != idem.request_hash {
-                return Err(ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "idempotency_key_reused",
-                    "this Idempotency-Key was used with a different request",
-                )
-                .param("Idempotency-Key"));
-            }
-            let status = StatusCode::from_u16(status).map_err(ApiError::internal)?;
-            Ok(json_response(status, response, true))
-        }
+        } => replay(
+            &idem
+                .expect("only a keyed request finds a record")
+                .request_hash,
+            &request_hash,
+            status,
+            response,
+        ),
     }
 }
 
-fn json_response(status: StatusCode, body: String, replayed: bool) -> Response {
+/// A queued message for this key's tenant and mode, priced (test keys cost nothing).
+pub fn compose(
+    app: &AppState,
+    auth: &AuthContext,
+    to: &PhoneNumber,
+    body: &SmsBody,
+    from: &Sender,
+    reference: Option<String>,
+) -> NewMessage {
+    let price = match auth.mode {
+        Mode::Test => Pence(0),
+        Mode::Live => app.config.prices.sms_segment_pence.times(body.segments()),
+    };
+    NewMessage {
+        id: new_id("msg"),
+        tenant_id: auth.tenant.id.clone(),
+        mode: auth.mode,
+        to: to.e164().to_string(),
+        from: from.as_str().to_string(),
+        body_hmac: app.hash_key.body_hash(body.text()),
+        body: body.text().to_string(),
+        encoding: body.encoding(),
+        segments: body.segments(),
+        price,
+        reference,
+        created_at: app.clock.now(),
+    }
+}
+
+/// The answer to a request whose Idempotency-Key was used before: the first
+/// response if the request is the same, else 422.
+pub fn replay(
+    request_hash: &str,
+    stored_hash: &str,
+    status: u16,
+    response: String,
+) -> Result<Response, ApiError> {
+    if request_hash != stored_hash {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            "this Idempotency-Key was used with a different request",
+        )
+        .param("Idempotency-Key"));
+    }
+    let status = StatusCode::from_u16(status).map_err(ApiError::internal)?;
+    Ok(json_response(status, response, true))
+}
+
+pub fn json_response(status: StatusCode, body: String, replayed: bool) -> Response {
     let mut response = (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
     if replayed {
         response

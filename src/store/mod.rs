@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use crate::domain::Mode;
 use crate::domain::encoding::Encoding;
 use crate::domain::message::{Message, MessageStatus, Pence, StatusChange, Timestamp};
+use crate::domain::verification::{StoredVerification, VerificationStatus};
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -45,7 +46,7 @@ pub struct NewMessage {
     pub to: String,
     pub from: String,
     pub body: String,
-    pub body_sha256: String,
+    pub body_hmac: String,
     pub encoding: Encoding,
     pub segments: u32,
     pub price: Pence,
@@ -146,7 +147,8 @@ pub struct NewSandboxMessage {
     pub tenant_id: String,
     pub to: String,
     pub from: String,
-    pub body: String,
+    /// What the handset shows; kept for test keys only (`None` for live ones).
+    pub body: Option<String>,
     pub received_at: Timestamp,
     pub receipt: MessageStatus,
     pub receipt_due: Timestamp,
@@ -213,12 +215,133 @@ pub trait Store: Send + Sync + 'static {
     /// Applies the sandbox receipts that are due, each exactly once; returns how many.
     async fn apply_sandbox_receipts(&self, now: Timestamp, limit: u32) -> Result<u64>;
 
-    /// Deletes idempotency records and sandbox inbox entries older than the cutoffs.
+    /// Deletes idempotency records and sandbox inbox entries older than the
+    /// cutoffs, and rate-limit rows that no longer hold anything back.
     async fn cleanup(
         &self,
         idempotency_before: Timestamp,
         sandbox_before: Timestamp,
+        now: Timestamp,
     ) -> Result<u64>;
+
+    /// A setting's value, storing `value` first if it has none (first writer wins).
+    async fn setting_or_init(&self, key: &str, value: &str) -> Result<String>;
+    /// What a tenant's earlier request with this idempotency key stored.
+    async fn find_idempotency(
+        &self,
+        tenant_id: &str,
+        key: &str,
+    ) -> Result<Option<(String, u16, String)>>;
+
+    /// GCRA: admits one event for `key` if at most `period_ms / interval_ms` fit
+    /// in the trailing period. `None` = admitted; `Some(ms)` = retry after.
+    async fn rate_limit(
+        &self,
+        key: &str,
+        now: Timestamp,
+        interval_ms: i64,
+        period_ms: i64,
+    ) -> Result<Option<i64>>;
+    /// Adds `pence` to a tenant's month unless that would pass `cap`; false = refused.
+    async fn add_spend(&self, tenant_id: &str, month: &str, pence: i64, cap: i64) -> Result<bool>;
+
+    /// Cancels the number's pending verification, then inserts the new one and
+    /// the message carrying its code, atomically (with `idem` as in `create_messages`).
+    async fn create_verification(
+        &self,
+        v: &StoredVerification,
+        msg: &NewMessage,
+        idem: Option<&IdempotencyRecord>,
+    ) -> Result<CreateOutcome>;
+    async fn get_verification(
+        &self,
+        tenant_id: &str,
+        id: &str,
+    ) -> Result<Option<StoredVerification>>;
+    /// The number's pending verification, else its newest one.
+    async fn latest_verification(
+        &self,
+        tenant_id: &str,
+        to: &str,
+    ) -> Result<Option<StoredVerification>>;
+    /// pending → approved, only while the hash is still `code_hash`, unexpired and not locked.
+    async fn approve_verification(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        code_hash: &str,
+        now: Timestamp,
+    ) -> Result<bool>;
+    /// Counts one wrong code; the last allowed one locks the verification.
+    async fn fail_verification_attempt(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        now: Timestamp,
+    ) -> Result<bool>;
+    /// pending → `status` (expired, canceled).
+    async fn close_verification(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        status: VerificationStatus,
+        now: Timestamp,
+    ) -> Result<bool>;
+    /// A fresh code and the message carrying it, if the verification is still
+    /// pending and has been sent exactly `sends` times (no two resends race).
+    async fn resend_verification(&self, resend: &Resend<'_>, msg: &NewMessage) -> Result<bool>;
+}
+
+/// What a resend changes.
+pub struct Resend<'a> {
+    pub tenant_id: &'a str,
+    pub id: &'a str,
+    pub sends: u32,
+    pub code_hash: &'a str,
+    pub expires_at: Timestamp,
+    pub now: Timestamp,
+}
+
+/// The columns `verification_from_row` reads, in SELECT order.
+pub(crate) const VERIFICATION_COLUMNS: &str = "id, tenant_id, mode, to_number, status, code_hash, code_length, \
+     max_attempts, attempts, sends, ttl_seconds, brand, template, app_domain, message_id, last_sent_at, \
+     expires_at, created_at, updated_at";
+
+pub(crate) fn verification_from_row<'r, R>(row: &'r R) -> Result<StoredVerification>
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let bad = |what: &str| sqlx::Error::Decode(format!("bad stored {what}").into());
+    let small = |i: usize, what: &str| -> Result<u32> {
+        u32::try_from(row.try_get::<i64, _>(i)?).map_err(|_| bad(what))
+    };
+    let mode: String = row.try_get(2)?;
+    let status: String = row.try_get(4)?;
+    Ok(StoredVerification {
+        id: row.try_get(0)?,
+        tenant_id: row.try_get(1)?,
+        mode: Mode::parse(&mode).ok_or_else(|| bad("mode"))?,
+        to: row.try_get(3)?,
+        status: VerificationStatus::parse(&status).ok_or_else(|| bad("verification status"))?,
+        code_hash: row.try_get(5)?,
+        code_length: small(6, "code_length")?,
+        max_attempts: small(7, "max_attempts")?,
+        attempts: small(8, "attempts")?,
+        sends: small(9, "sends")?,
+        ttl_seconds: small(10, "ttl_seconds")?,
+        brand: row.try_get(11)?,
+        template: row.try_get(12)?,
+        app_domain: row.try_get(13)?,
+        message_id: row.try_get(14)?,
+        last_sent_at: Timestamp(row.try_get(15)?),
+        expires_at: Timestamp(row.try_get(16)?),
+        created_at: Timestamp(row.try_get(17)?),
+        updated_at: Timestamp(row.try_get(18)?),
+    })
 }
 
 /// Opens the store the URL names and runs its migrations.

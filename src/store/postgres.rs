@@ -7,17 +7,99 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 
 use super::*;
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../../migrations/postgres/0001_init.sql"),
-)];
+/// Every file of migrations/postgres, in order (a test checks none is missing).
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        "otp",
+        include_str!("../../migrations/postgres/0002_otp.sql"),
+    ),
+];
 
 pub struct PgStore {
     pool: PgPool,
 }
 
 impl PgStore {
+    async fn try_create_verification(
+        &self,
+        v: &StoredVerification,
+        msg: &NewMessage,
+        idem: Option<&IdempotencyRecord>,
+    ) -> Result<CreateOutcome> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(i) = idem {
+            let inserted = sqlx::query(
+                "INSERT INTO idempotency_keys (tenant_id, key, request_hash, status, response, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            )
+            .bind(&v.tenant_id)
+            .bind(&i.key)
+            .bind(&i.request_hash)
+            .bind(i64::from(i.status))
+            .bind(&i.response)
+            .bind(v.created_at.millis())
+            .execute(&mut *tx)
+            .await?;
+            if inserted.rows_affected() == 0 {
+                drop(tx);
+                let (request_hash, status, response) = self
+                    .find_idempotency(&v.tenant_id, &i.key)
+                    .await?
+                    .ok_or(sqlx::Error::RowNotFound)?;
+                return Ok(CreateOutcome::Existing {
+                    request_hash,
+                    status,
+                    response,
+                });
+            }
+        }
+        sqlx::query(
+            "UPDATE verifications SET status = 'canceled', updated_at = $3 \
+             WHERE tenant_id = $1 AND to_number = $2 AND status = 'pending'",
+        )
+        .bind(&v.tenant_id)
+        .bind(&v.to)
+        .bind(v.created_at.millis())
+        .execute(&mut *tx)
+        .await?;
+        insert_messages(&mut *tx, &[msg]).await?;
+        sqlx::query(
+            "INSERT INTO verifications (id, tenant_id, mode, to_number, status, code_hash, code_length, \
+               max_attempts, attempts, sends, ttl_seconds, brand, template, app_domain, message_id, last_sent_at, \
+               expires_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+        )
+        .bind(&v.id)
+        .bind(&v.tenant_id)
+        .bind(v.mode.as_str())
+        .bind(&v.to)
+        .bind(v.status.as_str())
+        .bind(&v.code_hash)
+        .bind(i64::from(v.code_length))
+        .bind(i64::from(v.max_attempts))
+        .bind(i64::from(v.attempts))
+        .bind(i64::from(v.sends))
+        .bind(i64::from(v.ttl_seconds))
+        .bind(&v.brand)
+        .bind(&v.template)
+        .bind(&v.app_domain)
+        .bind(&v.message_id)
+        .bind(v.last_sent_at.millis())
+        .bind(v.expires_at.millis())
+        .bind(v.created_at.millis())
+        .bind(v.updated_at.millis())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(CreateOutcome::Created)
+    }
+
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
@@ -357,6 +439,7 @@ impl Store for PgStore {
         let rows: Vec<(String, String, String, String, i64)> = sqlx::query_as(
             "SELECT message_id, to_number, sender, body, received_at FROM sandbox_messages \
              WHERE tenant_id = $1 AND ($2::text IS NULL OR to_number = $2) AND received_at >= $3 \
+             AND body IS NOT NULL \
              ORDER BY received_at DESC, message_id DESC LIMIT 100",
         )
         .bind(tenant_id)
@@ -387,16 +470,232 @@ impl Store for PgStore {
         &self,
         idempotency_before: Timestamp,
         sandbox_before: Timestamp,
+        now: Timestamp,
     ) -> Result<u64> {
-        let a = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
-            .bind(idempotency_before.millis())
+        let mut n = 0;
+        for (sql, at) in [
+            (
+                "DELETE FROM idempotency_keys WHERE created_at < $1",
+                idempotency_before,
+            ),
+            (
+                "DELETE FROM sandbox_messages WHERE received_at < $1 AND receipt_done",
+                sandbox_before,
+            ),
+            ("DELETE FROM rate_limits WHERE tat < $1", now),
+        ] {
+            n += sqlx::query(sql)
+                .bind(at.millis())
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        }
+        Ok(n)
+    }
+
+    async fn setting_or_init(&self, key: &str, value: &str) -> Result<String> {
+        sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(key)
+            .bind(value)
             .execute(&self.pool)
             .await?;
-        let b = sqlx::query("DELETE FROM sandbox_messages WHERE received_at < $1 AND receipt_done")
-            .bind(sandbox_before.millis())
-            .execute(&self.pool)
+        sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
+            .bind(key)
+            .fetch_one(&self.pool)
+            .await
+    }
+
+    async fn find_idempotency(
+        &self,
+        tenant_id: &str,
+        key: &str,
+    ) -> Result<Option<(String, u16, String)>> {
+        let row: Option<(String, i64, String)> = sqlx::query_as(
+            "SELECT request_hash, status, response FROM idempotency_keys WHERE tenant_id = $1 AND key = $2",
+        )
+        .bind(tenant_id)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(h, s, r)| (h, s as u16, r)))
+    }
+
+    async fn rate_limit(
+        &self,
+        key: &str,
+        now: Timestamp,
+        interval_ms: i64,
+        period_ms: i64,
+    ) -> Result<Option<i64>> {
+        let admitted: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO rate_limits (key, tat) VALUES ($1, $2 + $3) \
+             ON CONFLICT (key) DO UPDATE SET tat = GREATEST(rate_limits.tat, $2) + $3 \
+             WHERE GREATEST(rate_limits.tat, $2) + $3 - $2 <= $4 RETURNING tat",
+        )
+        .bind(key)
+        .bind(now.millis())
+        .bind(interval_ms)
+        .bind(period_ms)
+        .fetch_optional(&self.pool)
+        .await?;
+        if admitted.is_some() {
+            return Ok(None);
+        }
+        let tat: i64 = sqlx::query_scalar("SELECT tat FROM rate_limits WHERE key = $1")
+            .bind(key)
+            .fetch_one(&self.pool)
             .await?;
-        Ok(a.rows_affected() + b.rows_affected())
+        Ok(Some(
+            (tat.max(now.millis()) + interval_ms - period_ms - now.millis()).max(1),
+        ))
+    }
+
+    async fn add_spend(&self, tenant_id: &str, month: &str, pence: i64, cap: i64) -> Result<bool> {
+        let row: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO spend (tenant_id, month, pence) SELECT $1, $2, $3 WHERE $3 <= $4 \
+             ON CONFLICT (tenant_id, month) DO UPDATE SET pence = spend.pence + $3 \
+             WHERE spend.pence + $3 <= $4 RETURNING pence",
+        )
+        .bind(tenant_id)
+        .bind(month)
+        .bind(pence)
+        .bind(cap)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    async fn create_verification(
+        &self,
+        v: &StoredVerification,
+        msg: &NewMessage,
+        idem: Option<&IdempotencyRecord>,
+    ) -> Result<CreateOutcome> {
+        // Two starts for one number may race; the loser retries once the winner
+        // committed, and then cancels the winner's verification as intended.
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.try_create_verification(v, msg, idem).await {
+                Err(e) if is_unique_violation(&e) && tries < 3 => continue,
+                other => return other,
+            }
+        }
+    }
+
+    async fn get_verification(
+        &self,
+        tenant_id: &str,
+        id: &str,
+    ) -> Result<Option<StoredVerification>> {
+        let sql = format!(
+            "SELECT {VERIFICATION_COLUMNS} FROM verifications WHERE tenant_id = $1 AND id = $2"
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(tenant_id)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(verification_from_row).transpose()
+    }
+
+    async fn latest_verification(
+        &self,
+        tenant_id: &str,
+        to: &str,
+    ) -> Result<Option<StoredVerification>> {
+        let sql = format!(
+            "SELECT {VERIFICATION_COLUMNS} FROM verifications WHERE tenant_id = $1 AND to_number = $2 \
+             ORDER BY (status = 'pending') DESC, created_at DESC, id DESC LIMIT 1"
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(tenant_id)
+            .bind(to)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(verification_from_row).transpose()
+    }
+
+    async fn approve_verification(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        code_hash: &str,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE verifications SET status = 'approved', updated_at = $4 WHERE tenant_id = $1 AND id = $2 \
+             AND status = 'pending' AND code_hash = $3 AND expires_at > $4 AND attempts < max_attempts",
+        )
+        .bind(tenant_id)
+        .bind(id)
+        .bind(code_hash)
+        .bind(now.millis())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn fail_verification_attempt(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE verifications SET attempts = attempts + 1, updated_at = $3, \
+               status = CASE WHEN attempts + 1 >= max_attempts THEN 'max_attempts_reached' ELSE status END \
+             WHERE tenant_id = $1 AND id = $2 AND status = 'pending' AND expires_at > $3",
+        )
+        .bind(tenant_id)
+        .bind(id)
+        .bind(now.millis())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn close_verification(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        status: VerificationStatus,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE verifications SET status = $3, updated_at = $4 WHERE tenant_id = $1 AND id = $2 AND status = 'pending'",
+        )
+        .bind(tenant_id)
+        .bind(id)
+        .bind(status.as_str())
+        .bind(now.millis())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn resend_verification(&self, r: &Resend<'_>, msg: &NewMessage) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        insert_messages(&mut *tx, &[msg]).await?;
+        let done = sqlx::query(
+            "UPDATE verifications SET code_hash = $3, sends = sends + 1, last_sent_at = $4, expires_at = $5, \
+               message_id = $6, updated_at = $4 \
+             WHERE tenant_id = $1 AND id = $2 AND status = 'pending' AND sends = $7",
+        )
+        .bind(r.tenant_id)
+        .bind(r.id)
+        .bind(r.code_hash)
+        .bind(r.now.millis())
+        .bind(r.expires_at.millis())
+        .bind(&msg.id)
+        .bind(i64::from(r.sends))
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false); // dropping the transaction rolls the message back
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 }
 
@@ -408,13 +707,13 @@ async fn insert_messages<'e>(db: impl sqlx::PgExecutor<'e>, new: &[&NewMessage])
     let text = |f: fn(&NewMessage) -> String| new.iter().map(|m| f(m)).collect::<Vec<_>>();
     let int = |f: fn(&NewMessage) -> i64| new.iter().map(|m| f(m)).collect::<Vec<_>>();
     sqlx::query(
-        "INSERT INTO messages (id, tenant_id, mode, to_number, sender, body, body_sha256, encoding, \
+        "INSERT INTO messages (id, tenant_id, mode, to_number, sender, body, body_hmac, encoding, \
            segments, price_pence, reference, status, next_attempt_at, created_at, updated_at) \
-         SELECT id, tenant_id, mode, to_number, sender, body, body_sha256, encoding, segments, \
+         SELECT id, tenant_id, mode, to_number, sender, body, body_hmac, encoding, segments, \
            price_pence, reference, 'queued', created_at, created_at, created_at \
          FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
            $7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::text[], $12::bigint[]) \
-           AS t(id, tenant_id, mode, to_number, sender, body, body_sha256, encoding, segments, \
+           AS t(id, tenant_id, mode, to_number, sender, body, body_hmac, encoding, segments, \
            price_pence, reference, created_at)",
     )
     .bind(text(|m| m.id.clone()))
@@ -423,7 +722,7 @@ async fn insert_messages<'e>(db: impl sqlx::PgExecutor<'e>, new: &[&NewMessage])
     .bind(text(|m| m.to.clone()))
     .bind(text(|m| m.from.clone()))
     .bind(text(|m| m.body.clone()))
-    .bind(text(|m| m.body_sha256.clone()))
+    .bind(text(|m| m.body_hmac.clone()))
     .bind(text(|m| m.encoding.as_str().to_string()))
     .bind(int(|m| i64::from(m.segments)))
     .bind(int(|m| m.price.0))
@@ -432,4 +731,16 @@ async fn insert_messages<'e>(db: impl sqlx::PgExecutor<'e>, new: &[&NewMessage])
     .execute(db)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_migration_file_is_embedded() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres");
+        assert_eq!(
+            std::fs::read_dir(dir).unwrap().count(),
+            super::MIGRATIONS.len()
+        );
+    }
 }

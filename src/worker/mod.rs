@@ -152,6 +152,7 @@ impl Worker {
             .cleanup(
                 now.plus_ms(-IDEMPOTENCY_TTL_MS),
                 now.plus_ms(-SANDBOX_TTL_MS),
+                now,
             )
             .await?)
     }

@@ -53,6 +53,7 @@ pub struct TestApp {
     pub test_key: String,
     pub live_key: String,
     pub database_url: String,
+    owns_database: bool,
     trigger: ShutdownTrigger,
     server: tokio::task::JoinHandle<anyhow::Result<()>>,
     _dir: tempfile::TempDir,
@@ -67,6 +68,27 @@ impl TestApp {
     pub async fn spawn_with(backend: Backend, extra: &str) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let database_url = fresh_database(backend, &dir).await;
+        Self::spawn_on(backend, database_url, dir, extra).await
+    }
+
+    /// A second server process on this one's database (its own tenant).
+    pub async fn sibling(&self, extra: &str) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let mut app = Self::spawn_on(self.backend, self.database_url.clone(), dir, extra).await;
+        // Share the first server's tenant and keys so both act for one tenant.
+        app.tenant_id = self.tenant_id.clone();
+        app.test_key = self.test_key.clone();
+        app.live_key = self.live_key.clone();
+        app.owns_database = false;
+        app
+    }
+
+    async fn spawn_on(
+        backend: Backend,
+        database_url: String,
+        dir: tempfile::TempDir,
+        extra: &str,
+    ) -> TestApp {
         // The API only: tests drive the worker themselves, deterministically.
         let config = Config::from_toml(&format!(
             "database_url = \"{database_url}\"\nrole = \"api\"\ndatabase_max_connections = 8\n{extra}"
@@ -92,6 +114,7 @@ impl TestApp {
             test_key: first.test_key.expose().to_string(),
             live_key: first.live_key.expose().to_string(),
             database_url,
+            owns_database: true,
             trigger,
             server,
             _dir: dir,
@@ -181,10 +204,68 @@ impl TestApp {
 
     /// Stops the server (gracefully) and drops a PostgreSQL test database.
     /// Databases of tests that panicked are dropped by `.ci/run`.
+    /// Every row of every table as text: what a dump of the database would show.
+    pub async fn dump(&self) -> String {
+        let mut out = String::new();
+        match self.backend {
+            Backend::Postgres => {
+                let mut c = sqlx::PgConnection::connect(&self.database_url)
+                    .await
+                    .unwrap();
+                let tables: Vec<String> = sqlx::query_scalar(
+                    "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'",
+                )
+                .fetch_all(&mut c)
+                .await
+                .unwrap();
+                for t in tables {
+                    let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                        "SELECT CAST(t AS text) FROM {t} t"
+                    )))
+                    .fetch_all(&mut c)
+                    .await
+                    .unwrap();
+                    out.push_str(&format!("== {t}\n{}\n", rows.join("\n")));
+                }
+            }
+            Backend::Sqlite => {
+                let mut c = sqlx::SqliteConnection::connect(&self.database_url)
+                    .await
+                    .unwrap();
+                let tables: Vec<String> =
+                    sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
+                        .fetch_all(&mut c)
+                        .await
+                        .unwrap();
+                for t in tables {
+                    let cols: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                        "SELECT name FROM pragma_table_info('{t}')"
+                    )))
+                    .fetch_all(&mut c)
+                    .await
+                    .unwrap();
+                    let expr = cols
+                        .iter()
+                        .map(|c| format!("quote(\"{c}\")"))
+                        .collect::<Vec<_>>()
+                        .join(" || ',' || ");
+                    let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                        "SELECT {expr} FROM \"{t}\""
+                    )))
+                    .fetch_all(&mut c)
+                    .await
+                    .unwrap();
+                    out.push_str(&format!("== {t}\n{}\n", rows.join("\n")));
+                }
+            }
+        }
+        out
+    }
+
     pub async fn stop(self) {
         self.trigger.trigger();
         self.server.await.unwrap().unwrap();
-        if self.backend == Backend::Postgres {
+        if self.backend == Backend::Postgres && self.owns_database {
             let name = self.database_url.rsplit('/').next().unwrap().to_string();
             drop(self.line);
             let mut conn = sqlx::PgConnection::connect(&pg_admin_url()).await.unwrap();

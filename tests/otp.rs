@@ -1,0 +1,608 @@
+//! OTP verifications end to end, on PostgreSQL and SQLite, reading each code
+//! from the sandbox inbox the way a tenant's own integration test would.
+
+mod common;
+
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use common::{TestApp, assert_problem};
+use serde_json::{Value, json};
+
+const HANDSET: &str = "+447700900123";
+
+/// Everything the service logs in this test process, to search for codes.
+fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let writer = buf.clone();
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || Capture(writer.clone()))
+            .init();
+        buf
+    })
+    .clone()
+}
+
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+async fn start(app: &TestApp, body: Value) -> Value {
+    let (status, v) = app.post("/v1/otp", &app.test_key, &body).await;
+    assert_eq!(status, 201, "{v}");
+    v
+}
+
+/// Sends what is queued and returns the newest code the handset received.
+async fn code_sent_to(app: &TestApp, to: &str) -> String {
+    app.drain().await;
+    let (_, inbox) = app
+        .get(
+            &format!("/v1/sandbox/messages?to={}", to.replace('+', "%2B")),
+            &app.test_key,
+        )
+        .await;
+    let body = inbox["data"][0]["body"]
+        .as_str()
+        .expect("a message in the inbox")
+        .to_string();
+    let digits: String = body
+        .split(" code is ")
+        .nth(1)
+        .expect("the default text")
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    assert!(digits.len() >= 4, "{body}");
+    digits
+}
+
+async fn verify(app: &TestApp, id: &str, code: &str) -> (u16, Value) {
+    app.post(
+        &format!("/v1/otp/{id}/verify"),
+        &app.test_key,
+        &json!({"code": code}),
+    )
+    .await
+}
+
+fn wrong(code: &str) -> String {
+    code.chars()
+        .map(|c| char::from(b'0' + (c as u8 - b'0' + 1) % 10))
+        .collect()
+}
+
+async fn happy_path(app: TestApp) {
+    let v = start(&app, json!({"to": "07700 900123"})).await;
+    let id = v["id"].as_str().unwrap();
+    assert!(id.starts_with("otp_"));
+    assert_eq!(v["status"], "pending");
+    assert_eq!(v["to"], HANDSET);
+    assert_eq!(v["attempts_remaining"], 5);
+    assert_eq!(v["length"], 6);
+    assert!(v["message_id"].as_str().unwrap().starts_with("msg_"));
+    assert!(v["expires_at"].is_string());
+
+    let code = code_sent_to(&app, HANDSET).await;
+    assert_eq!(code.len(), 6);
+    let (_, inbox) = app.get("/v1/sandbox/messages", &app.test_key).await;
+    assert_eq!(
+        inbox["data"][0]["body"],
+        format!("Your Acme code is {code}. It expires in 10 minutes. Don't share it.")
+    );
+    let (status, r) = verify(&app, id, &code).await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(
+        r,
+        json!({"id": id, "status": "approved", "valid": true, "attempts_remaining": 5})
+    );
+    // Used once, never again.
+    let (status, err) = verify(&app, id, &code).await;
+    assert_problem(status, &err, 409, "verification_closed");
+    assert_eq!(err["verification_status"], "approved");
+    let (_, got) = app.get(&format!("/v1/otp/{id}"), &app.test_key).await;
+    assert_eq!(got["status"], "approved");
+    // The SMS itself went through the queue like any other.
+    app.advance_and_drain(Duration::from_millis(1100)).await;
+    let (_, msg) = app
+        .get(
+            &format!("/v1/sms/{}", v["message_id"].as_str().unwrap()),
+            &app.test_key,
+        )
+        .await;
+    assert_eq!(msg["status"], "delivered");
+    app.stop().await;
+}
+
+async fn wrong_then_right_and_malformed_codes_cost_nothing(app: TestApp) {
+    let v = start(&app, json!({"to": HANDSET, "length": 8})).await;
+    let id = v["id"].as_str().unwrap();
+    let code = code_sent_to(&app, HANDSET).await;
+    assert_eq!(code.len(), 8);
+    for bad in ["1234567", "123456789", "abcdefgh", ""] {
+        let (status, err) = verify(&app, id, bad).await;
+        assert_problem(status, &err, 422, "invalid_request");
+        assert_eq!(err["param"], "code");
+    }
+    let (status, err) = app
+        .post(
+            &format!("/v1/otp/{id}/verify"),
+            &app.test_key,
+            &json!({"code": 12345678}),
+        )
+        .await;
+    assert_problem(status, &err, 422, "invalid_request");
+    let (status, r) = verify(&app, id, &wrong(&code)).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        r,
+        json!({"id": id, "status": "pending", "valid": false, "attempts_remaining": 4})
+    );
+    let (_, r) = verify(&app, id, &code).await;
+    assert_eq!(
+        r,
+        json!({"id": id, "status": "approved", "valid": true, "attempts_remaining": 4})
+    );
+    app.stop().await;
+}
+
+async fn lock_out_after_max_attempts(app: TestApp) {
+    let v = start(&app, json!({"to": HANDSET, "max_attempts": 3})).await;
+    let id = v["id"].as_str().unwrap();
+    let code = code_sent_to(&app, HANDSET).await;
+    let mut last = Value::Null;
+    for left in [2, 1, 0] {
+        let (status, r) = verify(&app, id, &wrong(&code)).await;
+        assert_eq!(status, 200);
+        assert_eq!(r["attempts_remaining"], left);
+        last = r;
+    }
+    assert_eq!(last["status"], "max_attempts_reached");
+    let (status, err) = verify(&app, id, &code).await;
+    assert_problem(status, &err, 409, "verification_closed");
+    assert_eq!(err["verification_status"], "max_attempts_reached");
+    app.stop().await;
+}
+
+async fn codes_expire(app: TestApp) {
+    let v = start(&app, json!({"to": HANDSET, "ttl_seconds": 60})).await;
+    let id = v["id"].as_str().unwrap();
+    let code = code_sent_to(&app, HANDSET).await;
+    app.clock.advance(Duration::from_secs(61));
+    let (status, err) = verify(&app, id, &code).await;
+    assert_problem(status, &err, 409, "verification_closed");
+    assert_eq!(err["verification_status"], "expired");
+    let (_, got) = app.get(&format!("/v1/otp/{id}"), &app.test_key).await;
+    assert_eq!(got["status"], "expired");
+    app.stop().await;
+}
+
+async fn resend_voids_the_old_code_with_cooldown_and_cap(app: TestApp) {
+    let v = start(&app, json!({"to": HANDSET})).await;
+    let id = v["id"].as_str().unwrap();
+    let first = code_sent_to(&app, HANDSET).await;
+    // Too soon: 429 with Retry-After.
+    let resp = app
+        .client
+        .post(app.url(&format!("/v1/otp/{id}/resend")))
+        .bearer_auth(&app.test_key)
+        .send()
+        .await
+        .unwrap();
+    let retry_after: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((29..=30).contains(&retry_after), "{retry_after}");
+    let (status, err) = common::decode(resp).await;
+    assert_problem(status, &err, 429, "rate_limited");
+
+    app.clock.advance(Duration::from_secs(31));
+    let (status, again) = app
+        .post(&format!("/v1/otp/{id}/resend"), &app.test_key, &json!({}))
+        .await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["sends"], 2);
+    assert_ne!(again["message_id"], v["message_id"]);
+    let second = code_sent_to(&app, HANDSET).await;
+    if second != first {
+        let (_, r) = verify(&app, id, &first).await;
+        assert_eq!(r["valid"], false, "the old code stopped working");
+    }
+    let (_, r) = verify(&app, id, &second).await;
+    assert_eq!(r["status"], "approved");
+
+    // The cap on sends per verification (default 5).
+    let v = start(&app, json!({"to": "+447700900124"})).await;
+    let id = v["id"].as_str().unwrap();
+    for _ in 0..4 {
+        app.clock.advance(Duration::from_secs(31));
+        let (status, r) = app
+            .post(&format!("/v1/otp/{id}/resend"), &app.test_key, &json!({}))
+            .await;
+        assert_eq!(status, 200, "{r}");
+    }
+    app.clock.advance(Duration::from_secs(31));
+    let resp = app
+        .client
+        .post(app.url(&format!("/v1/otp/{id}/resend")))
+        .bearer_auth(&app.test_key)
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.headers().contains_key("retry-after"));
+    let (status, err) = common::decode(resp).await;
+    assert_problem(status, &err, 429, "rate_limited");
+    app.stop().await;
+}
+
+async fn a_new_start_cancels_the_pending_one_and_verify_by_number(app: TestApp) {
+    let a = start(&app, json!({"to": HANDSET})).await;
+    let code_a = code_sent_to(&app, HANDSET).await;
+    let b = start(&app, json!({"to": HANDSET})).await;
+    let (_, got) = app
+        .get(
+            &format!("/v1/otp/{}", a["id"].as_str().unwrap()),
+            &app.test_key,
+        )
+        .await;
+    assert_eq!(got["status"], "canceled");
+    let (status, err) = verify(&app, a["id"].as_str().unwrap(), &code_a).await;
+    assert_problem(status, &err, 409, "verification_closed");
+    assert_eq!(err["verification_status"], "canceled");
+
+    let code_b = code_sent_to(&app, HANDSET).await;
+    let (status, r) = app
+        .post(
+            "/v1/otp/verify",
+            &app.test_key,
+            &json!({"to": "07700 900123", "code": code_b}),
+        )
+        .await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["id"], b["id"]);
+    assert_eq!(r["status"], "approved");
+    // Now the newest verification of that number is closed.
+    let (status, err) = app
+        .post(
+            "/v1/otp/verify",
+            &app.test_key,
+            &json!({"to": HANDSET, "code": code_b}),
+        )
+        .await;
+    assert_problem(status, &err, 409, "verification_closed");
+    let (status, err) = app
+        .post(
+            "/v1/otp/verify",
+            &app.test_key,
+            &json!({"to": "+447700900555", "code": "123456"}),
+        )
+        .await;
+    assert_problem(status, &err, 404, "not_found");
+
+    // Cancel: once; then it is closed.
+    let c = start(&app, json!({"to": HANDSET})).await;
+    let cancel = format!("/v1/otp/{}/cancel", c["id"].as_str().unwrap());
+    let (status, r) = app.post(&cancel, &app.test_key, &json!({})).await;
+    assert_eq!((status, &r["status"]), (200, &json!("canceled")));
+    let (status, err) = app.post(&cancel, &app.test_key, &json!({})).await;
+    assert_problem(status, &err, 409, "verification_closed");
+    app.stop().await;
+}
+
+async fn bad_starts_are_refused_clearly(app: TestApp) {
+    let cases = [
+        (json!({"to": HANDSET, "length": 3}), "length"),
+        (json!({"to": HANDSET, "length": 11}), "length"),
+        (json!({"to": HANDSET, "ttl_seconds": 59}), "ttl_seconds"),
+        (json!({"to": HANDSET, "ttl_seconds": 3601}), "ttl_seconds"),
+        (json!({"to": HANDSET, "max_attempts": 0}), "max_attempts"),
+        (json!({"to": HANDSET, "max_attempts": 11}), "max_attempts"),
+        (
+            json!({"to": HANDSET, "template": "no code here"}),
+            "template",
+        ),
+        (
+            json!({"to": HANDSET, "template": format!("{{code}} {}", "x".repeat(150))}),
+            "template",
+        ),
+        (json!({"to": HANDSET, "brand": "x".repeat(31)}), "brand"),
+        (
+            json!({"to": HANDSET, "app_domain": "not a domain"}),
+            "app_domain",
+        ),
+        (json!({"to": HANDSET, "colour": "red"}), "colour"),
+    ];
+    for (body, param) in cases {
+        let (status, err) = app.post("/v1/otp", &app.test_key, &body).await;
+        assert_problem(status, &err, 422, "invalid_request");
+        assert_eq!(err["param"], param, "{body}");
+    }
+    let (status, err) = app
+        .post("/v1/otp", &app.test_key, &json!({"to": "+33612345678"}))
+        .await;
+    assert_problem(status, &err, 403, "destination_not_allowed");
+    let (status, err) = app
+        .post("/v1/otp", &app.live_key, &json!({"to": HANDSET}))
+        .await;
+    assert_problem(status, &err, 422, "invalid_phone_number");
+    // Nothing was sent by any of it.
+    let (_, list) = app.get("/v1/sms", &app.test_key).await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 0);
+
+    // A custom template, a brand and the WebOTP line.
+    start(&app, json!({"to": HANDSET, "template": "{brand}: {code} ({minutes} min)", "brand": "Shop", "ttl_seconds": 300, "app_domain": "shop.example", "length": 4})).await;
+    app.drain().await;
+    let (_, inbox) = app.get("/v1/sandbox/messages", &app.test_key).await;
+    let body = inbox["data"][0]["body"].as_str().unwrap();
+    let (first, last) = body.split_once("\n\n").unwrap();
+    let code = &first[6..10];
+    assert_eq!(first, format!("Shop: {code} (5 min)"));
+    assert_eq!(last, format!("@shop.example #{code}"));
+    app.stop().await;
+}
+
+async fn idempotent_starts_send_once(app: TestApp) {
+    let send = || {
+        app.client
+            .post(app.url("/v1/otp"))
+            .bearer_auth(&app.test_key)
+            .header("Idempotency-Key", "start-1")
+            .json(&json!({"to": HANDSET}))
+            .send()
+    };
+    let (s1, a) = common::decode(send().await.unwrap()).await;
+    let (s2, b) = common::decode(send().await.unwrap()).await;
+    assert_eq!((s1, s2), (201, 201));
+    assert_eq!(a, b);
+    let (_, list) = app.get("/v1/sms", &app.test_key).await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 1, "one SMS");
+    app.stop().await;
+}
+
+async fn other_tenants_see_nothing(app: TestApp) {
+    let v = start(&app, json!({"to": HANDSET})).await;
+    let id = v["id"].as_str().unwrap();
+    let other = app.line.create_tenant("Other").await.unwrap();
+    let key = other.test_key.expose();
+    let (status, err) = app.get(&format!("/v1/otp/{id}"), key).await;
+    assert_problem(status, &err, 404, "not_found");
+    for action in ["verify", "resend", "cancel"] {
+        let (status, err) = app
+            .post(
+                &format!("/v1/otp/{id}/{action}"),
+                key,
+                &json!({"code": "123456"}),
+            )
+            .await;
+        assert_eq!(status, 404, "{action}: {err}");
+    }
+    let (status, _) = app
+        .post(
+            "/v1/otp/verify",
+            key,
+            &json!({"to": HANDSET, "code": "123456"}),
+        )
+        .await;
+    assert_eq!(status, 404);
+    app.stop().await;
+}
+
+async fn racing_checks_cannot_double_approve_or_overspend_attempts(app: TestApp) {
+    let v = start(&app, json!({"to": HANDSET})).await;
+    let id = v["id"].as_str().unwrap().to_string();
+    let code = code_sent_to(&app, HANDSET).await;
+    let results = futures_util::future::join_all((0..8).map(|_| verify(&app, &id, &code))).await;
+    let approved = results
+        .iter()
+        .filter(|(s, r)| *s == 200 && r["valid"] == true)
+        .count();
+    let closed = results
+        .iter()
+        .filter(|(s, r)| *s == 409 && r["verification_status"] == "approved")
+        .count();
+    assert_eq!((approved, closed), (1, 7), "{results:?}");
+
+    let v = start(&app, json!({"to": "+447700900124", "max_attempts": 5})).await;
+    let id = v["id"].as_str().unwrap().to_string();
+    let code = code_sent_to(&app, "+447700900124").await;
+    let bad = wrong(&code);
+    let results = futures_util::future::join_all((0..20).map(|_| verify(&app, &id, &bad))).await;
+    let counted = results.iter().filter(|(s, _)| *s == 200).count();
+    let refused = results.iter().filter(|(s, _)| *s == 409).count();
+    assert_eq!((counted, refused), (5, 15), "{results:?}");
+    let (_, got) = app.get(&format!("/v1/otp/{id}"), &app.test_key).await;
+    assert_eq!(got["status"], "max_attempts_reached");
+    assert_eq!(got["attempts_remaining"], 0);
+    app.stop().await;
+}
+
+async fn limits_per_number_and_spend_cap(app: TestApp) {
+    // Five sends to one number in ten minutes, then 429 until the window moves.
+    for _ in 0..5 {
+        start(&app, json!({"to": HANDSET})).await;
+    }
+    let resp = app
+        .client
+        .post(app.url("/v1/otp"))
+        .bearer_auth(&app.test_key)
+        .json(&json!({"to": HANDSET}))
+        .send()
+        .await
+        .unwrap();
+    let retry: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=120).contains(&retry), "{retry}");
+    let (status, err) = common::decode(resp).await;
+    assert_problem(status, &err, 429, "rate_limited");
+    start(&app, json!({"to": "+447700900124"})).await;
+    app.clock.advance(Duration::from_secs(121));
+    start(&app, json!({"to": HANDSET})).await;
+    app.stop().await;
+}
+
+async fn live_spend_stops_at_the_cap(app: TestApp) {
+    // This app runs with monthly_spend_cap_pence = 2 and 1p per segment.
+    for to in ["+447400123456", "+447400123457"] {
+        let (status, v) = app.post("/v1/otp", &app.live_key, &json!({"to": to})).await;
+        assert_eq!(status, 201, "{v}");
+    }
+    let (status, err) = app
+        .post("/v1/otp", &app.live_key, &json!({"to": "+447400123458"}))
+        .await;
+    assert_problem(status, &err, 402, "spend_cap_reached");
+    let (status, err) = app
+        .post(
+            "/v1/sms",
+            &app.live_key,
+            &json!({"to": "+447400123458", "body": "hi"}),
+        )
+        .await;
+    assert_problem(status, &err, 402, "spend_cap_reached");
+    // Test keys cost nothing and are not capped.
+    start(&app, json!({"to": HANDSET})).await;
+    app.stop().await;
+}
+
+async fn no_code_is_kept_anywhere_but_the_test_inbox(app: TestApp) {
+    let logs = captured_logs();
+    // A test-key flow: the code is in the sandbox inbox (by design) and nowhere else.
+    let v = start(&app, json!({"to": HANDSET})).await;
+    let id = v["id"].as_str().unwrap();
+    let code = code_sent_to(&app, HANDSET).await;
+    let (_, r) = verify(&app, id, &wrong(&code)).await;
+    assert_eq!(r["valid"], false);
+    let (_, r) = verify(&app, id, &code).await;
+    assert_eq!(r["valid"], true);
+    app.advance_and_drain(Duration::from_millis(1100)).await;
+    let dump = app.dump().await;
+    let needle = format!("code is {code}");
+    for table in dump.split("\n== ") {
+        let name = table.trim_start_matches("== ").lines().next().unwrap_or("");
+        if name != "sandbox_messages" {
+            assert!(!table.contains(&needle), "the code is in {name}");
+        }
+    }
+    assert!(
+        dump.contains(&needle),
+        "the sandbox inbox keeps what the test handset got"
+    );
+    let log = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    assert!(!log.is_empty());
+    assert!(
+        !log.contains(&needle) && !log.contains(&code),
+        "the code is in the log"
+    );
+    assert!(!log.contains(HANDSET), "a full number is in the log");
+
+    // A live-key flow leaves no text of the message anywhere at all.
+    let (status, v) = app
+        .post(
+            "/v1/otp",
+            &app.live_key,
+            &json!({"to": "+447400123456", "brand": "Livebrand"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    app.drain().await;
+    app.advance_and_drain(Duration::from_millis(1100)).await;
+    let (_, msg) = app
+        .get(
+            &format!("/v1/sms/{}", v["message_id"].as_str().unwrap()),
+            &app.live_key,
+        )
+        .await;
+    assert_eq!(msg["status"], "delivered");
+    let dump = app.dump().await;
+    assert!(
+        !dump.contains("Your Livebrand code is"),
+        "a live code's text survived in the database"
+    );
+    let log = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    assert!(!log.contains("Your Livebrand code is"));
+    assert!(!log.contains("+447400123456"));
+    app.stop().await;
+}
+
+on_both_backends!(
+    happy_path,
+    wrong_then_right_and_malformed_codes_cost_nothing,
+    lock_out_after_max_attempts,
+    codes_expire,
+    resend_voids_the_old_code_with_cooldown_and_cap,
+    a_new_start_cancels_the_pending_one_and_verify_by_number,
+    bad_starts_are_refused_clearly,
+    idempotent_starts_send_once,
+    other_tenants_see_nothing,
+    racing_checks_cannot_double_approve_or_overspend_attempts,
+    limits_per_number_and_spend_cap,
+    no_code_is_kept_anywhere_but_the_test_inbox,
+);
+
+mod capped {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_live_spend_stops_at_the_cap() {
+        let app = TestApp::spawn_with(
+            common::Backend::Postgres,
+            "[limits]\nmonthly_spend_cap_pence = 2",
+        )
+        .await;
+        live_spend_stops_at_the_cap(app).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_live_spend_stops_at_the_cap() {
+        let app = TestApp::spawn_with(
+            common::Backend::Sqlite,
+            "[limits]\nmonthly_spend_cap_pence = 2",
+        )
+        .await;
+        live_spend_stops_at_the_cap(app).await
+    }
+
+    /// Two server processes on one PostgreSQL share the per-number counter.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn per_number_cap_holds_across_two_servers() {
+        let one = TestApp::spawn(common::Backend::Postgres).await;
+        let two = one.sibling("").await;
+        let body = json!({"to": HANDSET});
+        let calls = (0..12).map(|i| {
+            let app = if i % 2 == 0 { &one } else { &two };
+            app.post("/v1/otp", &one.test_key, &body)
+        });
+        let results = futures_util::future::join_all(calls).await;
+        let created = results.iter().filter(|(s, _)| *s == 201).count();
+        let limited = results
+            .iter()
+            .filter(|(s, b)| *s == 429 && b["code"] == "rate_limited")
+            .count();
+        assert_eq!((created, limited), (5, 7), "{results:?}");
+        // Exactly one of the five is still pending: each start cancelled the one before.
+        let dump = one.dump().await;
+        assert_eq!(
+            dump.matches(",pending,").count() + dump.matches("'pending'").count(),
+            1,
+            "{dump}"
+        );
+        two.stop().await;
+        one.stop().await;
+    }
+}
