@@ -87,3 +87,107 @@ fn a_bad_configuration_stops_start_up_with_one_line_naming_the_key() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("listen"));
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `line serve`, waits until it answers, returns the child and its address.
+fn serve(dir: &std::path::Path, extra_env: &[(&str, &str)]) -> (std::process::Child, String) {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_line"));
+    cmd.current_dir(dir)
+        .env_remove("LINE_CONFIG")
+        .env("LINE_LISTEN", &addr)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(&addr).is_ok() {
+            return (child, addr);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("line serve did not start");
+}
+
+fn sigterm(child: &std::process::Child) {
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+#[test]
+fn serve_prints_a_first_key_once_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    // No configuration at all: ./line.db and the sandbox.
+    let (child, _) = serve(dir.path(), &[("LINE_LOG_FORMAT", "json")]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    sigterm(&child);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = stdout(&out);
+    let key = text
+        .split_whitespace()
+        .find(|w| w.starts_with("line_test_"))
+        .expect("a test key")
+        .to_string();
+    assert!(dir.path().join("line.db").exists());
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        log.lines()
+            .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()),
+        "{log}"
+    );
+    assert!(!log.contains(&key), "the key is in the log");
+
+    // The second start finds its tenant and prints no key; the key still works,
+    // and a message accepted just before SIGTERM is kept.
+    let (child, addr2) = serve(dir.path(), &[]);
+    let status = rt.block_on(async {
+        reqwest::Client::new()
+            .post(format!("http://{addr2}/v1/sms"))
+            .bearer_auth(&key)
+            .json(&serde_json::json!({"to": "+447700900001", "body": "before shutdown"}))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    });
+    assert_eq!(status, 202);
+    sigterm(&child);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        !stdout(&out).contains("line_test_"),
+        "the key is printed only once"
+    );
+
+    let (child, addr3) = serve(dir.path(), &[]);
+    let list = rt.block_on(async {
+        reqwest::Client::new()
+            .get(format!("http://{addr3}/v1/sms"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap()
+    });
+    assert_eq!(list["data"].as_array().unwrap().len(), 1, "{list}");
+    sigterm(&child);
+    assert!(child.wait_with_output().unwrap().status.success());
+}
