@@ -27,7 +27,7 @@ use crate::domain::otp::HashKey;
 use crate::http::AppState;
 use crate::http::extract::AuthCache;
 use crate::shutdown::Shutdown;
-use crate::store::{MessageWriter, Store, Tenant};
+use crate::store::{AttemptWriter, MessageWriter, Store, Tenant, attempt_writer, message_writer};
 use crate::worker::Worker;
 
 /// One running service: configuration, storage and time, shared by the API and the workers.
@@ -38,6 +38,7 @@ pub struct Line {
     pub clock: Clock,
     wake: Arc<Notify>,
     writer: MessageWriter,
+    attempts: AttemptWriter,
     hash_key: HashKey,
 }
 
@@ -73,7 +74,8 @@ impl Line {
         };
         Ok(Line {
             config: Arc::new(config),
-            writer: MessageWriter::start(store.clone()),
+            writer: message_writer(store.clone()),
+            attempts: attempt_writer(store.clone()),
             hash_key,
             store,
             clock,
@@ -89,6 +91,7 @@ impl Line {
             wake: self.wake.clone(),
             auth_cache: Arc::new(AuthCache::default()),
             writer: self.writer.clone(),
+            attempts: self.attempts.clone(),
             hash_key: self.hash_key.clone(),
         }
     }

@@ -22,7 +22,8 @@ CREATE TABLE verifications (
 );
 CREATE INDEX verifications_tenant_to ON verifications (tenant_id, to_number, created_at DESC);
 -- At most one live code per number and tenant, even when two starts race.
-CREATE UNIQUE INDEX verifications_one_pending ON verifications (tenant_id, to_number) WHERE status = 'pending';
+-- (to_number first: with tenant_id first, the planner would pick it for id lookups.)
+CREATE UNIQUE INDEX verifications_one_pending ON verifications (to_number, tenant_id) WHERE status = 'pending';
 
 -- Rate limits as GCRA: one "theoretical arrival time" per key, updated atomically.
 CREATE TABLE rate_limits (

@@ -24,7 +24,7 @@ use crate::clock::{Clock, new_id};
 use crate::config::Config;
 use crate::domain::otp::HashKey;
 use crate::error::{ApiError, REQUEST_ID};
-use crate::store::{MessageWriter, Store};
+use crate::store::{AttemptWriter, MessageWriter, Store};
 use extract::AuthCache;
 
 pub use openapi::ApiDoc;
@@ -39,6 +39,8 @@ pub struct AppState {
     pub auth_cache: Arc<AuthCache>,
     /// Commits new messages in groups.
     pub writer: MessageWriter,
+    /// Commits code checks in groups.
+    pub attempts: AttemptWriter,
     /// Keys the hashes of codes and message bodies.
     pub hash_key: HashKey,
 }

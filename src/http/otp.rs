@@ -22,7 +22,7 @@ use crate::domain::otp::{MAX_LENGTH, MIN_LENGTH, OtpCode, OtpText, TemplateError
 use crate::domain::phone::{Masked, PhoneNumber};
 use crate::domain::verification::{StoredVerification, Verification, VerificationStatus};
 use crate::error::{ApiError, Problem};
-use crate::store::{AuthContext, CreateOutcome, IdempotencyRecord, NewMessage, Resend};
+use crate::store::{Attempt, AuthContext, CreateOutcome, IdempotencyRecord, NewMessage, Resend};
 
 const MAX_BRAND: usize = 30;
 
@@ -328,37 +328,33 @@ async fn check(
         let code = OtpCode::parse(code, v.code_length).ok_or_else(|| {
             ApiError::invalid("code", format!("`code` must be {} digits", v.code_length))
         })?;
-        let now = app.clock.now();
-        let (tenant, id) = (v.tenant_id.clone(), v.id.clone());
-        if app.hash_key.code_matches(&v.id, &code, &v.code_hash) {
-            if app
-                .store
-                .approve_verification(&tenant, &id, &v.code_hash, now)
-                .await?
-            {
-                tracing::info!(verification_id = %id, "verification approved");
-                return Ok(Json(CheckResult {
-                    id,
-                    status: VerificationStatus::Approved,
-                    valid: true,
-                    attempts_remaining: v.max_attempts - v.attempts,
-                }));
-            }
-        } else if app
-            .store
-            .fail_verification_attempt(&tenant, &id, now)
-            .await?
-        {
-            let v = load(app, &tenant, &id).await?;
-            tracing::info!(verification_id = %id, status = v.status.as_str(), "wrong code");
-            return Ok(Json(CheckResult {
+        let (tenant_id, id, now) = (v.tenant_id.clone(), v.id.clone(), app.clock.now());
+        let valid = app.hash_key.code_matches(&v.id, &code, &v.code_hash);
+        let attempt = if valid {
+            Attempt::Approve {
+                tenant_id,
                 id,
-                status: v.status,
-                valid: false,
-                attempts_remaining: v.max_attempts.saturating_sub(v.attempts),
+                code_hash: v.code_hash.clone(),
+                now,
+            }
+        } else {
+            Attempt::Fail { tenant_id, id, now }
+        };
+        if let Some((attempts, status)) = app.attempts.submit(attempt).await? {
+            // Approvals and lock-outs are audit events; ordinary wrong codes are debug.
+            if status == VerificationStatus::Pending {
+                tracing::debug!(verification_id = %v.id, "wrong code");
+            } else {
+                tracing::info!(verification_id = %v.id, status = status.as_str(), valid, "code checked");
+            }
+            return Ok(Json(CheckResult {
+                id: v.id,
+                status,
+                valid,
+                attempts_remaining: v.max_attempts.saturating_sub(attempts),
             }));
         }
-        v = load(app, &tenant, &id).await?;
+        v = load(app, &v.tenant_id, &v.id).await?;
     }
     Err(ApiError::internal(anyhow::anyhow!(
         "verification kept changing under a check"

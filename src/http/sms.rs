@@ -143,7 +143,7 @@ pub async fn send(
     let (id, segments) = (new.id.clone(), new.segments);
     let outcome = app
         .writer
-        .create(PendingMessage {
+        .submit(PendingMessage {
             message: new,
             idem: idem.clone(),
         })

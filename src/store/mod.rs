@@ -1,9 +1,9 @@
 //! Storage: one trait, one implementation per backend, picked by the URL scheme.
 //! Every tenant-owned read or write takes the tenant first.
 
+mod batch;
 mod postgres;
 mod sqlite;
-mod writer;
 
 use std::sync::Arc;
 
@@ -14,9 +14,9 @@ use crate::domain::encoding::Encoding;
 use crate::domain::message::{Message, MessageStatus, Pence, StatusChange, Timestamp};
 use crate::domain::verification::{StoredVerification, VerificationStatus};
 
+pub use batch::{AttemptWriter, Batcher, MessageWriter, attempt_writer, message_writer};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
-pub use writer::MessageWriter;
 
 pub type StoreError = sqlx::Error;
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -264,21 +264,9 @@ pub trait Store: Send + Sync + 'static {
         tenant_id: &str,
         to: &str,
     ) -> Result<Option<StoredVerification>>;
-    /// pending → approved, only while the hash is still `code_hash`, unexpired and not locked.
-    async fn approve_verification(
-        &self,
-        tenant_id: &str,
-        id: &str,
-        code_hash: &str,
-        now: Timestamp,
-    ) -> Result<bool>;
-    /// Counts one wrong code; the last allowed one locks the verification.
-    async fn fail_verification_attempt(
-        &self,
-        tenant_id: &str,
-        id: &str,
-        now: Timestamp,
-    ) -> Result<bool>;
+    /// Applies attempts in order in one transaction: for each, the verification's
+    /// attempts and status after it, or `None` where it took no effect.
+    async fn record_attempts(&self, attempts: &[Attempt]) -> Result<Vec<AttemptResult>>;
     /// pending → `status` (expired, canceled).
     async fn close_verification(
         &self,
@@ -291,6 +279,27 @@ pub trait Store: Send + Sync + 'static {
     /// pending and has been sent exactly `sends` times (no two resends race).
     async fn resend_verification(&self, resend: &Resend<'_>, msg: &NewMessage) -> Result<bool>;
 }
+
+/// One code check's effect on a verification.
+#[derive(Debug, Clone)]
+pub enum Attempt {
+    /// pending → approved, only while the hash is still `code_hash`, unexpired and not locked.
+    Approve {
+        tenant_id: String,
+        id: String,
+        code_hash: String,
+        now: Timestamp,
+    },
+    /// Counts one wrong code, while pending and unexpired; the last allowed one locks it.
+    Fail {
+        tenant_id: String,
+        id: String,
+        now: Timestamp,
+    },
+}
+
+/// A verification's attempts and status after an attempt took effect.
+pub type AttemptResult = Option<(u32, VerificationStatus)>;
 
 /// What a resend changes.
 pub struct Resend<'a> {
@@ -516,6 +525,14 @@ pub(crate) fn migrator(files: &[(i64, &'static str, &'static str)]) -> sqlx::mig
             })
             .collect(),
     )
+}
+
+pub(crate) fn attempt_result(attempts: i64, status: &str) -> Result<(u32, VerificationStatus)> {
+    let bad = || sqlx::Error::Decode("bad stored verification".into());
+    Ok((
+        u32::try_from(attempts).map_err(|_| bad())?,
+        VerificationStatus::parse(status).ok_or_else(bad)?,
+    ))
 }
 
 pub(crate) fn regions(s: &str) -> Vec<String> {

@@ -558,43 +558,18 @@ impl Store for SqliteStore {
         row.as_ref().map(verification_from_row).transpose()
     }
 
-    async fn approve_verification(
-        &self,
-        tenant_id: &str,
-        id: &str,
-        code_hash: &str,
-        now: Timestamp,
-    ) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE verifications SET status = 'approved', updated_at = ?4 WHERE tenant_id = ?1 AND id = ?2 \
-             AND status = 'pending' AND code_hash = ?3 AND expires_at > ?4 AND attempts < max_attempts",
-        )
-        .bind(tenant_id)
-        .bind(id)
-        .bind(code_hash)
-        .bind(now.millis())
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn fail_verification_attempt(
-        &self,
-        tenant_id: &str,
-        id: &str,
-        now: Timestamp,
-    ) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE verifications SET attempts = attempts + 1, updated_at = ?3, \
-               status = CASE WHEN attempts + 1 >= max_attempts THEN 'max_attempts_reached' ELSE status END \
-             WHERE tenant_id = ?1 AND id = ?2 AND status = 'pending' AND expires_at > ?3",
-        )
-        .bind(tenant_id)
-        .bind(id)
-        .bind(now.millis())
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+    async fn record_attempts(&self, attempts: &[Attempt]) -> Result<Vec<AttemptResult>> {
+        if let [one] = attempts {
+            // Alone, it is atomic by itself: no BEGIN and COMMIT round trips.
+            return Ok(vec![record_attempt(&self.pool, one).await?]);
+        }
+        let mut tx = self.pool.begin().await?;
+        let mut applied = Vec::with_capacity(attempts.len());
+        for attempt in attempts {
+            applied.push(record_attempt(&mut *tx, attempt).await?);
+        }
+        tx.commit().await?;
+        Ok(applied)
     }
 
     async fn close_verification(
@@ -730,6 +705,43 @@ async fn receipt(tx: &mut Tx<'_>, id: &str, status: MessageStatus, at: Timestamp
     }
     insert_event(tx, id, status, at).await?;
     Ok(true)
+}
+
+/// One code check's conditional UPDATE; the verification after it, if it applied.
+async fn record_attempt<'e>(
+    db: impl sqlx::SqliteExecutor<'e>,
+    attempt: &Attempt,
+) -> Result<AttemptResult> {
+    let done: Option<(i64, String)> = match attempt {
+        Attempt::Approve { tenant_id, id, code_hash, now } => {
+            sqlx::query_as(
+                "UPDATE verifications SET status = 'approved', updated_at = ?4 \
+                 WHERE tenant_id = ?1 AND id = ?2 AND status = 'pending' AND code_hash = ?3 \
+                 AND expires_at > ?4 AND attempts < max_attempts RETURNING attempts, status",
+            )
+            .bind(tenant_id)
+            .bind(id)
+            .bind(code_hash)
+            .bind(now.millis())
+            .fetch_optional(db)
+            .await?
+        }
+        Attempt::Fail { tenant_id, id, now } => {
+            sqlx::query_as(
+                "UPDATE verifications SET attempts = attempts + 1, updated_at = ?3, \
+                   status = CASE WHEN attempts + 1 >= max_attempts THEN 'max_attempts_reached' ELSE status END \
+                 WHERE tenant_id = ?1 AND id = ?2 AND status = 'pending' AND expires_at > ?3 \
+                 RETURNING attempts, status",
+            )
+            .bind(tenant_id)
+            .bind(id)
+            .bind(now.millis())
+            .fetch_optional(db)
+            .await?
+        }
+    };
+    done.map(|(attempts, status)| attempt_result(attempts, &status))
+        .transpose()
 }
 
 #[cfg(test)]
