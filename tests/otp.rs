@@ -580,14 +580,26 @@ mod capped {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sqlite_starts_per_tenant_are_limited() {
-        let app = TestApp::spawn_with(common::Backend::Sqlite, "[limits]\notp_starts_per_minute = 2").await;
+        let app = TestApp::spawn_with(
+            common::Backend::Sqlite,
+            "[limits]\notp_starts_per_minute = 2",
+        )
+        .await;
         start(&app, json!({"to": "+447700900001"})).await;
         start(&app, json!({"to": "+447700900002"})).await;
-        let (status, err) = app.post("/v1/otp", &app.test_key, &json!({"to": "+447700900003"})).await;
+        let (status, err) = app
+            .post("/v1/otp", &app.test_key, &json!({"to": "+447700900003"}))
+            .await;
         assert_problem(status, &err, 429, "rate_limited");
         // Another tenant has its own allowance.
         let other = app.line.create_tenant("Other").await.unwrap();
-        let (status, _) = app.post("/v1/otp", other.test_key.expose(), &json!({"to": "+447700900003"})).await;
+        let (status, _) = app
+            .post(
+                "/v1/otp",
+                other.test_key.expose(),
+                &json!({"to": "+447700900003"}),
+            )
+            .await;
         assert_eq!(status, 201);
         app.clock.advance(Duration::from_secs(31));
         start(&app, json!({"to": "+447700900003"})).await;

@@ -71,6 +71,15 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Runs a multi-statement write to its end even if the client goes away: a
+/// request future dropped halfway through a transaction would leave it to the
+/// connection pool to clean up, holding row locks meanwhile.
+pub async fn detached<T: Send + 'static>(
+    write: impl std::future::Future<Output = crate::store::Result<T>> + Send + 'static,
+) -> Result<T, ApiError> {
+    Ok(tokio::spawn(write).await.map_err(ApiError::internal)??)
+}
+
 /// Gives every request an id (in errors, the `x-request-id` header and the log)
 /// and logs one line per request: method, path (never the query, which may hold
 /// a phone number), status and duration.

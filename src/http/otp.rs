@@ -12,10 +12,10 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::AppState;
 use super::extract::{ApiJson, Auth, IdempotencyKey};
 use super::limits::{admit, charge, too_many};
 use super::sms::{compose, destination, json_response, replay};
+use super::{AppState, detached};
 use crate::clock::new_id;
 use crate::domain::encoding::SmsBody;
 use crate::domain::otp::{MAX_LENGTH, MIN_LENGTH, OtpCode, OtpText, TemplateError};
@@ -147,6 +147,20 @@ async fn load(app: &AppState, tenant_id: &str, id: &str) -> Result<StoredVerific
         .await?
         .ok_or_else(|| ApiError::not_found("verification"))?;
     settle(app, v).await
+}
+
+/// Reads a verification that must still be pending (else 409).
+async fn load_pending(
+    app: &AppState,
+    tenant_id: &str,
+    id: &str,
+) -> Result<StoredVerification, ApiError> {
+    let v = load(app, tenant_id, id).await?;
+    if v.status == VerificationStatus::Pending {
+        Ok(v)
+    } else {
+        Err(closed(&v))
+    }
 }
 
 async fn settle(app: &AppState, mut v: StoredVerification) -> Result<StoredVerification, ApiError> {
@@ -288,14 +302,14 @@ pub async fn start(
         status: StatusCode::CREATED.as_u16(),
         response: response.clone(),
     });
-    match app
-        .store
-        .create_verification(&v, &msg, idem.as_ref())
-        .await?
-    {
+    let (id, to) = (v.id.clone(), v.to.clone());
+    let (store, record) = (app.store.clone(), idem.clone());
+    let outcome =
+        detached(async move { store.create_verification(&v, &msg, record.as_ref()).await }).await?;
+    match outcome {
         CreateOutcome::Created => {
             app.wake.notify_one();
-            tracing::info!(verification_id = %v.id, to = %Masked(&v.to), "verification started");
+            tracing::info!(verification_id = %id, to = %Masked(&to), "verification started");
             Ok(json_response(StatusCode::CREATED, response, false))
         }
         CreateOutcome::Existing {
@@ -423,10 +437,7 @@ pub async fn resend(
     Auth(auth): Auth,
     Path(id): Path<String>,
 ) -> Result<Json<Verification>, ApiError> {
-    let v = load(&app, &auth.tenant.id, &id).await?;
-    if v.status != VerificationStatus::Pending {
-        return Err(closed(&v));
-    }
+    let v = load_pending(&app, &auth.tenant.id, &id).await?;
     let limits = &app.config.limits;
     let now = app.clock.now();
     if v.sends >= limits.otp_max_sends {
@@ -447,14 +458,15 @@ pub async fn resend(
     drop(code);
     charge(&app, &auth, msg.price).await?;
     let resent = Resend {
-        tenant_id: &auth.tenant.id,
-        id: &v.id,
+        tenant_id: auth.tenant.id.clone(),
+        id: v.id.clone(),
         sends: v.sends,
-        code_hash: &code_hash,
+        code_hash,
         expires_at: now.plus_ms(i64::from(v.ttl_seconds) * 1000),
         now,
     };
-    if !app.store.resend_verification(&resent, &msg).await? {
+    let store = app.store.clone();
+    if !detached(async move { store.resend_verification(&resent, &msg).await }).await? {
         let v = load(&app, &auth.tenant.id, &id).await?;
         return Err(if v.status == VerificationStatus::Pending {
             too_many("a code was sent moments ago", 1000)
@@ -479,10 +491,7 @@ pub async fn cancel(
     Auth(auth): Auth,
     Path(id): Path<String>,
 ) -> Result<Json<Verification>, ApiError> {
-    let v = load(&app, &auth.tenant.id, &id).await?;
-    if v.status != VerificationStatus::Pending {
-        return Err(closed(&v));
-    }
+    load_pending(&app, &auth.tenant.id, &id).await?;
     if !app
         .store
         .close_verification(

@@ -277,7 +277,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool>;
     /// A fresh code and the message carrying it, if the verification is still
     /// pending and has been sent exactly `sends` times (no two resends race).
-    async fn resend_verification(&self, resend: &Resend<'_>, msg: &NewMessage) -> Result<bool>;
+    async fn resend_verification(&self, resend: &Resend, msg: &NewMessage) -> Result<bool>;
 }
 
 /// One code check's effect on a verification.
@@ -302,11 +302,11 @@ pub enum Attempt {
 pub type AttemptResult = Option<(u32, VerificationStatus)>;
 
 /// What a resend changes.
-pub struct Resend<'a> {
-    pub tenant_id: &'a str,
-    pub id: &'a str,
+pub struct Resend {
+    pub tenant_id: String,
+    pub id: String,
     pub sends: u32,
-    pub code_hash: &'a str,
+    pub code_hash: String,
     pub expires_at: Timestamp,
     pub now: Timestamp,
 }

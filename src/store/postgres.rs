@@ -3,7 +3,9 @@
 
 use async_trait::async_trait;
 use sqlx::AssertSqlSafe;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use std::str::FromStr;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use super::*;
 
@@ -33,31 +35,8 @@ impl PgStore {
         idem: Option<&IdempotencyRecord>,
     ) -> Result<CreateOutcome> {
         let mut tx = self.pool.begin().await?;
-        if let Some(i) = idem {
-            let inserted = sqlx::query(
-                "INSERT INTO idempotency_keys (tenant_id, key, request_hash, status, response, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-            )
-            .bind(&v.tenant_id)
-            .bind(&i.key)
-            .bind(&i.request_hash)
-            .bind(i64::from(i.status))
-            .bind(&i.response)
-            .bind(v.created_at.millis())
-            .execute(&mut *tx)
-            .await?;
-            if inserted.rows_affected() == 0 {
-                drop(tx);
-                let (request_hash, status, response) = self
-                    .find_idempotency(&v.tenant_id, &i.key)
-                    .await?
-                    .ok_or(sqlx::Error::RowNotFound)?;
-                return Ok(CreateOutcome::Existing {
-                    request_hash,
-                    status,
-                    response,
-                });
-            }
+        if let Some(used) = take_key(&mut tx, &v.tenant_id, idem, v.created_at).await? {
+            return Ok(used);
         }
         sqlx::query(
             "UPDATE verifications SET status = 'canceled', updated_at = $3 \
@@ -101,10 +80,16 @@ impl PgStore {
     }
 
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
+        // Safety nets: nothing waits forever on a lock, and a transaction left
+        // idle (a bug, a stuck client) is ended by the server, not kept with its locks.
+        let options = PgConnectOptions::from_str(url)?.options([
+            ("lock_timeout", "10s"),
+            ("idle_in_transaction_session_timeout", "30s"),
+        ]);
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(std::time::Duration::from_secs(5))
-            .connect(url)
+            .connect_with(options)
             .await?;
         Ok(PgStore { pool })
     }
@@ -260,16 +245,13 @@ impl Store for PgStore {
         for p in batch {
             outcomes.push(match &p.idem {
                 Some(i) if !is_new(p) => {
-                    let (request_hash, status, response): (String, i64, String) = sqlx::query_as(
-                        "SELECT request_hash, status, response FROM idempotency_keys WHERE tenant_id = $1 AND key = $2",
-                    )
-                    .bind(&p.message.tenant_id)
-                    .bind(&i.key)
-                    .fetch_one(&mut *tx)
-                    .await?;
+                    let (request_hash, status, response) =
+                        stored_response(&mut *tx, &p.message.tenant_id, &i.key)
+                            .await?
+                            .ok_or(sqlx::Error::RowNotFound)?;
                     CreateOutcome::Existing {
                         request_hash,
-                        status: status as u16,
+                        status,
                         response,
                     }
                 }
@@ -510,14 +492,7 @@ impl Store for PgStore {
         tenant_id: &str,
         key: &str,
     ) -> Result<Option<(String, u16, String)>> {
-        let row: Option<(String, i64, String)> = sqlx::query_as(
-            "SELECT request_hash, status, response FROM idempotency_keys WHERE tenant_id = $1 AND key = $2",
-        )
-        .bind(tenant_id)
-        .bind(key)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|(h, s, r)| (h, s as u16, r)))
+        stored_response(&self.pool, tenant_id, key).await
     }
 
     async fn rate_limit(
@@ -649,7 +624,7 @@ impl Store for PgStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn resend_verification(&self, r: &Resend<'_>, msg: &NewMessage) -> Result<bool> {
+    async fn resend_verification(&self, r: &Resend, msg: &NewMessage) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
         insert_messages(&mut *tx, &[msg]).await?;
         let done = sqlx::query(
@@ -657,9 +632,9 @@ impl Store for PgStore {
                message_id = $6, updated_at = $4 \
              WHERE tenant_id = $1 AND id = $2 AND status = 'pending' AND sends = $7",
         )
-        .bind(r.tenant_id)
-        .bind(r.id)
-        .bind(r.code_hash)
+        .bind(&r.tenant_id)
+        .bind(&r.id)
+        .bind(&r.code_hash)
         .bind(r.now.millis())
         .bind(r.expires_at.millis())
         .bind(&msg.id)
@@ -743,6 +718,56 @@ async fn record_attempt<'e>(
     };
     done.map(|(attempts, status)| attempt_result(attempts, &status))
         .transpose()
+}
+
+/// Records a request's idempotency key in `tx`, first, so that a reused key
+/// writes nothing else: `Some` with what the key stored before if it was used.
+async fn take_key(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    tenant_id: &str,
+    idem: Option<&IdempotencyRecord>,
+    at: Timestamp,
+) -> Result<Option<CreateOutcome>> {
+    let Some(i) = idem else { return Ok(None) };
+    let inserted = sqlx::query(
+        "INSERT INTO idempotency_keys (tenant_id, key, request_hash, status, response, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+    )
+    .bind(tenant_id)
+    .bind(&i.key)
+    .bind(&i.request_hash)
+    .bind(i64::from(i.status))
+    .bind(&i.response)
+    .bind(at.millis())
+    .execute(&mut **tx)
+    .await?;
+    if inserted.rows_affected() == 1 {
+        return Ok(None);
+    }
+    let (request_hash, status, response) = stored_response(&mut **tx, tenant_id, &i.key)
+        .await?
+        .ok_or(sqlx::Error::RowNotFound)?;
+    Ok(Some(CreateOutcome::Existing {
+        request_hash,
+        status,
+        response,
+    }))
+}
+
+/// What an earlier request with this key stored: request hash, status, body.
+async fn stored_response<'e>(
+    db: impl sqlx::Executor<'e, Database = sqlx::Postgres>,
+    tenant_id: &str,
+    key: &str,
+) -> Result<Option<(String, u16, String)>> {
+    let row: Option<(String, i64, String)> = sqlx::query_as(
+        "SELECT request_hash, status, response FROM idempotency_keys WHERE tenant_id = $1 AND key = $2",
+    )
+    .bind(tenant_id)
+    .bind(key)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|(h, s, r)| (h, s as u16, r)))
 }
 
 #[cfg(test)]

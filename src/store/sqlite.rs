@@ -396,14 +396,7 @@ impl Store for SqliteStore {
         tenant_id: &str,
         key: &str,
     ) -> Result<Option<(String, u16, String)>> {
-        let row: Option<(String, i64, String)> = sqlx::query_as(
-            "SELECT request_hash, status, response FROM idempotency_keys WHERE tenant_id = ?1 AND key = ?2",
-        )
-        .bind(tenant_id)
-        .bind(key)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|(h, s, r)| (h, s as u16, r)))
+        stored_response(&self.pool, tenant_id, key).await
     }
 
     async fn rate_limit(
@@ -458,31 +451,8 @@ impl Store for SqliteStore {
         idem: Option<&IdempotencyRecord>,
     ) -> Result<CreateOutcome> {
         let mut tx = self.pool.begin().await?;
-        if let Some(i) = idem {
-            let inserted = sqlx::query(
-                "INSERT INTO idempotency_keys (tenant_id, key, request_hash, status, response, created_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
-            )
-            .bind(&v.tenant_id)
-            .bind(&i.key)
-            .bind(&i.request_hash)
-            .bind(i64::from(i.status))
-            .bind(&i.response)
-            .bind(v.created_at.millis())
-            .execute(&mut *tx)
-            .await?;
-            if inserted.rows_affected() == 0 {
-                drop(tx);
-                let (request_hash, status, response) = self
-                    .find_idempotency(&v.tenant_id, &i.key)
-                    .await?
-                    .ok_or(sqlx::Error::RowNotFound)?;
-                return Ok(CreateOutcome::Existing {
-                    request_hash,
-                    status,
-                    response,
-                });
-            }
+        if let Some(used) = take_key(&mut tx, &v.tenant_id, idem, v.created_at).await? {
+            return Ok(used);
         }
         sqlx::query(
             "UPDATE verifications SET status = 'canceled', updated_at = ?3 \
@@ -591,7 +561,7 @@ impl Store for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn resend_verification(&self, r: &Resend<'_>, msg: &NewMessage) -> Result<bool> {
+    async fn resend_verification(&self, r: &Resend, msg: &NewMessage) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
         create_one(&mut tx, msg, None).await?;
         let done = sqlx::query(
@@ -599,9 +569,9 @@ impl Store for SqliteStore {
                message_id = ?6, updated_at = ?4 \
              WHERE tenant_id = ?1 AND id = ?2 AND status = 'pending' AND sends = ?7",
         )
-        .bind(r.tenant_id)
-        .bind(r.id)
-        .bind(r.code_hash)
+        .bind(&r.tenant_id)
+        .bind(&r.id)
+        .bind(&r.code_hash)
         .bind(r.now.millis())
         .bind(r.expires_at.millis())
         .bind(&msg.id)
@@ -624,34 +594,8 @@ async fn create_one(
     m: &NewMessage,
     idem: Option<&IdempotencyRecord>,
 ) -> Result<CreateOutcome> {
-    if let Some(i) = idem {
-        // First, so that a reused key writes nothing else.
-        let inserted = sqlx::query(
-                "INSERT INTO idempotency_keys (tenant_id, key, request_hash, status, response, created_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
-            )
-            .bind(&m.tenant_id)
-            .bind(&i.key)
-            .bind(&i.request_hash)
-            .bind(i64::from(i.status))
-            .bind(&i.response)
-            .bind(m.created_at.millis())
-            .execute(&mut **tx)
-            .await?;
-        if inserted.rows_affected() == 0 {
-            let (request_hash, status, response): (String, i64, String) = sqlx::query_as(
-                    "SELECT request_hash, status, response FROM idempotency_keys WHERE tenant_id = ?1 AND key = ?2",
-                )
-                .bind(&m.tenant_id)
-                .bind(&i.key)
-                .fetch_one(&mut **tx)
-                .await?;
-            return Ok(CreateOutcome::Existing {
-                request_hash,
-                status: status as u16,
-                response,
-            });
-        }
+    if let Some(used) = take_key(tx, &m.tenant_id, idem, m.created_at).await? {
+        return Ok(used);
     }
     sqlx::query(
         "INSERT INTO messages (id, tenant_id, mode, to_number, sender, body, body_hmac, encoding, \
@@ -742,6 +686,56 @@ async fn record_attempt<'e>(
     };
     done.map(|(attempts, status)| attempt_result(attempts, &status))
         .transpose()
+}
+
+/// Records a request's idempotency key in `tx`, first, so that a reused key
+/// writes nothing else: `Some` with what the key stored before if it was used.
+async fn take_key(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tenant_id: &str,
+    idem: Option<&IdempotencyRecord>,
+    at: Timestamp,
+) -> Result<Option<CreateOutcome>> {
+    let Some(i) = idem else { return Ok(None) };
+    let inserted = sqlx::query(
+        "INSERT INTO idempotency_keys (tenant_id, key, request_hash, status, response, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+    )
+    .bind(tenant_id)
+    .bind(&i.key)
+    .bind(&i.request_hash)
+    .bind(i64::from(i.status))
+    .bind(&i.response)
+    .bind(at.millis())
+    .execute(&mut **tx)
+    .await?;
+    if inserted.rows_affected() == 1 {
+        return Ok(None);
+    }
+    let (request_hash, status, response) = stored_response(&mut **tx, tenant_id, &i.key)
+        .await?
+        .ok_or(sqlx::Error::RowNotFound)?;
+    Ok(Some(CreateOutcome::Existing {
+        request_hash,
+        status,
+        response,
+    }))
+}
+
+/// What an earlier request with this key stored: request hash, status, body.
+async fn stored_response<'e>(
+    db: impl sqlx::Executor<'e, Database = sqlx::Sqlite>,
+    tenant_id: &str,
+    key: &str,
+) -> Result<Option<(String, u16, String)>> {
+    let row: Option<(String, i64, String)> = sqlx::query_as(
+        "SELECT request_hash, status, response FROM idempotency_keys WHERE tenant_id = ?1 AND key = ?2",
+    )
+    .bind(tenant_id)
+    .bind(key)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|(h, s, r)| (h, s as u16, r)))
 }
 
 #[cfg(test)]
