@@ -102,14 +102,6 @@ impl ApiError {
         err.internal = Some(e.into());
         err
     }
-
-    pub fn status(&self) -> StatusCode {
-        self.status
-    }
-
-    pub fn code(&self) -> &'static str {
-        self.code
-    }
 }
 
 impl From<sqlx::Error> for ApiError {

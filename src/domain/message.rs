@@ -41,11 +41,6 @@ impl MessageStatus {
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|st| st.as_str() == s)
     }
-
-    /// What a carrier's receipt may move a sent message to.
-    pub fn is_final(self) -> bool {
-        !matches!(self, MessageStatus::Queued | MessageStatus::Sent)
-    }
 }
 
 /// Money, always in integer pence.

@@ -122,7 +122,7 @@ impl FromRequestParts<AppState> for Auth {
 #[derive(Default)]
 pub struct AuthCache(Mutex<HashMap<String, (AuthContext, Instant)>>);
 
-pub const AUTH_CACHE_TTL: Duration = Duration::from_secs(10);
+const AUTH_CACHE_TTL: Duration = Duration::from_secs(10);
 const AUTH_CACHE_MAX: usize = 10_000;
 
 impl AuthCache {
@@ -141,11 +141,6 @@ impl AuthCache {
         if map.len() < AUTH_CACHE_MAX {
             map.insert(hash, (ctx, Instant::now()));
         }
-    }
-
-    /// Forgets every cached key (after a revocation in this process).
-    pub fn clear(&self) {
-        self.0.lock().expect("auth cache lock").clear();
     }
 }
 
