@@ -2,6 +2,7 @@
 //! Every tenant-owned read or write takes the tenant first.
 
 mod batch;
+mod common;
 mod postgres;
 mod sqlite;
 

@@ -9,6 +9,8 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use super::*;
 
+super::common::shared_queries!(sqlx::Postgres);
+
 /// Every file of migrations/postgres, in order (a test checks none is missing).
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -38,43 +40,9 @@ impl PgStore {
         if let Some(used) = take_key(&mut tx, &v.tenant_id, idem, v.created_at).await? {
             return Ok(used);
         }
-        sqlx::query(
-            "UPDATE verifications SET status = 'canceled', updated_at = $3 \
-             WHERE tenant_id = $1 AND to_number = $2 AND status = 'pending'",
-        )
-        .bind(&v.tenant_id)
-        .bind(&v.to)
-        .bind(v.created_at.millis())
-        .execute(&mut *tx)
-        .await?;
+        cancel_pending(&mut tx, v).await?;
         insert_messages(&mut *tx, &[msg]).await?;
-        sqlx::query(
-            "INSERT INTO verifications (id, tenant_id, mode, to_number, status, code_hash, code_length, \
-               max_attempts, attempts, sends, ttl_seconds, brand, template, app_domain, message_id, last_sent_at, \
-               expires_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
-        )
-        .bind(&v.id)
-        .bind(&v.tenant_id)
-        .bind(v.mode.as_str())
-        .bind(&v.to)
-        .bind(v.status.as_str())
-        .bind(&v.code_hash)
-        .bind(i64::from(v.code_length))
-        .bind(i64::from(v.max_attempts))
-        .bind(i64::from(v.attempts))
-        .bind(i64::from(v.sends))
-        .bind(i64::from(v.ttl_seconds))
-        .bind(&v.brand)
-        .bind(&v.template)
-        .bind(&v.app_domain)
-        .bind(&v.message_id)
-        .bind(v.last_sent_at.millis())
-        .bind(v.expires_at.millis())
-        .bind(v.created_at.millis())
-        .bind(v.updated_at.millis())
-        .execute(&mut *tx)
-        .await?;
+        insert_verification(&mut tx, v).await?;
         tx.commit().await?;
         Ok(CreateOutcome::Created)
     }
@@ -117,32 +85,15 @@ impl Store for PgStore {
     }
 
     async fn count_tenants(&self) -> Result<i64> {
-        sqlx::query_scalar("SELECT COUNT(*) FROM tenants")
-            .fetch_one(&self.pool)
-            .await
+        count_tenants(&self.pool).await
     }
 
     async fn create_tenant(&self, id: &str, name: &str, now: Timestamp) -> Result<Tenant> {
-        let regions: String = sqlx::query_scalar(
-            "INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3) RETURNING allowed_regions",
-        )
-        .bind(id)
-        .bind(name)
-        .bind(now.millis())
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(Tenant {
-            id: id.into(),
-            name: name.into(),
-            allowed_regions: super::regions(&regions),
-        })
+        create_tenant(&self.pool, id, name, now).await
     }
 
     async fn tenant_exists(&self, tenant_id: &str) -> Result<bool> {
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tenants WHERE id = $1)")
-            .bind(tenant_id)
-            .fetch_one(&self.pool)
-            .await
+        tenant_exists(&self.pool, tenant_id).await
     }
 
     async fn create_api_key(
@@ -154,49 +105,15 @@ impl Store for PgStore {
         hint: &str,
         now: Timestamp,
     ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO api_keys (id, tenant_id, mode, key_hash, hint, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(key_id)
-        .bind(tenant_id)
-        .bind(mode.as_str())
-        .bind(key_hash)
-        .bind(hint)
-        .bind(now.millis())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        create_api_key(&self.pool, tenant_id, key_id, mode, key_hash, hint, now).await
     }
 
     async fn revoke_api_key(&self, key_id: &str, now: Timestamp) -> Result<bool> {
-        let done =
-            sqlx::query("UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
-                .bind(key_id)
-                .bind(now.millis())
-                .execute(&self.pool)
-                .await?;
-        Ok(done.rows_affected() == 1)
+        revoke_api_key(&self.pool, key_id, now).await
     }
 
     async fn authenticate(&self, key_hash: &str) -> Result<Option<AuthContext>> {
-        let row: Option<(String, String, String, String, String)> = sqlx::query_as(
-            "SELECT k.id, k.mode, t.id, t.name, t.allowed_regions FROM api_keys k \
-             JOIN tenants t ON t.id = k.tenant_id WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
-        )
-        .bind(key_hash)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.and_then(|(key_id, mode, id, name, regions)| {
-            Some(AuthContext {
-                key_id,
-                mode: Mode::parse(&mode)?,
-                tenant: Tenant {
-                    id,
-                    name,
-                    allowed_regions: super::regions(&regions),
-                },
-            })
-        }))
+        authenticate(&self.pool, key_hash).await
     }
 
     async fn create_messages(&self, batch: &[PendingMessage]) -> Result<Vec<CreateOutcome>> {
@@ -370,13 +287,7 @@ impl Store for PgStore {
     }
 
     async fn release_leases(&self, token: &str) -> Result<u64> {
-        let done = sqlx::query(
-            "UPDATE messages SET lease_until = NULL, lease_token = NULL WHERE lease_token = $1 AND status = 'queued'",
-        )
-        .bind(token)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
+        release_leases(&self.pool, token).await
     }
 
     async fn apply_receipt(&self, id: &str, status: MessageStatus, at: Timestamp) -> Result<bool> {
@@ -393,23 +304,7 @@ impl Store for PgStore {
     }
 
     async fn sandbox_deliver(&self, m: &NewSandboxMessage) -> Result<()> {
-        // A resubmission (after a worker died) re-arms the receipt but adds no second copy.
-        sqlx::query(
-            "INSERT INTO sandbox_messages (message_id, tenant_id, to_number, sender, body, received_at, \
-               receipt_status, receipt_due) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-             ON CONFLICT (message_id) DO UPDATE SET receipt_done = FALSE, receipt_due = excluded.receipt_due",
-        )
-        .bind(&m.message_id)
-        .bind(&m.tenant_id)
-        .bind(&m.to)
-        .bind(&m.from)
-        .bind(&m.body)
-        .bind(m.received_at.millis())
-        .bind(m.receipt.as_str())
-        .bind(m.receipt_due.millis())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        sandbox_deliver(&self.pool, m).await
     }
 
     async fn sandbox_inbox(
@@ -476,15 +371,7 @@ impl Store for PgStore {
     }
 
     async fn setting_or_init(&self, key: &str, value: &str) -> Result<String> {
-        sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-            .bind(key)
-            .bind(value)
-            .execute(&self.pool)
-            .await?;
-        sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
-            .bind(key)
-            .fetch_one(&self.pool)
-            .await
+        setting_or_init(&self.pool, key, value).await
     }
 
     async fn find_idempotency(
@@ -502,42 +389,11 @@ impl Store for PgStore {
         interval_ms: i64,
         period_ms: i64,
     ) -> Result<Option<i64>> {
-        let admitted: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO rate_limits (key, tat) VALUES ($1, $2 + $3) \
-             ON CONFLICT (key) DO UPDATE SET tat = GREATEST(rate_limits.tat, $2) + $3 \
-             WHERE GREATEST(rate_limits.tat, $2) + $3 - $2 <= $4 RETURNING tat",
-        )
-        .bind(key)
-        .bind(now.millis())
-        .bind(interval_ms)
-        .bind(period_ms)
-        .fetch_optional(&self.pool)
-        .await?;
-        if admitted.is_some() {
-            return Ok(None);
-        }
-        let tat: i64 = sqlx::query_scalar("SELECT tat FROM rate_limits WHERE key = $1")
-            .bind(key)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(Some(
-            (tat.max(now.millis()) + interval_ms - period_ms - now.millis()).max(1),
-        ))
+        rate_limit(&self.pool, key, now, interval_ms, period_ms).await
     }
 
     async fn add_spend(&self, tenant_id: &str, month: &str, pence: i64, cap: i64) -> Result<bool> {
-        let row: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO spend (tenant_id, month, pence) SELECT $1, $2, $3 WHERE $3 <= $4 \
-             ON CONFLICT (tenant_id, month) DO UPDATE SET pence = spend.pence + $3 \
-             WHERE spend.pence + $3 <= $4 RETURNING pence",
-        )
-        .bind(tenant_id)
-        .bind(month)
-        .bind(pence)
-        .bind(cap)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.is_some())
+        add_spend(&self.pool, tenant_id, month, pence, cap).await
     }
 
     async fn create_verification(
@@ -563,15 +419,7 @@ impl Store for PgStore {
         tenant_id: &str,
         id: &str,
     ) -> Result<Option<StoredVerification>> {
-        let sql = format!(
-            "SELECT {VERIFICATION_COLUMNS} FROM verifications WHERE tenant_id = $1 AND id = $2"
-        );
-        let row = sqlx::query(AssertSqlSafe(sql))
-            .bind(tenant_id)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(verification_from_row).transpose()
+        get_verification(&self.pool, tenant_id, id).await
     }
 
     async fn latest_verification(
@@ -579,16 +427,7 @@ impl Store for PgStore {
         tenant_id: &str,
         to: &str,
     ) -> Result<Option<StoredVerification>> {
-        let sql = format!(
-            "SELECT {VERIFICATION_COLUMNS} FROM verifications WHERE tenant_id = $1 AND to_number = $2 \
-             ORDER BY (status = 'pending') DESC, created_at DESC, id DESC LIMIT 1"
-        );
-        let row = sqlx::query(AssertSqlSafe(sql))
-            .bind(tenant_id)
-            .bind(to)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(verification_from_row).transpose()
+        latest_verification(&self.pool, tenant_id, to).await
     }
 
     async fn record_attempts(&self, attempts: &[Attempt]) -> Result<Vec<AttemptResult>> {
@@ -612,36 +451,14 @@ impl Store for PgStore {
         status: VerificationStatus,
         now: Timestamp,
     ) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE verifications SET status = $3, updated_at = $4 WHERE tenant_id = $1 AND id = $2 AND status = 'pending'",
-        )
-        .bind(tenant_id)
-        .bind(id)
-        .bind(status.as_str())
-        .bind(now.millis())
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        close_verification(&self.pool, tenant_id, id, status, now).await
     }
 
     async fn resend_verification(&self, r: &Resend, msg: &NewMessage) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
         insert_messages(&mut *tx, &[msg]).await?;
-        let done = sqlx::query(
-            "UPDATE verifications SET code_hash = $3, sends = sends + 1, last_sent_at = $4, expires_at = $5, \
-               message_id = $6, updated_at = $4 \
-             WHERE tenant_id = $1 AND id = $2 AND status = 'pending' AND sends = $7",
-        )
-        .bind(&r.tenant_id)
-        .bind(&r.id)
-        .bind(&r.code_hash)
-        .bind(r.now.millis())
-        .bind(r.expires_at.millis())
-        .bind(&msg.id)
-        .bind(i64::from(r.sends))
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 0 {
+        let done = resend_update(&mut tx, r, &msg.id).await?;
+        if !done {
             return Ok(false); // dropping the transaction rolls the message back
         }
         tx.commit().await?;
@@ -681,93 +498,6 @@ async fn insert_messages<'e>(db: impl sqlx::PgExecutor<'e>, new: &[&NewMessage])
     .execute(db)
     .await?;
     Ok(())
-}
-
-/// One code check's conditional UPDATE; the verification after it, if it applied.
-async fn record_attempt<'e>(
-    db: impl sqlx::PgExecutor<'e>,
-    attempt: &Attempt,
-) -> Result<AttemptResult> {
-    let done: Option<(i64, String)> = match attempt {
-        Attempt::Approve { tenant_id, id, code_hash, now } => {
-            sqlx::query_as(
-                "UPDATE verifications SET status = 'approved', updated_at = $4 \
-                 WHERE tenant_id = $1 AND id = $2 AND status = 'pending' AND code_hash = $3 \
-                 AND expires_at > $4 AND attempts < max_attempts RETURNING attempts, status",
-            )
-            .bind(tenant_id)
-            .bind(id)
-            .bind(code_hash)
-            .bind(now.millis())
-            .fetch_optional(db)
-            .await?
-        }
-        Attempt::Fail { tenant_id, id, now } => {
-            sqlx::query_as(
-                "UPDATE verifications SET attempts = attempts + 1, updated_at = $3, \
-                   status = CASE WHEN attempts + 1 >= max_attempts THEN 'max_attempts_reached' ELSE status END \
-                 WHERE tenant_id = $1 AND id = $2 AND status = 'pending' AND expires_at > $3 \
-                 RETURNING attempts, status",
-            )
-            .bind(tenant_id)
-            .bind(id)
-            .bind(now.millis())
-            .fetch_optional(db)
-            .await?
-        }
-    };
-    done.map(|(attempts, status)| attempt_result(attempts, &status))
-        .transpose()
-}
-
-/// Records a request's idempotency key in `tx`, first, so that a reused key
-/// writes nothing else: `Some` with what the key stored before if it was used.
-async fn take_key(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    tenant_id: &str,
-    idem: Option<&IdempotencyRecord>,
-    at: Timestamp,
-) -> Result<Option<CreateOutcome>> {
-    let Some(i) = idem else { return Ok(None) };
-    let inserted = sqlx::query(
-        "INSERT INTO idempotency_keys (tenant_id, key, request_hash, status, response, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-    )
-    .bind(tenant_id)
-    .bind(&i.key)
-    .bind(&i.request_hash)
-    .bind(i64::from(i.status))
-    .bind(&i.response)
-    .bind(at.millis())
-    .execute(&mut **tx)
-    .await?;
-    if inserted.rows_affected() == 1 {
-        return Ok(None);
-    }
-    let (request_hash, status, response) = stored_response(&mut **tx, tenant_id, &i.key)
-        .await?
-        .ok_or(sqlx::Error::RowNotFound)?;
-    Ok(Some(CreateOutcome::Existing {
-        request_hash,
-        status,
-        response,
-    }))
-}
-
-/// What an earlier request with this key stored: request hash, status, body.
-async fn stored_response<'e>(
-    db: impl sqlx::Executor<'e, Database = sqlx::Postgres>,
-    tenant_id: &str,
-    key: &str,
-) -> Result<Option<(String, u16, String)>> {
-    let row: Option<(String, i64, String)> = sqlx::query_as(
-        "SELECT request_hash, status, response FROM idempotency_keys WHERE tenant_id = $1 AND key = $2",
-    )
-    .bind(tenant_id)
-    .bind(key)
-    .fetch_optional(db)
-    .await?;
-    Ok(row.map(|(h, s, r)| (h, s as u16, r)))
 }
 
 #[cfg(test)]

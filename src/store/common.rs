@@ -1,0 +1,375 @@
+//! Queries that are the same on both backends (sqlx takes `$N` placeholders on
+//! SQLite too), written once and stamped out for each backend's types.
+
+macro_rules! shared_queries {
+    ($db:ty) => {
+    pub(super) async fn count_tenants(pool: &sqlx::Pool<$db>) -> Result<i64> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM tenants")
+            .fetch_one(pool)
+            .await
+    }
+
+    pub(super) async fn create_tenant(pool: &sqlx::Pool<$db>, id: &str, name: &str, now: Timestamp) -> Result<Tenant> {
+        let regions: String = sqlx::query_scalar(
+            "INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3) RETURNING allowed_regions",
+        )
+        .bind(id)
+        .bind(name)
+        .bind(now.millis())
+        .fetch_one(pool)
+        .await?;
+        Ok(Tenant {
+            id: id.into(),
+            name: name.into(),
+            allowed_regions: super::regions(&regions),
+        })
+    }
+
+    pub(super) async fn tenant_exists(pool: &sqlx::Pool<$db>, tenant_id: &str) -> Result<bool> {
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tenants WHERE id = $1)")
+            .bind(tenant_id)
+            .fetch_one(pool)
+            .await
+    }
+
+    pub(super) async fn create_api_key(pool: &sqlx::Pool<$db>,
+        tenant_id: &str,
+        key_id: &str,
+        mode: Mode,
+        key_hash: &str,
+        hint: &str,
+        now: Timestamp,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO api_keys (id, tenant_id, mode, key_hash, hint, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(key_id)
+        .bind(tenant_id)
+        .bind(mode.as_str())
+        .bind(key_hash)
+        .bind(hint)
+        .bind(now.millis())
+        .execute(pool)
+        .await?;
+        Ok(())
+    }
+
+    pub(super) async fn revoke_api_key(pool: &sqlx::Pool<$db>, key_id: &str, now: Timestamp) -> Result<bool> {
+        let done =
+            sqlx::query("UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+                .bind(key_id)
+                .bind(now.millis())
+                .execute(pool)
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(super) async fn authenticate(pool: &sqlx::Pool<$db>, key_hash: &str) -> Result<Option<AuthContext>> {
+        let row: Option<(String, String, String, String, String)> = sqlx::query_as(
+            "SELECT k.id, k.mode, t.id, t.name, t.allowed_regions FROM api_keys k \
+             JOIN tenants t ON t.id = k.tenant_id WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
+        )
+        .bind(key_hash)
+        .fetch_optional(pool)
+        .await?;
+        Ok(row.and_then(|(key_id, mode, id, name, regions)| {
+            Some(AuthContext {
+                key_id,
+                mode: Mode::parse(&mode)?,
+                tenant: Tenant {
+                    id,
+                    name,
+                    allowed_regions: super::regions(&regions),
+                },
+            })
+        }))
+    }
+
+    pub(super) async fn release_leases(pool: &sqlx::Pool<$db>, token: &str) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE messages SET lease_until = NULL, lease_token = NULL WHERE lease_token = $1 AND status = 'queued'",
+        )
+        .bind(token)
+        .execute(pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    pub(super) async fn sandbox_deliver(pool: &sqlx::Pool<$db>, m: &NewSandboxMessage) -> Result<()> {
+        // A resubmission (after a worker died) re-arms the receipt but adds no second copy.
+        sqlx::query(
+            "INSERT INTO sandbox_messages (message_id, tenant_id, to_number, sender, body, received_at, \
+               receipt_status, receipt_due) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (message_id) DO UPDATE SET receipt_done = FALSE, receipt_due = excluded.receipt_due",
+        )
+        .bind(&m.message_id)
+        .bind(&m.tenant_id)
+        .bind(&m.to)
+        .bind(&m.from)
+        .bind(&m.body)
+        .bind(m.received_at.millis())
+        .bind(m.receipt.as_str())
+        .bind(m.receipt_due.millis())
+        .execute(pool)
+        .await?;
+        Ok(())
+    }
+
+    pub(super) async fn setting_or_init(pool: &sqlx::Pool<$db>, key: &str, value: &str) -> Result<String> {
+        sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(key)
+            .bind(value)
+            .execute(pool)
+            .await?;
+        sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
+            .bind(key)
+            .fetch_one(pool)
+            .await
+    }
+
+    pub(super) async fn rate_limit(pool: &sqlx::Pool<$db>,
+        key: &str,
+        now: Timestamp,
+        interval_ms: i64,
+        period_ms: i64,
+    ) -> Result<Option<i64>> {
+        let admitted: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO rate_limits (key, tat) VALUES ($1, $2 + $3) \
+             ON CONFLICT (key) DO UPDATE SET tat = CASE WHEN rate_limits.tat > $2 THEN rate_limits.tat ELSE $2 END + $3 \
+             WHERE CASE WHEN rate_limits.tat > $2 THEN rate_limits.tat ELSE $2 END + $3 - $2 <= $4 RETURNING tat",
+        )
+        .bind(key)
+        .bind(now.millis())
+        .bind(interval_ms)
+        .bind(period_ms)
+        .fetch_optional(pool)
+        .await?;
+        if admitted.is_some() {
+            return Ok(None);
+        }
+        let tat: i64 = sqlx::query_scalar("SELECT tat FROM rate_limits WHERE key = $1")
+            .bind(key)
+            .fetch_one(pool)
+            .await?;
+        Ok(Some(
+            (tat.max(now.millis()) + interval_ms - period_ms - now.millis()).max(1),
+        ))
+    }
+
+    pub(super) async fn add_spend(pool: &sqlx::Pool<$db>, tenant_id: &str, month: &str, pence: i64, cap: i64) -> Result<bool> {
+        let row: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO spend (tenant_id, month, pence) SELECT $1, $2, $3 WHERE $3 <= $4 \
+             ON CONFLICT (tenant_id, month) DO UPDATE SET pence = spend.pence + $3 \
+             WHERE spend.pence + $3 <= $4 RETURNING pence",
+        )
+        .bind(tenant_id)
+        .bind(month)
+        .bind(pence)
+        .bind(cap)
+        .fetch_optional(pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    pub(super) async fn get_verification(pool: &sqlx::Pool<$db>,
+        tenant_id: &str,
+        id: &str,
+    ) -> Result<Option<StoredVerification>> {
+        let sql = format!(
+            "SELECT {VERIFICATION_COLUMNS} FROM verifications WHERE tenant_id = $1 AND id = $2"
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(tenant_id)
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+        row.as_ref().map(verification_from_row).transpose()
+    }
+
+    pub(super) async fn latest_verification(pool: &sqlx::Pool<$db>,
+        tenant_id: &str,
+        to: &str,
+    ) -> Result<Option<StoredVerification>> {
+        let sql = format!(
+            "SELECT {VERIFICATION_COLUMNS} FROM verifications WHERE tenant_id = $1 AND to_number = $2 \
+             ORDER BY (status = 'pending') DESC, created_at DESC, id DESC LIMIT 1"
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(tenant_id)
+            .bind(to)
+            .fetch_optional(pool)
+            .await?;
+        row.as_ref().map(verification_from_row).transpose()
+    }
+
+    pub(super) async fn close_verification(pool: &sqlx::Pool<$db>,
+        tenant_id: &str,
+        id: &str,
+        status: VerificationStatus,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE verifications SET status = $3, updated_at = $4 WHERE tenant_id = $1 AND id = $2 AND status = 'pending'",
+        )
+        .bind(tenant_id)
+        .bind(id)
+        .bind(status.as_str())
+        .bind(now.millis())
+        .execute(pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Records a request's idempotency key in `tx`, first, so that a reused key
+    /// writes nothing else: `Some` with what the key stored before if it was used.
+    pub(super) async fn take_key(
+        tx: &mut sqlx::Transaction<'_, $db>,
+        tenant_id: &str,
+        idem: Option<&IdempotencyRecord>,
+        at: Timestamp,
+    ) -> Result<Option<CreateOutcome>> {
+        let Some(i) = idem else { return Ok(None) };
+        let inserted = sqlx::query(
+            "INSERT INTO idempotency_keys (tenant_id, key, request_hash, status, response, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        )
+        .bind(tenant_id)
+        .bind(&i.key)
+        .bind(&i.request_hash)
+        .bind(i64::from(i.status))
+        .bind(&i.response)
+        .bind(at.millis())
+        .execute(&mut **tx)
+        .await?;
+        if inserted.rows_affected() == 1 {
+            return Ok(None);
+        }
+        let (request_hash, status, response) = stored_response(&mut **tx, tenant_id, &i.key)
+            .await?
+            .ok_or(sqlx::Error::RowNotFound)?;
+        Ok(Some(CreateOutcome::Existing {
+            request_hash,
+            status,
+            response,
+        }))
+    }
+
+    /// What an earlier request with this key stored: request hash, status, body.
+    pub(super) async fn stored_response<'e>(
+        db: impl sqlx::Executor<'e, Database = $db>,
+        tenant_id: &str,
+        key: &str,
+    ) -> Result<Option<(String, u16, String)>> {
+        let row: Option<(String, i64, String)> = sqlx::query_as(
+            "SELECT request_hash, status, response FROM idempotency_keys WHERE tenant_id = $1 AND key = $2",
+        )
+        .bind(tenant_id)
+        .bind(key)
+        .fetch_optional(db)
+        .await?;
+        Ok(row.map(|(h, s, r)| (h, s as u16, r)))
+    }
+
+    /// One code check's conditional UPDATE; the verification after it, if it applied.
+    pub(super) async fn record_attempt<'e>(
+        db: impl sqlx::Executor<'e, Database = $db>,
+        attempt: &Attempt,
+    ) -> Result<AttemptResult> {
+        let done: Option<(i64, String)> = match attempt {
+            Attempt::Approve { tenant_id, id, code_hash, now } => {
+                sqlx::query_as(
+                    "UPDATE verifications SET status = 'approved', updated_at = $4 \
+                     WHERE tenant_id = $1 AND id = $2 AND status = 'pending' AND code_hash = $3 \
+                     AND expires_at > $4 AND attempts < max_attempts RETURNING attempts, status",
+                )
+                .bind(tenant_id)
+                .bind(id)
+                .bind(code_hash)
+                .bind(now.millis())
+                .fetch_optional(db)
+                .await?
+            }
+            Attempt::Fail { tenant_id, id, now } => {
+                sqlx::query_as(
+                    "UPDATE verifications SET attempts = attempts + 1, updated_at = $3, \
+                       status = CASE WHEN attempts + 1 >= max_attempts THEN 'max_attempts_reached' ELSE status END \
+                     WHERE tenant_id = $1 AND id = $2 AND status = 'pending' AND expires_at > $3 \
+                     RETURNING attempts, status",
+                )
+                .bind(tenant_id)
+                .bind(id)
+                .bind(now.millis())
+                .fetch_optional(db)
+                .await?
+            }
+        };
+        done.map(|(attempts, status)| attempt_result(attempts, &status))
+            .transpose()
+    }
+    /// Cancels the number's pending verification (at most one live code per number).
+    pub(super) async fn cancel_pending(conn: &mut <$db as sqlx::Database>::Connection, v: &StoredVerification) -> Result<()> {
+        sqlx::query(
+            "UPDATE verifications SET status = 'canceled', updated_at = $3 \
+             WHERE tenant_id = $1 AND to_number = $2 AND status = 'pending'",
+        )
+        .bind(&v.tenant_id)
+        .bind(&v.to)
+        .bind(v.created_at.millis())
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
+    pub(super) async fn insert_verification(conn: &mut <$db as sqlx::Database>::Connection, v: &StoredVerification) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO verifications (id, tenant_id, mode, to_number, status, code_hash, code_length, \
+               max_attempts, attempts, sends, ttl_seconds, brand, template, app_domain, message_id, last_sent_at, \
+               expires_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+        )
+        .bind(&v.id)
+        .bind(&v.tenant_id)
+        .bind(v.mode.as_str())
+        .bind(&v.to)
+        .bind(v.status.as_str())
+        .bind(&v.code_hash)
+        .bind(i64::from(v.code_length))
+        .bind(i64::from(v.max_attempts))
+        .bind(i64::from(v.attempts))
+        .bind(i64::from(v.sends))
+        .bind(i64::from(v.ttl_seconds))
+        .bind(&v.brand)
+        .bind(&v.template)
+        .bind(&v.app_domain)
+        .bind(&v.message_id)
+        .bind(v.last_sent_at.millis())
+        .bind(v.expires_at.millis())
+        .bind(v.created_at.millis())
+        .bind(v.updated_at.millis())
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
+    /// The fresh code of a resend, if the verification is still pending at `sends` sends.
+    pub(super) async fn resend_update(conn: &mut <$db as sqlx::Database>::Connection, r: &Resend, message_id: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE verifications SET code_hash = $3, sends = sends + 1, last_sent_at = $4, expires_at = $5, \
+               message_id = $6, updated_at = $4 \
+             WHERE tenant_id = $1 AND id = $2 AND status = 'pending' AND sends = $7",
+        )
+        .bind(&r.tenant_id)
+        .bind(&r.id)
+        .bind(&r.code_hash)
+        .bind(r.now.millis())
+        .bind(r.expires_at.millis())
+        .bind(message_id)
+        .bind(i64::from(r.sends))
+        .execute(&mut *conn)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+    };
+}
+
+pub(crate) use shared_queries;
