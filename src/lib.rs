@@ -9,6 +9,7 @@ pub mod error;
 pub mod http;
 pub mod shutdown;
 pub mod store;
+pub mod webhook;
 pub mod worker;
 
 use std::sync::Arc;

@@ -608,6 +608,12 @@ async fn health_readiness_and_openapi(app: TestApp) {
         ("/v1/otp/verify", "post"),
         ("/v1/otp/{id}/resend", "post"),
         ("/v1/otp/{id}/cancel", "post"),
+        ("/v1/webhooks", "post"),
+        ("/v1/webhooks", "get"),
+        ("/v1/webhooks/{id}", "get"),
+        ("/v1/webhooks/{id}", "patch"),
+        ("/v1/webhooks/{id}", "delete"),
+        ("/v1/webhooks/{id}/rotate-secret", "post"),
     ] {
         assert!(
             doc["paths"][path][method].is_object(),

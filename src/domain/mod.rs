@@ -7,6 +7,7 @@ pub mod otp;
 pub mod phone;
 pub mod sender;
 pub mod verification;
+pub mod webhook;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

@@ -7,6 +7,7 @@ mod openapi;
 mod otp;
 mod sandbox;
 mod sms;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -52,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .merge(openapi::router())
         .merge(sms::router())
         .merge(otp::router())
+        .merge(webhooks::router())
         .merge(sandbox::router())
         .fallback(|| async { ApiError::not_found("endpoint") })
         .method_not_allowed_fallback(|| async {

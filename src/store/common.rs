@@ -369,6 +369,122 @@ macro_rules! shared_queries {
         .await?;
         Ok(done.rows_affected() == 1)
     }
+
+    const ENDPOINT_COLUMNS: &str = "id, tenant_id, url, description, events, secret, previous_secret, \
+        previous_secret_until, enabled, disabled_reason, created_at, updated_at";
+
+    fn endpoint_from_row(row: &<$db as sqlx::Database>::Row) -> Result<StoredEndpoint> {
+        use sqlx::Row;
+        Ok(StoredEndpoint {
+            id: row.try_get(0)?,
+            tenant_id: row.try_get(1)?,
+            url: row.try_get(2)?,
+            description: row.try_get(3)?,
+            events: row.try_get(4)?,
+            secret: row.try_get(5)?,
+            previous_secret: row.try_get(6)?,
+            previous_secret_until: row.try_get::<Option<i64>, _>(7)?.map(Timestamp),
+            enabled: row.try_get(8)?,
+            disabled_reason: row.try_get(9)?,
+            created_at: Timestamp(row.try_get(10)?),
+            updated_at: Timestamp(row.try_get(11)?),
+        })
+    }
+
+    pub(super) async fn create_endpoint(pool: &sqlx::Pool<$db>, e: &StoredEndpoint) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO webhook_endpoints (id, tenant_id, url, description, events, secret, enabled, \
+               created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&e.id)
+        .bind(&e.tenant_id)
+        .bind(&e.url)
+        .bind(&e.description)
+        .bind(&e.events)
+        .bind(&e.secret)
+        .bind(e.enabled)
+        .bind(e.created_at.millis())
+        .bind(e.updated_at.millis())
+        .execute(pool)
+        .await?;
+        Ok(())
+    }
+
+    pub(super) async fn list_endpoints(
+        pool: &sqlx::Pool<$db>,
+        tenant_id: &str,
+        starting_after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<StoredEndpoint>> {
+        // Without a cursor, "~" sorts after every id.
+        let sql = format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE tenant_id = $1 AND id < $2 \
+             ORDER BY id DESC LIMIT $3"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant_id)
+            .bind(starting_after.unwrap_or("~"))
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?;
+        rows.iter().map(endpoint_from_row).collect()
+    }
+
+    pub(super) async fn get_endpoint(
+        pool: &sqlx::Pool<$db>,
+        tenant_id: &str,
+        id: &str,
+    ) -> Result<Option<StoredEndpoint>> {
+        let sql = format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE tenant_id = $1 AND id = $2");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant_id)
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+        row.as_ref().map(endpoint_from_row).transpose()
+    }
+
+    pub(super) async fn update_endpoint(pool: &sqlx::Pool<$db>, e: &StoredEndpoint) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE webhook_endpoints SET url = $3, description = $4, events = $5, enabled = $6, \
+               disabled_reason = $7, updated_at = $8 WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(&e.tenant_id)
+        .bind(&e.id)
+        .bind(&e.url)
+        .bind(&e.description)
+        .bind(&e.events)
+        .bind(e.enabled)
+        .bind(&e.disabled_reason)
+        .bind(e.updated_at.millis())
+        .execute(pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(super) async fn delete_endpoint(pool: &sqlx::Pool<$db>, tenant_id: &str, id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM webhook_endpoints WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant_id)
+            .bind(id)
+            .execute(pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(super) async fn rotate_endpoint_secret(pool: &sqlx::Pool<$db>, r: &Rotation) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE webhook_endpoints SET previous_secret = secret, previous_secret_until = $4, secret = $3, \
+               updated_at = $5 WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(&r.tenant_id)
+        .bind(&r.id)
+        .bind(&r.secret)
+        .bind(r.previous_until.millis())
+        .bind(r.now.millis())
+        .execute(pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
     };
 }
 

@@ -279,6 +279,57 @@ pub trait Store: Send + Sync + 'static {
     /// A fresh code and the message carrying it, if the verification is still
     /// pending and has been sent exactly `sends` times (no two resends race).
     async fn resend_verification(&self, resend: &Resend, msg: &NewMessage) -> Result<bool>;
+
+    async fn create_endpoint(&self, endpoint: &StoredEndpoint) -> Result<()>;
+    /// Newest first, after the `starting_after` id.
+    async fn list_endpoints(
+        &self,
+        tenant_id: &str,
+        starting_after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<StoredEndpoint>>;
+    async fn get_endpoint(&self, tenant_id: &str, id: &str) -> Result<Option<StoredEndpoint>>;
+    /// Writes url, description, events, enabled and disabled_reason.
+    async fn update_endpoint(&self, endpoint: &StoredEndpoint) -> Result<bool>;
+    async fn delete_endpoint(&self, tenant_id: &str, id: &str) -> Result<bool>;
+    async fn rotate_endpoint_secret(&self, rotation: &Rotation) -> Result<bool>;
+}
+
+/// A webhook endpoint as stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredEndpoint {
+    pub id: String,
+    pub tenant_id: String,
+    pub url: String,
+    pub description: Option<String>,
+    /// Comma-separated event types; `None` = every type.
+    pub events: Option<String>,
+    pub secret: String,
+    pub previous_secret: Option<String>,
+    pub previous_secret_until: Option<Timestamp>,
+    pub enabled: bool,
+    pub disabled_reason: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl std::fmt::Debug for StoredEndpoint {
+    // Secrets never print.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredEndpoint")
+            .field("id", &self.id)
+            .field("enabled", &self.enabled)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A new signing secret; the old one keeps signing until `previous_until`.
+pub struct Rotation {
+    pub tenant_id: String,
+    pub id: String,
+    pub secret: String,
+    pub previous_until: Timestamp,
+    pub now: Timestamp,
 }
 
 /// One code check's effect on a verification.

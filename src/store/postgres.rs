@@ -23,6 +23,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "otp",
         include_str!("../../migrations/postgres/0002_otp.sql"),
     ),
+    (
+        3,
+        "webhooks",
+        include_str!("../../migrations/postgres/0003_webhooks.sql"),
+    ),
 ];
 
 pub struct PgStore {
@@ -463,6 +468,35 @@ impl Store for PgStore {
         }
         tx.commit().await?;
         Ok(true)
+    }
+
+    async fn create_endpoint(&self, e: &StoredEndpoint) -> Result<()> {
+        create_endpoint(&self.pool, e).await
+    }
+
+    async fn list_endpoints(
+        &self,
+        tenant_id: &str,
+        starting_after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<StoredEndpoint>> {
+        list_endpoints(&self.pool, tenant_id, starting_after, limit).await
+    }
+
+    async fn get_endpoint(&self, tenant_id: &str, id: &str) -> Result<Option<StoredEndpoint>> {
+        get_endpoint(&self.pool, tenant_id, id).await
+    }
+
+    async fn update_endpoint(&self, e: &StoredEndpoint) -> Result<bool> {
+        update_endpoint(&self.pool, e).await
+    }
+
+    async fn delete_endpoint(&self, tenant_id: &str, id: &str) -> Result<bool> {
+        delete_endpoint(&self.pool, tenant_id, id).await
+    }
+
+    async fn rotate_endpoint_secret(&self, rotation: &Rotation) -> Result<bool> {
+        rotate_endpoint_secret(&self.pool, rotation).await
     }
 }
 

@@ -1,0 +1,17 @@
+-- Webhook endpoints. The secret signs deliveries (Standard Webhooks); after a
+-- rotation the previous one keeps signing beside it until previous_secret_until.
+CREATE TABLE webhook_endpoints (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL REFERENCES tenants (id),
+    url TEXT NOT NULL,
+    description TEXT,
+    events TEXT, -- comma-separated event types; NULL = every type
+    secret TEXT NOT NULL,
+    previous_secret TEXT,
+    previous_secret_until BIGINT,
+    enabled INTEGER NOT NULL DEFAULT 1,
+    disabled_reason TEXT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE INDEX webhook_endpoints_tenant ON webhook_endpoints (tenant_id, id DESC);

@@ -1,0 +1,154 @@
+//! Webhook endpoints: event types, secrets, and which destinations are allowed.
+
+use std::net::IpAddr;
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::message::Timestamp;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+pub enum EventType {
+    #[serde(rename = "message.sent")]
+    MessageSent,
+    #[serde(rename = "message.delivered")]
+    MessageDelivered,
+    #[serde(rename = "message.undelivered")]
+    MessageUndelivered,
+    #[serde(rename = "message.failed")]
+    MessageFailed,
+    #[serde(rename = "message.expired")]
+    MessageExpired,
+    #[serde(rename = "verification.approved")]
+    VerificationApproved,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 6] = [
+        EventType::MessageSent,
+        EventType::MessageDelivered,
+        EventType::MessageUndelivered,
+        EventType::MessageFailed,
+        EventType::MessageExpired,
+        EventType::VerificationApproved,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::MessageSent => "message.sent",
+            EventType::MessageDelivered => "message.delivered",
+            EventType::MessageUndelivered => "message.undelivered",
+            EventType::MessageFailed => "message.failed",
+            EventType::MessageExpired => "message.expired",
+            EventType::VerificationApproved => "verification.approved",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|e| e.as_str() == s)
+    }
+}
+
+/// A signing secret: `whsec_` + base64 of 32 random bytes (Standard Webhooks).
+pub fn new_secret() -> String {
+    let bytes: [u8; 32] = rand::random();
+    format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    )
+}
+
+/// An endpoint as the API returns it (the secret only on create and rotation).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Endpoint {
+    /// `wh_…`
+    pub id: String,
+    pub url: String,
+    pub description: Option<String>,
+    /// The event types sent here; `null` = all of them.
+    pub events: Option<Vec<EventType>>,
+    pub enabled: bool,
+    /// Why it was disabled (e.g. the receiver answered 410 Gone).
+    pub disabled_reason: Option<String>,
+    /// Shown when the endpoint is created and when its secret is rotated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// Addresses a webhook may not reach unless private addresses are allowed:
+/// loopback, private, link-local, shared (CGNAT), multicast, unspecified, broadcast.
+pub fn is_internal(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_multicast()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || o[0] == 0
+                || (o[0] == 100 && (64..128).contains(&o[1]))
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_internal(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00 // unique local
+                || (first & 0xffc0) == 0xfe80 // link-local
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_addresses() {
+        for ip in [
+            "127.0.0.1",
+            "10.0.0.1",
+            "172.16.5.4",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+            "ff02::1",
+        ] {
+            assert!(is_internal(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "172.32.0.1"] {
+            assert!(!is_internal(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[test]
+    fn secrets_and_event_names() {
+        let s = new_secret();
+        assert!(s.starts_with("whsec_"));
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(&s[6..])
+            .unwrap();
+        assert_eq!(raw.len(), 32);
+        assert_ne!(new_secret(), s);
+        for e in EventType::ALL {
+            assert_eq!(EventType::parse(e.as_str()), Some(e));
+            assert_eq!(serde_json::to_value(e).unwrap(), e.as_str());
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! Webhook endpoints: POST/GET /v1/webhooks, GET/PATCH/DELETE /v1/webhooks/{id},
+//! POST /v1/webhooks/{id}/rotate-secret.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::AppState;
+use super::extract::{ApiJson, ApiQuery, Auth};
+use crate::clock::new_id;
+use crate::domain::webhook::{Endpoint, EventType, new_secret};
+use crate::error::{ApiError, Problem};
+use crate::store::{Rotation, StoredEndpoint};
+use crate::webhook::check_destination;
+
+const MAX_DESCRIPTION: usize = 200;
+/// After a rotation the old secret keeps signing for a day.
+const ROTATION_OVERLAP_MS: i64 = 24 * 3600 * 1000;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateEndpoint {
+    /// An http(s) URL that does not resolve to an internal address.
+    pub url: String,
+    /// Event types to send here; omit for all.
+    pub events: Option<Vec<EventType>>,
+    pub description: Option<String>,
+}
+
+/// Present-but-null and absent differ for `events` (null = all types).
+fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateEndpoint {
+    pub url: Option<String>,
+    /// A list of event types, or `null` for all of them.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<EventType>>)]
+    pub events: Option<Option<Vec<EventType>>>,
+    pub description: Option<String>,
+    /// `true` re-enables an endpoint that was disabled; `false` pauses it.
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EndpointList {
+    pub data: Vec<Endpoint>,
+    pub has_more: bool,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// 1–100, default 20.
+    pub limit: Option<u32>,
+    pub starting_after: Option<String>,
+}
+
+fn view(e: &StoredEndpoint, with_secret: bool) -> Endpoint {
+    Endpoint {
+        id: e.id.clone(),
+        url: e.url.clone(),
+        description: e.description.clone(),
+        events: e
+            .events
+            .as_deref()
+            .map(|list| list.split(',').filter_map(EventType::parse).collect()),
+        enabled: e.enabled,
+        disabled_reason: e.disabled_reason.clone(),
+        secret: with_secret.then(|| e.secret.clone()),
+        created_at: e.created_at,
+        updated_at: e.updated_at,
+    }
+}
+
+async fn checked_url(app: &AppState, url: &str) -> Result<String, ApiError> {
+    check_destination(url, app.config.webhooks.allow_private_addresses)
+        .await
+        .map(|u| u.to_string())
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_webhook_url",
+                format!("`url` {e}"),
+            )
+            .param("url")
+        })
+}
+
+fn events_column(events: Option<Vec<EventType>>) -> Result<Option<String>, ApiError> {
+    match events {
+        None => Ok(None),
+        Some(list) if list.is_empty() => Err(ApiError::invalid(
+            "events",
+            "`events` must name at least one event type; omit it (or send null) for all",
+        )),
+        Some(list) => {
+            let mut names: Vec<&str> = list.iter().map(|e| e.as_str()).collect();
+            names.sort_unstable();
+            names.dedup();
+            Ok(Some(names.join(",")))
+        }
+    }
+}
+
+fn checked_description(d: Option<String>) -> Result<Option<String>, ApiError> {
+    match d {
+        Some(d) if d.chars().count() > MAX_DESCRIPTION => Err(ApiError::invalid(
+            "description",
+            format!("`description` is longer than {MAX_DESCRIPTION} characters"),
+        )),
+        d => Ok(d),
+    }
+}
+
+async fn load(app: &AppState, tenant_id: &str, id: &str) -> Result<StoredEndpoint, ApiError> {
+    app.store
+        .get_endpoint(tenant_id, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("webhook endpoint"))
+}
+
+/// Add an endpoint. Its signing secret is in this response only (and after a rotation).
+#[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", request_body = CreateEndpoint,
+    responses((status = 201, body = Endpoint), (status = 422, description = "invalid_webhook_url, invalid_request", body = Problem)),
+    security(("api_key" = [])))]
+pub async fn create(
+    State(app): State<AppState>,
+    Auth(auth): Auth,
+    ApiJson { value: req, .. }: ApiJson<CreateEndpoint>,
+) -> Result<(StatusCode, Json<Endpoint>), ApiError> {
+    let url = checked_url(&app, &req.url).await?;
+    let now = app.clock.now();
+    let endpoint = StoredEndpoint {
+        id: new_id("wh"),
+        tenant_id: auth.tenant.id.clone(),
+        url,
+        description: checked_description(req.description)?,
+        events: events_column(req.events)?,
+        secret: new_secret(),
+        previous_secret: None,
+        previous_secret_until: None,
+        enabled: true,
+        disabled_reason: None,
+        created_at: now,
+        updated_at: now,
+    };
+    app.store.create_endpoint(&endpoint).await?;
+    tracing::info!(endpoint_id = %endpoint.id, "webhook endpoint created");
+    Ok((StatusCode::CREATED, Json(view(&endpoint, true))))
+}
+
+/// The tenant's endpoints, newest first.
+#[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks", params(ListQuery),
+    responses((status = 200, body = EndpointList)), security(("api_key" = [])))]
+pub async fn list(
+    State(app): State<AppState>,
+    Auth(auth): Auth,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<EndpointList>, ApiError> {
+    let limit = q.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::invalid(
+            "limit",
+            "`limit` must be between 1 and 100",
+        ));
+    }
+    let mut rows = app
+        .store
+        .list_endpoints(&auth.tenant.id, q.starting_after.as_deref(), limit + 1)
+        .await?;
+    let has_more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    Ok(Json(EndpointList {
+        data: rows.iter().map(|e| view(e, false)).collect(),
+        has_more,
+    }))
+}
+
+/// An endpoint (without its secret).
+#[utoipa::path(get, path = "/v1/webhooks/{id}", tag = "webhooks",
+    params(("id" = String, Path, description = "wh_…")),
+    responses((status = 200, body = Endpoint), (status = 404, body = Problem)), security(("api_key" = [])))]
+pub async fn get_one(
+    State(app): State<AppState>,
+    Auth(auth): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Endpoint>, ApiError> {
+    Ok(Json(view(&load(&app, &auth.tenant.id, &id).await?, false)))
+}
+
+/// Change the URL, events or description; re-enable a disabled endpoint.
+#[utoipa::path(patch, path = "/v1/webhooks/{id}", tag = "webhooks", request_body = UpdateEndpoint,
+    params(("id" = String, Path, description = "wh_…")),
+    responses((status = 200, body = Endpoint), (status = 404, body = Problem), (status = 422, body = Problem)),
+    security(("api_key" = [])))]
+pub async fn update(
+    State(app): State<AppState>,
+    Auth(auth): Auth,
+    Path(id): Path<String>,
+    ApiJson { value: req, .. }: ApiJson<UpdateEndpoint>,
+) -> Result<Json<Endpoint>, ApiError> {
+    let mut e = load(&app, &auth.tenant.id, &id).await?;
+    if let Some(url) = &req.url {
+        e.url = checked_url(&app, url).await?;
+    }
+    if let Some(events) = req.events {
+        e.events = events_column(events)?;
+    }
+    if req.description.is_some() {
+        e.description = checked_description(req.description)?;
+    }
+    match req.enabled {
+        Some(true) => {
+            e.enabled = true;
+            e.disabled_reason = None;
+        }
+        Some(false) => {
+            e.enabled = false;
+            e.disabled_reason = Some("disabled by the tenant".into());
+        }
+        None => {}
+    }
+    e.updated_at = app.clock.now();
+    if !app.store.update_endpoint(&e).await? {
+        return Err(ApiError::not_found("webhook endpoint"));
+    }
+    Ok(Json(view(&e, false)))
+}
+
+/// Remove an endpoint.
+#[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "webhooks",
+    params(("id" = String, Path, description = "wh_…")),
+    responses((status = 204, description = "deleted"), (status = 404, body = Problem)), security(("api_key" = [])))]
+pub async fn delete(
+    State(app): State<AppState>,
+    Auth(auth): Auth,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if app.store.delete_endpoint(&auth.tenant.id, &id).await? {
+        tracing::info!(endpoint_id = %id, "webhook endpoint deleted");
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("webhook endpoint"))
+    }
+}
+
+/// A new signing secret; the old one keeps signing beside it for 24 hours.
+#[utoipa::path(post, path = "/v1/webhooks/{id}/rotate-secret", tag = "webhooks",
+    params(("id" = String, Path, description = "wh_…")),
+    responses((status = 200, body = Endpoint), (status = 404, body = Problem)), security(("api_key" = [])))]
+pub async fn rotate_secret(
+    State(app): State<AppState>,
+    Auth(auth): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Endpoint>, ApiError> {
+    let now = app.clock.now();
+    let rotation = Rotation {
+        tenant_id: auth.tenant.id.clone(),
+        id: id.clone(),
+        secret: new_secret(),
+        previous_until: now.plus_ms(ROTATION_OVERLAP_MS),
+        now,
+    };
+    if !app.store.rotate_endpoint_secret(&rotation).await? {
+        return Err(ApiError::not_found("webhook endpoint"));
+    }
+    tracing::info!(endpoint_id = %id, "webhook secret rotated");
+    Ok(Json(view(&load(&app, &auth.tenant.id, &id).await?, true)))
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/webhooks", get(list).post(create))
+        .route(
+            "/v1/webhooks/{id}",
+            get(get_one).patch(update).delete(delete),
+        )
+        .route("/v1/webhooks/{id}/rotate-secret", post(rotate_secret))
+}
