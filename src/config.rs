@@ -114,6 +114,9 @@ pub struct SandboxConfig {
 #[serde(deny_unknown_fields)]
 pub struct WebhooksConfig {
     pub allow_private_addresses: bool,
+    pub retry_schedule_seconds: Vec<u64>,
+    pub batch_size: u32,
+    pub lease_seconds: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -226,6 +229,21 @@ impl Config {
             return bad(
                 "limits.otp_sends_per_number_window_seconds",
                 "must be at least 1",
+            );
+        }
+        if self.webhooks.retry_schedule_seconds.is_empty() {
+            return bad(
+                "webhooks.retry_schedule_seconds",
+                "must list at least one attempt",
+            );
+        }
+        if self.webhooks.batch_size == 0 {
+            return bad("webhooks.batch_size", "must be at least 1");
+        }
+        if self.webhooks.lease_seconds < 20 {
+            return bad(
+                "webhooks.lease_seconds",
+                "must be at least 20 (a delivery may take 15 s)",
             );
         }
         if self.limits.monthly_spend_cap_pence.0 < 0 {

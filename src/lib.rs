@@ -29,6 +29,7 @@ use crate::http::AppState;
 use crate::http::extract::AuthCache;
 use crate::shutdown::Shutdown;
 use crate::store::{AttemptWriter, MessageWriter, Store, Tenant, attempt_writer, message_writer};
+use crate::webhook::Dispatcher;
 use crate::worker::Worker;
 
 /// One running service: configuration, storage and time, shared by the API and the workers.
@@ -176,6 +177,15 @@ impl Line {
         Ok((id, key))
     }
 
+    /// A webhook dispatcher for the configured schedule.
+    pub fn dispatcher(&self) -> Dispatcher {
+        Dispatcher::new(
+            self.store.clone(),
+            self.clock.clone(),
+            self.config.webhooks.clone(),
+        )
+    }
+
     /// On an empty database: a first tenant, so a new user can send at once.
     pub async fn bootstrap(&self) -> anyhow::Result<Option<NewTenant>> {
         if self.store.count_tenants().await? > 0 {
@@ -188,17 +198,21 @@ impl Line {
     /// in-flight requests finish and leases are released before it returns.
     pub async fn serve(&self, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
         let role = self.config.role;
-        let worker = role
-            .runs_worker()
-            .then(|| tokio::spawn(self.worker().run(shutdown.clone())));
+        let idle = Duration::from_millis(self.config.worker.poll_interval_ms);
+        let worker = role.runs_worker().then(|| {
+            let dispatcher = tokio::spawn(self.dispatcher().run(shutdown.clone(), idle));
+            let sender = tokio::spawn(self.worker().run(shutdown.clone()));
+            (sender, dispatcher)
+        });
         if role.runs_api() {
             let mut stop = shutdown.clone();
             axum::serve(listener, self.router())
                 .with_graceful_shutdown(async move { stop.wait().await })
                 .await?;
         }
-        if let Some(worker) = worker {
-            worker.await?;
+        if let Some((sender, dispatcher)) = worker {
+            sender.await?;
+            dispatcher.await?;
         }
         Ok(())
     }

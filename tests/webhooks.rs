@@ -194,3 +194,381 @@ async fn private_addresses_are_allowed_when_configured() {
     }
     app.stop().await;
 }
+
+// ---- Delivery: a real HTTP receiver on loopback, signatures checked by the
+// official Python `standardwebhooks` package. ----
+
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use axum::http::HeaderMap;
+
+const PRIVATE_OK: &str = "[webhooks]\nallow_private_addresses = true";
+
+/// A scripted answer: status and an optional Retry-After.
+type Answer = (u16, Option<&'static str>);
+
+#[derive(Clone, Default)]
+struct Receiver {
+    got: Arc<Mutex<Vec<(HeaderMap, String)>>>,
+    /// Answers to give, first to last (status, Retry-After); then 200.
+    script: Arc<Mutex<Vec<Answer>>>,
+}
+
+impl Receiver {
+    async fn start() -> (String, Receiver) {
+        let receiver = Receiver::default();
+        let state = receiver.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |headers: HeaderMap, body: String| {
+                let state = state.clone();
+                async move {
+                    state.got.lock().unwrap().push((headers, body));
+                    let next = {
+                        let mut script = state.script.lock().unwrap();
+                        (!script.is_empty()).then(|| script.remove(0))
+                    };
+                    let (status, retry_after) = next.unwrap_or((200, None));
+                    let mut response = axum::response::Response::new(axum::body::Body::from("ok"));
+                    *response.status_mut() = axum::http::StatusCode::from_u16(status).unwrap();
+                    if let Some(secs) = retry_after {
+                        response
+                            .headers_mut()
+                            .insert("retry-after", secs.parse().unwrap());
+                    }
+                    response
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (url, receiver)
+    }
+
+    fn bodies(&self) -> Vec<Value> {
+        let got = self.got.lock().unwrap();
+        got.iter()
+            .map(|(_, b)| serde_json::from_str(b).unwrap())
+            .collect()
+    }
+
+    fn count(&self) -> usize {
+        self.got.lock().unwrap().len()
+    }
+}
+
+/// Verifies a received webhook with the Python Standard Webhooks library.
+fn python_verifies(secret: &str, headers: &HeaderMap, body: &str) -> bool {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let ok = std::process::Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "standardwebhooks",
+            ])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "pip install standardwebhooks");
+    });
+    let headers: serde_json::Map<String, Value> =
+        ["webhook-id", "webhook-timestamp", "webhook-signature"]
+            .iter()
+            .map(|h| (h.to_string(), json!(headers[*h].to_str().unwrap())))
+            .collect();
+    let input = json!({"secret": secret, "body": body, "headers": headers}).to_string();
+    let mut child = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, json\nfrom standardwebhooks.webhooks import Webhook\nd = json.load(sys.stdin)\nWebhook(d['secret']).verify(d['body'], d['headers'])",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait().unwrap().success()
+}
+
+async fn dispatch(app: &TestApp) -> usize {
+    app.line.dispatcher().run_once().await.unwrap()
+}
+
+async fn every_status_change_arrives_once_signed(app: TestApp) {
+    let (url, receiver) = Receiver::start().await;
+    let all = create(&app, json!({"url": url})).await;
+    let secret = all["secret"].as_str().unwrap().to_string();
+    let (url2, only_delivered) = Receiver::start().await;
+    create(&app, json!({"url": url2, "events": ["message.delivered"]})).await;
+
+    for to in ["+447700900001", "+447700900900", "+447700900950"] {
+        app.send(to, "hello").await;
+    }
+    app.drain().await;
+    app.advance_and_drain(Duration::from_millis(1100)).await;
+    let v = app
+        .post("/v1/otp", &app.test_key, &json!({"to": "+447700900123"}))
+        .await
+        .1;
+    app.drain().await;
+    let (_, inbox) = app
+        .get("/v1/sandbox/messages?to=%2B447700900123", &app.test_key)
+        .await;
+    let body = inbox["data"][0]["body"].as_str().unwrap();
+    let code: String = body
+        .split(" code is ")
+        .nth(1)
+        .unwrap()
+        .chars()
+        .take(6)
+        .collect();
+    let (_, r) = app
+        .post(
+            &format!("/v1/otp/{}/verify", v["id"].as_str().unwrap()),
+            &app.test_key,
+            &json!({"code": code}),
+        )
+        .await;
+    assert_eq!(r["status"], "approved");
+    while dispatch(&app).await > 0 {}
+
+    let mut types: Vec<String> = receiver
+        .bodies()
+        .iter()
+        .map(|b| b["type"].as_str().unwrap().to_string())
+        .collect();
+    types.sort();
+    assert_eq!(
+        types,
+        [
+            // 900001 sent and delivered; 900900 sent and undelivered; 900950
+            // rejected; the OTP's SMS sent (its receipt is not due yet); approved.
+            "message.delivered",
+            "message.failed",
+            "message.sent",
+            "message.sent",
+            "message.sent",
+            "message.undelivered",
+            "verification.approved"
+        ]
+    );
+    for b in receiver.bodies() {
+        assert!(b["timestamp"].is_string());
+        let want = b["type"].as_str().unwrap().split('.').nth(1).unwrap();
+        assert_eq!(
+            b["data"]["status"], want,
+            "data is the object as of the event: {b}"
+        );
+    }
+    let got = receiver.got.lock().unwrap().clone();
+    let mut ids: Vec<&str> = got
+        .iter()
+        .map(|(h, _)| h["webhook-id"].to_str().unwrap())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(
+        ids.len(),
+        got.len(),
+        "one webhook-id per event and endpoint"
+    );
+    for (headers, body) in &got {
+        assert!(
+            python_verifies(&secret, headers, body),
+            "signature did not verify: {body}"
+        );
+        assert!(!python_verifies(
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            headers,
+            body
+        ));
+    }
+    let delivered: Vec<String> = only_delivered
+        .bodies()
+        .iter()
+        .map(|b| b["type"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(delivered, ["message.delivered"]);
+    app.stop().await;
+}
+
+async fn retries_follow_the_schedule_and_gone_disables(app: TestApp) {
+    let (url, receiver) = Receiver::start().await;
+    receiver
+        .script
+        .lock()
+        .unwrap()
+        .extend([(429, Some("60")), (500, None), (200, None)]);
+    let e = create(&app, json!({"url": url, "events": ["message.sent"]})).await;
+    app.send("+447700900001", "hello").await;
+    app.drain().await;
+    assert_eq!(dispatch(&app).await, 1); // 429 with Retry-After 60: longer than the 5 s step
+    assert_eq!(dispatch(&app).await, 0);
+    app.clock.advance(Duration::from_secs(30));
+    assert_eq!(dispatch(&app).await, 0, "Retry-After is honoured");
+    app.clock.advance(Duration::from_secs(31));
+    assert_eq!(dispatch(&app).await, 1); // 500: next in 300 s ± 20%
+    app.clock.advance(Duration::from_secs(230));
+    assert_eq!(
+        dispatch(&app).await,
+        0,
+        "not before the schedule's 300 s ± 20%"
+    );
+    app.clock.advance(Duration::from_secs(131));
+    assert_eq!(dispatch(&app).await, 1); // 200
+    app.clock.advance(Duration::from_secs(100_000));
+    assert_eq!(
+        dispatch(&app).await,
+        0,
+        "a delivered event is not sent again"
+    );
+    let got = receiver.got.lock().unwrap().clone();
+    assert_eq!(got.len(), 3);
+    assert!(
+        got.iter()
+            .all(|(h, b)| h["webhook-id"] == got[0].0["webhook-id"] && *b == got[0].1)
+    );
+    let attempts = app
+        .sql_text("SELECT CAST(COUNT(*) AS TEXT) FROM webhook_attempts")
+        .await;
+    assert_eq!(attempts.as_deref(), Some("3"));
+
+    // 410 Gone: no more attempts, and the endpoint is disabled.
+    receiver.script.lock().unwrap().push((410, None));
+    app.send("+447700900001", "again").await;
+    app.drain().await;
+    assert_eq!(dispatch(&app).await, 1);
+    app.clock.advance(Duration::from_secs(100_000));
+    assert_eq!(dispatch(&app).await, 0);
+    let (_, ep) = app
+        .get(
+            &format!("/v1/webhooks/{}", e["id"].as_str().unwrap()),
+            &app.test_key,
+        )
+        .await;
+    assert_eq!(ep["enabled"], false);
+    assert!(ep["disabled_reason"].as_str().unwrap().contains("410"));
+    // While disabled nothing is queued for it; re-enabled, it receives again.
+    app.send("+447700900001", "while disabled").await;
+    app.drain().await;
+    assert_eq!(dispatch(&app).await, 0);
+    let (_, ep) = patch(&app, e["id"].as_str().unwrap(), json!({"enabled": true})).await;
+    assert_eq!(ep["enabled"], true);
+    app.send("+447700900001", "back").await;
+    app.drain().await;
+    assert_eq!(dispatch(&app).await, 1);
+    assert_eq!(receiver.count(), 5);
+    app.stop().await;
+}
+
+async fn rotation_signs_with_both_secrets_for_a_day(app: TestApp) {
+    let (url, receiver) = Receiver::start().await;
+    let e = create(&app, json!({"url": url, "events": ["message.sent"]})).await;
+    let old = e["secret"].as_str().unwrap().to_string();
+    let resp = app
+        .client
+        .post(app.url(&format!(
+            "/v1/webhooks/{}/rotate-secret",
+            e["id"].as_str().unwrap()
+        )))
+        .bearer_auth(&app.test_key)
+        .send()
+        .await
+        .unwrap();
+    let new = common::decode(resp).await.1["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.send("+447700900001", "hello").await;
+    app.drain().await;
+    dispatch(&app).await;
+    let (headers, body) = receiver.got.lock().unwrap()[0].clone();
+    assert_eq!(
+        headers["webhook-signature"]
+            .to_str()
+            .unwrap()
+            .split(' ')
+            .count(),
+        2
+    );
+    assert!(python_verifies(&old, &headers, &body));
+    assert!(python_verifies(&new, &headers, &body));
+    app.stop().await;
+}
+
+async fn a_dispatcher_killed_mid_delivery_loses_nothing(app: TestApp) {
+    let (url, receiver) = Receiver::start().await;
+    create(&app, json!({"url": url, "events": ["message.sent"]})).await;
+    app.send("+447700900001", "hello").await;
+    app.drain().await;
+    // A dispatcher claims the delivery and dies before sending it.
+    let now = app.clock.now();
+    let claimed = app
+        .line
+        .store
+        .claim_deliveries(now, now.plus_ms(60_000), "dead", 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(dispatch(&app).await, 0, "its lease holds");
+    app.clock.advance(Duration::from_secs(61));
+    assert_eq!(dispatch(&app).await, 1);
+    assert_eq!(receiver.count(), 1);
+    app.stop().await;
+}
+
+on_both_backends_with!(
+    PRIVATE_OK,
+    every_status_change_arrives_once_signed,
+    retries_follow_the_schedule_and_gone_disables,
+    rotation_signs_with_both_secrets_for_a_day,
+    a_dispatcher_killed_mid_delivery_loses_nothing,
+);
+
+/// With private addresses refused, an endpoint that now resolves to loopback
+/// (here: stored before the guard) is refused at delivery time too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_time_guard_refuses_internal_addresses() {
+    let app = TestApp::spawn(common::Backend::Sqlite).await;
+    let (url, receiver) = Receiver::start().await;
+    let now = app.clock.now();
+    app.line
+        .store
+        .create_endpoint(&line::store::StoredEndpoint {
+            id: "wh_sneaky".into(),
+            tenant_id: app.tenant_id.clone(),
+            url,
+            description: None,
+            events: None,
+            secret: line::domain::webhook::new_secret(),
+            previous_secret: None,
+            previous_secret_until: None,
+            enabled: true,
+            disabled_reason: None,
+            created_at: now,
+            updated_at: now,
+        })
+        .await
+        .unwrap();
+    app.send("+447700900001", "hello").await;
+    app.drain().await;
+    assert_eq!(dispatch(&app).await, 1);
+    assert_eq!(receiver.count(), 0, "nothing reached the internal address");
+    let error = app
+        .sql_text("SELECT error FROM webhook_attempts")
+        .await
+        .unwrap();
+    assert!(error.starts_with("refused"), "{error}");
+    app.stop().await;
+}

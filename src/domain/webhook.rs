@@ -6,7 +6,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::message::Timestamp;
+use super::message::{MessageStatus, Timestamp};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 pub enum EventType {
@@ -47,6 +47,18 @@ impl EventType {
 
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|e| e.as_str() == s)
+    }
+
+    /// The event a message's new status fires (none for `queued`).
+    pub fn for_message(status: MessageStatus) -> Option<Self> {
+        match status {
+            MessageStatus::Queued => None,
+            MessageStatus::Sent => Some(EventType::MessageSent),
+            MessageStatus::Delivered => Some(EventType::MessageDelivered),
+            MessageStatus::Undelivered => Some(EventType::MessageUndelivered),
+            MessageStatus::Failed => Some(EventType::MessageFailed),
+            MessageStatus::Expired => Some(EventType::MessageExpired),
+        }
     }
 }
 

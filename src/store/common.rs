@@ -485,6 +485,306 @@ macro_rules! shared_queries {
         .await?;
         Ok(done.rows_affected() == 1)
     }
+
+    /// A transient failure: try again at `at`, if `token` still holds the lease.
+    pub(super) async fn retry_later(
+        pool: &sqlx::Pool<$db>,
+        id: &str,
+        token: &str,
+        at: Timestamp,
+        error: &str,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE messages SET next_attempt_at = $3, error_message = $4, lease_until = NULL, \
+             lease_token = NULL, updated_at = $5 WHERE id = $1 AND lease_token = $2 AND status = 'queued'",
+        )
+        .bind(id)
+        .bind(token)
+        .bind(at.millis())
+        .bind(error)
+        .bind(now.millis())
+        .execute(pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Ends a submission (sent, failed, expired) if `token` still holds the
+    /// lease: the status, its history row and its webhooks, in the caller's transaction.
+    pub(super) async fn transition(
+        conn: &mut <$db as sqlx::Database>::Connection,
+        id: &str,
+        token: &str,
+        t: &Transition<'_>,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let tenant: Option<String> = sqlx::query_scalar(
+            "UPDATE messages SET status = $3, carrier = $4, carrier_message_id = $5, error_code = $6, \
+               error_message = $7, body = NULL, lease_until = NULL, lease_token = NULL, updated_at = $8 \
+             WHERE id = $1 AND lease_token = $2 AND status = 'queued' RETURNING tenant_id",
+        )
+        .bind(id)
+        .bind(token)
+        .bind(t.status.as_str())
+        .bind(t.carrier)
+        .bind(t.carrier_message_id)
+        .bind(t.error_code)
+        .bind(t.error_message)
+        .bind(now.millis())
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some(tenant) = tenant else { return Ok(false) };
+        message_changed(conn, &tenant, id, t.status, now).await?;
+        Ok(true)
+    }
+
+    /// A carrier's receipt: sent → `status`, with history and webhooks; false if the message was not sent.
+    pub(super) async fn receipt(
+        conn: &mut <$db as sqlx::Database>::Connection,
+        id: &str,
+        status: MessageStatus,
+        at: Timestamp,
+    ) -> Result<bool> {
+        let tenant: Option<String> = sqlx::query_scalar(
+            "UPDATE messages SET status = $2, updated_at = $3 WHERE id = $1 AND status = 'sent' RETURNING tenant_id",
+        )
+        .bind(id)
+        .bind(status.as_str())
+        .bind(at.millis())
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some(tenant) = tenant else { return Ok(false) };
+        message_changed(conn, &tenant, id, status, at).await?;
+        Ok(true)
+    }
+
+    /// Records a message's new status in its history and queues its webhooks.
+    async fn message_changed(
+        conn: &mut <$db as sqlx::Database>::Connection,
+        tenant_id: &str,
+        id: &str,
+        status: MessageStatus,
+        at: Timestamp,
+    ) -> Result<()> {
+        sqlx::query("INSERT INTO message_events (message_id, status, at) VALUES ($1, $2, $3)")
+            .bind(id)
+            .bind(status.as_str())
+            .bind(at.millis())
+            .execute(&mut *conn)
+            .await?;
+        let Some(event) = EventType::for_message(status) else { return Ok(()) };
+        let endpoints = subscribed(conn, tenant_id, event).await?;
+        if endpoints.is_empty() {
+            return Ok(());
+        }
+        let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_one(&mut *conn).await?;
+        let mut message = [message_from_row(&row)?];
+        let history: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT message_id, status, at FROM message_events WHERE message_id = $1 ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&mut *conn)
+        .await?;
+        attach_history(&mut message, history);
+        let [message] = message;
+        enqueue(conn, tenant_id, &endpoints, event, serde_json::to_value(&message).map_err(encode)?, at).await
+    }
+
+    /// Queues verification.approved for a verification just approved.
+    pub(super) async fn verification_approved(
+        conn: &mut <$db as sqlx::Database>::Connection,
+        tenant_id: &str,
+        id: &str,
+        at: Timestamp,
+    ) -> Result<()> {
+        let event = EventType::VerificationApproved;
+        let endpoints = subscribed(conn, tenant_id, event).await?;
+        if endpoints.is_empty() {
+            return Ok(());
+        }
+        let sql = format!("SELECT {VERIFICATION_COLUMNS} FROM verifications WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_one(&mut *conn).await?;
+        let v = Verification::from(&verification_from_row(&row)?);
+        enqueue(conn, tenant_id, &endpoints, event, serde_json::to_value(&v).map_err(encode)?, at).await
+    }
+
+    /// The tenant's enabled endpoints that take `event`.
+    async fn subscribed(
+        conn: &mut <$db as sqlx::Database>::Connection,
+        tenant_id: &str,
+        event: EventType,
+    ) -> Result<Vec<String>> {
+        let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+            "SELECT id, events FROM webhook_endpoints WHERE tenant_id = $1 AND enabled = TRUE",
+        )
+        .bind(tenant_id)
+        .fetch_all(&mut *conn)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter(|(_, events)| events.as_deref().is_none_or(|list| list.split(',').any(|e| e == event.as_str())))
+            .map(|(id, _)| id)
+            .collect())
+    }
+
+    async fn enqueue(
+        conn: &mut <$db as sqlx::Database>::Connection,
+        tenant_id: &str,
+        endpoints: &[String],
+        event: EventType,
+        data: serde_json::Value,
+        at: Timestamp,
+    ) -> Result<()> {
+        let payload = serde_json::json!({"type": event.as_str(), "timestamp": at, "data": data}).to_string();
+        for endpoint in endpoints {
+            sqlx::query(
+                "INSERT INTO webhook_deliveries (id, tenant_id, endpoint_id, event_type, payload, status, \
+                   next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'pending', $6, $6, $6)",
+            )
+            .bind(crate::clock::new_id("whd"))
+            .bind(tenant_id)
+            .bind(endpoint)
+            .bind(event.as_str())
+            .bind(&payload)
+            .bind(at.millis())
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
+    }
+
+    fn encode(e: serde_json::Error) -> sqlx::Error {
+        sqlx::Error::Encode(Box::new(e))
+    }
+
+    pub(super) async fn finish_submit(
+        pool: &sqlx::Pool<$db>,
+        id: &str,
+        token: &str,
+        result: &SubmitResult,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let Some(t) = transition_of(result) else {
+            let SubmitResult::Retry { at, error } = result else {
+                unreachable!("only a retry is not a transition")
+            };
+            return retry_later(pool, id, token, *at, error, now).await;
+        };
+        let mut tx = pool.begin().await?;
+        if !transition(&mut tx, id, token, &t, now).await? {
+            return Ok(false);
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub(super) async fn apply_receipt(
+        pool: &sqlx::Pool<$db>,
+        id: &str,
+        status: MessageStatus,
+        at: Timestamp,
+    ) -> Result<bool> {
+        let mut tx = pool.begin().await?;
+        let applied = receipt(&mut tx, id, status, at).await?;
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    pub(super) async fn record_attempts(
+        pool: &sqlx::Pool<$db>,
+        attempts: &[Attempt],
+    ) -> Result<Vec<AttemptResult>> {
+        if let [one @ Attempt::Fail { .. }] = attempts {
+            // Alone, a wrong code is one statement: no BEGIN and COMMIT round trips.
+            return Ok(vec![record_attempt(pool, one).await?]);
+        }
+        let mut tx = pool.begin().await?;
+        let mut applied = Vec::with_capacity(attempts.len());
+        for attempt in attempts {
+            let result = record_attempt(&mut *tx, attempt).await?;
+            if let (Attempt::Approve { tenant_id, id, now, .. }, Some(_)) = (attempt, &result) {
+                verification_approved(&mut tx, tenant_id, id, *now).await?;
+            }
+            applied.push(result);
+        }
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    /// Endpoints failing this long without a success are disabled.
+    const FAILING_LIMIT_MS: i64 = 5 * 24 * 3600 * 1000;
+
+    pub(super) async fn finish_delivery(pool: &sqlx::Pool<$db>, r: &AttemptRecord) -> Result<bool> {
+        let mut tx = pool.begin().await?;
+        let (status, next_at) = match &r.next {
+            NextStep::Succeeded => ("succeeded", r.at),
+            NextStep::RetryAt(at) => ("pending", *at),
+            NextStep::Failed { .. } => ("failed", r.at),
+        };
+        let done = sqlx::query(
+            "UPDATE webhook_deliveries SET status = $3, next_attempt_at = $4, lease_until = NULL, \
+               lease_token = NULL, updated_at = $5 WHERE id = $1 AND lease_token = $2 AND status = 'pending'",
+        )
+        .bind(&r.delivery_id)
+        .bind(&r.token)
+        .bind(status)
+        .bind(next_at.millis())
+        .bind(r.at.millis())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO webhook_attempts (delivery_id, at, status_code, response, duration_ms, error) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&r.delivery_id)
+        .bind(r.at.millis())
+        .bind(r.status_code.map(i64::from))
+        .bind(&r.response)
+        .bind(r.duration_ms)
+        .bind(&r.error)
+        .execute(&mut *tx)
+        .await?;
+        if r.next == NextStep::Succeeded {
+            sqlx::query("UPDATE webhook_endpoints SET failing_since = NULL WHERE id = $1")
+                .bind(&r.endpoint_id)
+                .execute(&mut *tx)
+                .await?;
+        } else {
+            let since: Option<i64> = sqlx::query_scalar(
+                "UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, $2) WHERE id = $1 \
+                 RETURNING failing_since",
+            )
+            .bind(&r.endpoint_id)
+            .bind(r.at.millis())
+            .fetch_optional(&mut *tx)
+            .await?
+            .flatten();
+            let reason = match &r.next {
+                NextStep::Failed { disable_endpoint: Some(reason) } => Some(reason.clone()),
+                _ if since.is_some_and(|s| r.at.millis() - s >= FAILING_LIMIT_MS) => {
+                    Some("failing for five days without a success".to_string())
+                }
+                _ => None,
+            };
+            if let Some(reason) = reason {
+                sqlx::query(
+                    "UPDATE webhook_endpoints SET enabled = FALSE, disabled_reason = $2, updated_at = $3 \
+                     WHERE id = $1 AND enabled = TRUE",
+                )
+                .bind(&r.endpoint_id)
+                .bind(reason)
+                .bind(r.at.millis())
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
     };
 }
 

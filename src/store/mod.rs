@@ -13,7 +13,8 @@ use async_trait::async_trait;
 use crate::domain::Mode;
 use crate::domain::encoding::Encoding;
 use crate::domain::message::{Message, MessageStatus, Pence, StatusChange, Timestamp};
-use crate::domain::verification::{StoredVerification, VerificationStatus};
+use crate::domain::verification::{StoredVerification, Verification, VerificationStatus};
+use crate::domain::webhook::EventType;
 
 pub use batch::{AttemptWriter, Batcher, MessageWriter, attempt_writer, message_writer};
 pub use postgres::PgStore;
@@ -293,6 +294,19 @@ pub trait Store: Send + Sync + 'static {
     async fn update_endpoint(&self, endpoint: &StoredEndpoint) -> Result<bool>;
     async fn delete_endpoint(&self, tenant_id: &str, id: &str) -> Result<bool>;
     async fn rotate_endpoint_secret(&self, rotation: &Rotation) -> Result<bool>;
+
+    /// Leases up to `limit` due deliveries until `lease_until`, marked with `token`.
+    async fn claim_deliveries(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        token: &str,
+        limit: u32,
+    ) -> Result<Vec<ClaimedDelivery>>;
+    /// Records an attempt and what follows (if `token` still holds the lease),
+    /// and the endpoint's health: a success clears `failing_since`, a failure
+    /// sets it, and five days of failures (or a disable reason) disable it.
+    async fn finish_delivery(&self, record: &AttemptRecord) -> Result<bool>;
 }
 
 /// A webhook endpoint as stored.
@@ -330,6 +344,41 @@ pub struct Rotation {
     pub secret: String,
     pub previous_until: Timestamp,
     pub now: Timestamp,
+}
+
+/// A delivery claimed by a dispatcher.
+#[derive(Debug, Clone)]
+pub struct ClaimedDelivery {
+    pub id: String,
+    pub tenant_id: String,
+    pub endpoint_id: String,
+    pub payload: String,
+    /// Attempts so far, this one included.
+    pub attempts: u32,
+}
+
+/// What became of one delivery attempt.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    pub delivery_id: String,
+    pub endpoint_id: String,
+    pub token: String,
+    pub at: Timestamp,
+    pub status_code: Option<u16>,
+    pub response: Option<String>,
+    pub duration_ms: i64,
+    pub error: Option<String>,
+    pub next: NextStep,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NextStep {
+    Succeeded,
+    RetryAt(Timestamp),
+    /// No more attempts; with a reason, the endpoint is disabled too.
+    Failed {
+        disable_endpoint: Option<String>,
+    },
 }
 
 /// One code check's effect on a verification.

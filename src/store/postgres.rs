@@ -253,42 +253,7 @@ impl Store for PgStore {
         result: &SubmitResult,
         now: Timestamp,
     ) -> Result<bool> {
-        let transition = transition_of(result);
-        let done = match (result, transition) {
-            (SubmitResult::Retry { at, error }, _) => {
-                sqlx::query(
-                    "UPDATE messages SET next_attempt_at = $3, error_message = $4, lease_until = NULL, \
-                     lease_token = NULL, updated_at = $5 WHERE id = $1 AND lease_token = $2 AND status = 'queued'",
-                )
-                .bind(id)
-                .bind(token)
-                .bind(at.millis())
-                .bind(error)
-                .bind(now.millis())
-                .execute(&self.pool)
-                .await?
-            }
-            (_, Some(t)) => {
-                sqlx::query(
-                    "WITH u AS (UPDATE messages SET status = $3, carrier = $4, carrier_message_id = $5, \
-                       error_code = $6, error_message = $7, body = NULL, lease_until = NULL, lease_token = NULL, \
-                       updated_at = $8 WHERE id = $1 AND lease_token = $2 AND status = 'queued' RETURNING id) \
-                     INSERT INTO message_events (message_id, status, at) SELECT id, $3, $8 FROM u",
-                )
-                .bind(id)
-                .bind(token)
-                .bind(t.status.as_str())
-                .bind(t.carrier)
-                .bind(t.carrier_message_id)
-                .bind(t.error_code)
-                .bind(t.error_message)
-                .bind(now.millis())
-                .execute(&self.pool)
-                .await?
-            }
-            (_, None) => unreachable!("every non-retry result is a transition"),
-        };
-        Ok(done.rows_affected() == 1)
+        finish_submit(&self.pool, id, token, result, now).await
     }
 
     async fn release_leases(&self, token: &str) -> Result<u64> {
@@ -296,16 +261,7 @@ impl Store for PgStore {
     }
 
     async fn apply_receipt(&self, id: &str, status: MessageStatus, at: Timestamp) -> Result<bool> {
-        let done = sqlx::query(
-            "WITH u AS (UPDATE messages SET status = $2, updated_at = $3 WHERE id = $1 AND status = 'sent' RETURNING id) \
-             INSERT INTO message_events (message_id, status, at) SELECT id, $2, $3 FROM u",
-        )
-        .bind(id)
-        .bind(status.as_str())
-        .bind(at.millis())
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        apply_receipt(&self.pool, id, status, at).await
     }
 
     async fn sandbox_deliver(&self, m: &NewSandboxMessage) -> Result<()> {
@@ -333,19 +289,24 @@ impl Store for PgStore {
     }
 
     async fn apply_sandbox_receipts(&self, now: Timestamp, limit: u32) -> Result<u64> {
-        let done = sqlx::query(
-            "WITH r AS (UPDATE sandbox_messages SET receipt_done = TRUE WHERE message_id IN \
+        let mut tx = self.pool.begin().await?;
+        let due: Vec<(String, String)> = sqlx::query_as(
+            "UPDATE sandbox_messages SET receipt_done = TRUE WHERE message_id IN \
                (SELECT message_id FROM sandbox_messages WHERE NOT receipt_done AND receipt_due <= $1 \
-                ORDER BY receipt_due LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING message_id, receipt_status), \
-             u AS (UPDATE messages m SET status = r.receipt_status, updated_at = $1 FROM r \
-               WHERE m.id = r.message_id AND m.status = 'sent' RETURNING m.id, m.status) \
-             INSERT INTO message_events (message_id, status, at) SELECT id, status, $1 FROM u",
+                ORDER BY receipt_due LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING message_id, receipt_status",
         )
         .bind(now.millis())
         .bind(i64::from(limit))
-        .execute(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
-        Ok(done.rows_affected())
+        let mut applied = 0;
+        for (id, status) in due {
+            let status = MessageStatus::parse(&status)
+                .ok_or_else(|| sqlx::Error::Decode("bad stored receipt status".into()))?;
+            applied += u64::from(receipt(&mut tx, &id, status, now).await?);
+        }
+        tx.commit().await?;
+        Ok(applied)
     }
 
     async fn cleanup(
@@ -436,17 +397,7 @@ impl Store for PgStore {
     }
 
     async fn record_attempts(&self, attempts: &[Attempt]) -> Result<Vec<AttemptResult>> {
-        if let [one] = attempts {
-            // Alone, it is atomic by itself: no BEGIN and COMMIT round trips.
-            return Ok(vec![record_attempt(&self.pool, one).await?]);
-        }
-        let mut tx = self.pool.begin().await?;
-        let mut applied = Vec::with_capacity(attempts.len());
-        for attempt in attempts {
-            applied.push(record_attempt(&mut *tx, attempt).await?);
-        }
-        tx.commit().await?;
-        Ok(applied)
+        record_attempts(&self.pool, attempts).await
     }
 
     async fn close_verification(
@@ -497,6 +448,43 @@ impl Store for PgStore {
 
     async fn rotate_endpoint_secret(&self, rotation: &Rotation) -> Result<bool> {
         rotate_endpoint_secret(&self.pool, rotation).await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        token: &str,
+        limit: u32,
+    ) -> Result<Vec<ClaimedDelivery>> {
+        let rows: Vec<(String, String, String, String, i64)> = sqlx::query_as(
+            "UPDATE webhook_deliveries SET lease_until = $2, lease_token = $3, attempts = attempts + 1 \
+             WHERE id IN (SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= $1 \
+               AND (lease_until IS NULL OR lease_until <= $1) ORDER BY next_attempt_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
+             RETURNING id, tenant_id, endpoint_id, payload, attempts",
+        )
+        .bind(now.millis())
+        .bind(lease_until.millis())
+        .bind(token)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(id, tenant_id, endpoint_id, payload, attempts)| {
+                Ok(ClaimedDelivery {
+                    id,
+                    tenant_id,
+                    endpoint_id,
+                    payload,
+                    attempts: u32::try_from(attempts)
+                        .map_err(|_| sqlx::Error::Decode("bad attempts".into()))?,
+                })
+            })
+            .collect()
+    }
+
+    async fn finish_delivery(&self, record: &AttemptRecord) -> Result<bool> {
+        finish_delivery(&self.pool, record).await
     }
 }
 

@@ -189,45 +189,7 @@ impl Store for SqliteStore {
         result: &SubmitResult,
         now: Timestamp,
     ) -> Result<bool> {
-        let Some(t) = transition_of(result) else {
-            let SubmitResult::Retry { at, error } = result else {
-                unreachable!("only a retry is not a transition")
-            };
-            let done = sqlx::query(
-                "UPDATE messages SET next_attempt_at = ?3, error_message = ?4, lease_until = NULL, \
-                 lease_token = NULL, updated_at = ?5 WHERE id = ?1 AND lease_token = ?2 AND status = 'queued'",
-            )
-            .bind(id)
-            .bind(token)
-            .bind(at.millis())
-            .bind(error)
-            .bind(now.millis())
-            .execute(&self.pool)
-            .await?;
-            return Ok(done.rows_affected() == 1);
-        };
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
-            "UPDATE messages SET status = ?3, carrier = ?4, carrier_message_id = ?5, error_code = ?6, \
-               error_message = ?7, body = NULL, lease_until = NULL, lease_token = NULL, updated_at = ?8 \
-             WHERE id = ?1 AND lease_token = ?2 AND status = 'queued'",
-        )
-        .bind(id)
-        .bind(token)
-        .bind(t.status.as_str())
-        .bind(t.carrier)
-        .bind(t.carrier_message_id)
-        .bind(t.error_code)
-        .bind(t.error_message)
-        .bind(now.millis())
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        insert_event(&mut tx, id, t.status, now).await?;
-        tx.commit().await?;
-        Ok(true)
+        finish_submit(&self.pool, id, token, result, now).await
     }
 
     async fn release_leases(&self, token: &str) -> Result<u64> {
@@ -235,10 +197,7 @@ impl Store for SqliteStore {
     }
 
     async fn apply_receipt(&self, id: &str, status: MessageStatus, at: Timestamp) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        let applied = receipt(&mut tx, id, status, at).await?;
-        tx.commit().await?;
-        Ok(applied)
+        apply_receipt(&self.pool, id, status, at).await
     }
 
     async fn sandbox_deliver(&self, m: &NewSandboxMessage) -> Result<()> {
@@ -269,8 +228,8 @@ impl Store for SqliteStore {
         let mut tx = self.pool.begin().await?;
         let due: Vec<(String, String)> = sqlx::query_as(
             "UPDATE sandbox_messages SET receipt_done = 1 WHERE message_id IN \
-               (SELECT message_id FROM sandbox_messages WHERE receipt_done = 0 AND receipt_due <= ?1 \
-                ORDER BY receipt_due LIMIT ?2) RETURNING message_id, receipt_status",
+               (SELECT message_id FROM sandbox_messages WHERE receipt_done = 0 AND receipt_due <= $1 \
+                ORDER BY receipt_due LIMIT $2) RETURNING message_id, receipt_status",
         )
         .bind(now.millis())
         .bind(i64::from(limit))
@@ -373,17 +332,7 @@ impl Store for SqliteStore {
     }
 
     async fn record_attempts(&self, attempts: &[Attempt]) -> Result<Vec<AttemptResult>> {
-        if let [one] = attempts {
-            // Alone, it is atomic by itself: no BEGIN and COMMIT round trips.
-            return Ok(vec![record_attempt(&self.pool, one).await?]);
-        }
-        let mut tx = self.pool.begin().await?;
-        let mut applied = Vec::with_capacity(attempts.len());
-        for attempt in attempts {
-            applied.push(record_attempt(&mut *tx, attempt).await?);
-        }
-        tx.commit().await?;
-        Ok(applied)
+        record_attempts(&self.pool, attempts).await
     }
 
     async fn close_verification(
@@ -435,6 +384,43 @@ impl Store for SqliteStore {
     async fn rotate_endpoint_secret(&self, rotation: &Rotation) -> Result<bool> {
         rotate_endpoint_secret(&self.pool, rotation).await
     }
+
+    async fn claim_deliveries(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        token: &str,
+        limit: u32,
+    ) -> Result<Vec<ClaimedDelivery>> {
+        let rows: Vec<(String, String, String, String, i64)> = sqlx::query_as(
+            "UPDATE webhook_deliveries SET lease_until = $2, lease_token = $3, attempts = attempts + 1 \
+             WHERE id IN (SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= $1 \
+               AND (lease_until IS NULL OR lease_until <= $1) ORDER BY next_attempt_at, id LIMIT $4) \
+             RETURNING id, tenant_id, endpoint_id, payload, attempts",
+        )
+        .bind(now.millis())
+        .bind(lease_until.millis())
+        .bind(token)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(id, tenant_id, endpoint_id, payload, attempts)| {
+                Ok(ClaimedDelivery {
+                    id,
+                    tenant_id,
+                    endpoint_id,
+                    payload,
+                    attempts: u32::try_from(attempts)
+                        .map_err(|_| sqlx::Error::Decode("bad attempts".into()))?,
+                })
+            })
+            .collect()
+    }
+
+    async fn finish_delivery(&self, record: &AttemptRecord) -> Result<bool> {
+        finish_delivery(&self.pool, record).await
+    }
 }
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
@@ -468,38 +454,6 @@ async fn create_one(
     .execute(&mut **tx)
     .await?;
     Ok(CreateOutcome::Created)
-}
-
-async fn insert_event(
-    tx: &mut Tx<'_>,
-    id: &str,
-    status: MessageStatus,
-    at: Timestamp,
-) -> Result<()> {
-    sqlx::query("INSERT INTO message_events (message_id, status, at) VALUES (?1, ?2, ?3)")
-        .bind(id)
-        .bind(status.as_str())
-        .bind(at.millis())
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
-/// Moves a sent message to `status` and records the change; false if it was not sent.
-async fn receipt(tx: &mut Tx<'_>, id: &str, status: MessageStatus, at: Timestamp) -> Result<bool> {
-    let done = sqlx::query(
-        "UPDATE messages SET status = ?2, updated_at = ?3 WHERE id = ?1 AND status = 'sent'",
-    )
-    .bind(id)
-    .bind(status.as_str())
-    .bind(at.millis())
-    .execute(&mut **tx)
-    .await?;
-    if done.rows_affected() == 0 {
-        return Ok(false);
-    }
-    insert_event(tx, id, status, at).await?;
-    Ok(true)
 }
 
 #[cfg(test)]

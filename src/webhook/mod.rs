@@ -1,5 +1,9 @@
 //! Webhooks: where they may go (an SSRF guard used when an endpoint is saved and
-//! again before every delivery, since DNS can change).
+//! again before every delivery, since DNS can change) and the dispatcher.
+
+mod dispatcher;
+
+pub use dispatcher::{Dispatcher, signature};
 
 use std::net::IpAddr;
 

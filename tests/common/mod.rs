@@ -326,3 +326,26 @@ macro_rules! on_both_backends {
         }
     };
 }
+
+/// Like `on_both_backends!`, with TOML layered over the defaults for every scenario.
+#[macro_export]
+macro_rules! on_both_backends_with {
+    ($extra:ident, $($name:ident),* $(,)?) => {
+        mod postgres_with {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::common::TestApp::spawn_with(super::common::Backend::Postgres, super::$extra).await).await
+                }
+            )*
+        }
+        mod sqlite_with {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::common::TestApp::spawn_with(super::common::Backend::Sqlite, super::$extra).await).await
+                }
+            )*
+        }
+    };
+}
