@@ -614,6 +614,8 @@ async fn health_readiness_and_openapi(app: TestApp) {
         ("/v1/webhooks/{id}", "patch"),
         ("/v1/webhooks/{id}", "delete"),
         ("/v1/webhooks/{id}/rotate-secret", "post"),
+        ("/v1/webhooks/{id}/deliveries", "get"),
+        ("/v1/webhooks/{id}/deliveries/{delivery_id}/retry", "post"),
     ] {
         assert!(
             doc["paths"][path][method].is_object(),

@@ -528,8 +528,123 @@ async fn a_dispatcher_killed_mid_delivery_loses_nothing(app: TestApp) {
     app.stop().await;
 }
 
+async fn deliveries_are_listed_with_attempts_and_replayed(app: TestApp) {
+    let (url, receiver) = Receiver::start().await;
+    receiver
+        .script
+        .lock()
+        .unwrap()
+        .extend([(500, None), (200, None)]);
+    let e = create(
+        &app,
+        json!({"url": url, "events": ["message.sent", "message.delivered"]}),
+    )
+    .await;
+    let id = e["id"].as_str().unwrap();
+    app.send("+447700900001", "hello").await;
+    app.drain().await;
+    app.advance_and_drain(Duration::from_millis(1100)).await;
+    assert_eq!(dispatch(&app).await, 2); // sent: 500; delivered: 200
+    let (status, list) = app
+        .get(&format!("/v1/webhooks/{id}/deliveries"), &app.test_key)
+        .await;
+    assert_eq!(status, 200, "{list}");
+    let data = list["data"].as_array().unwrap();
+    assert_eq!(data.len(), 2);
+    let sent = data
+        .iter()
+        .find(|d| d["event_type"] == "message.sent")
+        .unwrap();
+    assert_eq!(sent["status"], "pending");
+    assert!(sent["next_attempt_at"].is_string());
+    assert_eq!(sent["attempts"][0]["status_code"], 500);
+    assert_eq!(sent["attempts"][0]["response"], "ok");
+    let delivered = data
+        .iter()
+        .find(|d| d["event_type"] == "message.delivered")
+        .unwrap();
+    assert_eq!(delivered["status"], "succeeded");
+    assert_eq!(delivered["attempts"].as_array().unwrap().len(), 1);
+    let (_, page) = app
+        .get(
+            &format!("/v1/webhooks/{id}/deliveries?limit=1"),
+            &app.test_key,
+        )
+        .await;
+    assert_eq!(page["has_more"], true);
+
+    // Replay the one that succeeded: it is sent again now, with the same id and body.
+    let replay = format!(
+        "/v1/webhooks/{id}/deliveries/{}/retry",
+        delivered["id"].as_str().unwrap()
+    );
+    let (status, _) = app.post(&replay, &app.test_key, &json!({})).await;
+    assert_eq!(status, 202);
+    assert_eq!(dispatch(&app).await, 1);
+    let got = receiver.got.lock().unwrap().clone();
+    let replayed: Vec<_> = got
+        .iter()
+        .filter(|(h, _)| h["webhook-id"] == delivered["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(replayed.len(), 2);
+    assert_eq!(replayed[0].1, replayed[1].1);
+    let (status, _) = app
+        .post(
+            &format!("/v1/webhooks/{id}/deliveries/whd_nope/retry"),
+            &app.test_key,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 404);
+    app.stop().await;
+}
+
+async fn five_days_without_a_success_disable_an_endpoint(app: TestApp) {
+    let (url, receiver) = Receiver::start().await;
+    receiver
+        .script
+        .lock()
+        .unwrap()
+        .extend(std::iter::repeat_n((503, None), 50));
+    let e = create(&app, json!({"url": url, "events": ["message.sent"]})).await;
+    app.send("+447700900001", "one").await;
+    app.drain().await;
+    assert_eq!(dispatch(&app).await, 1);
+    app.clock.advance(Duration::from_secs(4 * 24 * 3600));
+    app.send("+447700900001", "two").await;
+    app.drain().await;
+    while dispatch(&app).await > 0 {}
+    let (_, ep) = app
+        .get(
+            &format!("/v1/webhooks/{}", e["id"].as_str().unwrap()),
+            &app.test_key,
+        )
+        .await;
+    assert_eq!(ep["enabled"], true, "four days of failures are not enough");
+    app.clock.advance(Duration::from_secs(24 * 3600 + 1));
+    app.send("+447700900001", "three").await;
+    app.drain().await;
+    while dispatch(&app).await > 0 {}
+    let (_, ep) = app
+        .get(
+            &format!("/v1/webhooks/{}", e["id"].as_str().unwrap()),
+            &app.test_key,
+        )
+        .await;
+    assert_eq!(ep["enabled"], false);
+    assert!(
+        ep["disabled_reason"]
+            .as_str()
+            .unwrap()
+            .contains("five days")
+    );
+    app.stop().await;
+}
+
 on_both_backends_with!(
     PRIVATE_OK,
+    deliveries_are_listed_with_attempts_and_replayed,
+    five_days_without_a_success_disable_an_endpoint,
     every_status_change_arrives_once_signed,
     retries_follow_the_schedule_and_gone_disables,
     rotation_signs_with_both_secrets_for_a_day,
@@ -570,5 +685,33 @@ async fn delivery_time_guard_refuses_internal_addresses() {
         .await
         .unwrap();
     assert!(error.starts_with("refused"), "{error}");
+    app.stop().await;
+}
+
+/// Two dispatchers on one PostgreSQL split the work and send nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_dispatchers_never_send_one_delivery_twice() {
+    let app = TestApp::spawn_with(common::Backend::Postgres, PRIVATE_OK).await;
+    let (url, receiver) = Receiver::start().await;
+    create(&app, json!({"url": url, "events": ["message.sent"]})).await;
+    for i in 0..40 {
+        app.send("+447700900001", &format!("m{i}")).await;
+    }
+    app.drain().await;
+    let (one, two) = (app.line.dispatcher(), app.line.dispatcher());
+    loop {
+        let (a, b) = tokio::join!(one.run_once(), two.run_once());
+        if a.unwrap() + b.unwrap() == 0 {
+            break;
+        }
+    }
+    let got = receiver.got.lock().unwrap().clone();
+    let mut ids: Vec<&str> = got
+        .iter()
+        .map(|(h, _)| h["webhook-id"].to_str().unwrap())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!((got.len(), ids.len()), (40, 40));
     app.stop().await;
 }

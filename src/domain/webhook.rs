@@ -90,6 +90,34 @@ pub struct Endpoint {
     pub updated_at: Timestamp,
 }
 
+/// One attempt to deliver an event to an endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DeliveryAttempt {
+    pub at: Timestamp,
+    /// The receiver's HTTP status, if it answered.
+    pub status_code: Option<u16>,
+    /// The first 1 KiB of its answer.
+    pub response: Option<String>,
+    pub duration_ms: i64,
+    /// Why there was no answer (timeout, refused address, …).
+    pub error: Option<String>,
+}
+
+/// An event on its way to one endpoint, with every attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Delivery {
+    /// `whd_…`; also the `webhook-id` header, the same on every attempt.
+    pub id: String,
+    pub event_type: EventType,
+    /// pending, succeeded or failed (no attempts left).
+    pub status: String,
+    pub next_attempt_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    /// Oldest first.
+    pub attempts: Vec<DeliveryAttempt>,
+}
+
 /// Addresses a webhook may not reach unless private addresses are allowed:
 /// loopback, private, link-local, shared (CGNAT), multicast, unspecified, broadcast.
 pub fn is_internal(ip: IpAddr) -> bool {

@@ -29,6 +29,8 @@ use super::AppState;
         super::webhooks::update,
         super::webhooks::delete,
         super::webhooks::rotate_secret,
+        super::webhooks::deliveries,
+        super::webhooks::replay,
         openapi_json,
     ),
     modifiers(&BearerAuth),

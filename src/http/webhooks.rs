@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::extract::{ApiJson, ApiQuery, Auth};
 use crate::clock::new_id;
-use crate::domain::webhook::{Endpoint, EventType, new_secret};
+use crate::domain::webhook::{Delivery, Endpoint, EventType, new_secret};
 use crate::error::{ApiError, Problem};
 use crate::store::{Rotation, StoredEndpoint};
 use crate::webhook::check_destination;
@@ -276,6 +276,59 @@ pub async fn rotate_secret(
     Ok(Json(view(&load(&app, &auth.tenant.id, &id).await?, true)))
 }
 
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DeliveryList {
+    pub data: Vec<Delivery>,
+    pub has_more: bool,
+}
+
+/// An endpoint's deliveries with every attempt, newest first.
+#[utoipa::path(get, path = "/v1/webhooks/{id}/deliveries", tag = "webhooks",
+    params(("id" = String, Path, description = "wh_…"), ListQuery),
+    responses((status = 200, body = DeliveryList), (status = 404, body = Problem)), security(("api_key" = [])))]
+pub async fn deliveries(
+    State(app): State<AppState>,
+    Auth(auth): Auth,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<DeliveryList>, ApiError> {
+    load(&app, &auth.tenant.id, &id).await?;
+    let limit = q.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::invalid(
+            "limit",
+            "`limit` must be between 1 and 100",
+        ));
+    }
+    let mut data = app
+        .store
+        .list_deliveries(&auth.tenant.id, &id, q.starting_after.as_deref(), limit + 1)
+        .await?;
+    let has_more = data.len() > limit as usize;
+    data.truncate(limit as usize);
+    Ok(Json(DeliveryList { data, has_more }))
+}
+
+/// Send a delivery again now, whatever became of it before.
+#[utoipa::path(post, path = "/v1/webhooks/{id}/deliveries/{delivery_id}/retry", tag = "webhooks",
+    params(("id" = String, Path, description = "wh_…"), ("delivery_id" = String, Path, description = "whd_…")),
+    responses((status = 202, description = "due now"), (status = 404, body = Problem)), security(("api_key" = [])))]
+pub async fn replay(
+    State(app): State<AppState>,
+    Auth(auth): Auth,
+    Path((id, delivery_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    if app
+        .store
+        .replay_delivery(&auth.tenant.id, &id, &delivery_id, app.clock.now())
+        .await?
+    {
+        Ok(StatusCode::ACCEPTED)
+    } else {
+        Err(ApiError::not_found("delivery"))
+    }
+}
+
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/webhooks", get(list).post(create))
@@ -284,4 +337,9 @@ pub fn router() -> Router<AppState> {
             get(get_one).patch(update).delete(delete),
         )
         .route("/v1/webhooks/{id}/rotate-secret", post(rotate_secret))
+        .route("/v1/webhooks/{id}/deliveries", get(deliveries))
+        .route(
+            "/v1/webhooks/{id}/deliveries/{delivery_id}/retry",
+            post(replay),
+        )
 }

@@ -785,6 +785,75 @@ macro_rules! shared_queries {
         tx.commit().await?;
         Ok(true)
     }
+
+    pub(super) async fn list_deliveries(
+        pool: &sqlx::Pool<$db>,
+        tenant_id: &str,
+        endpoint_id: &str,
+        starting_after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Delivery>> {
+        let rows: Vec<(String, String, String, i64, i64, i64)> = sqlx::query_as(
+            "SELECT id, event_type, status, next_attempt_at, created_at, updated_at FROM webhook_deliveries \
+             WHERE tenant_id = $1 AND endpoint_id = $2 AND id < $3 ORDER BY id DESC LIMIT $4",
+        )
+        .bind(tenant_id)
+        .bind(endpoint_id)
+        .bind(starting_after.unwrap_or("~"))
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (id, event_type, status, next, created_at, updated_at) in rows {
+            let attempts: Vec<(i64, Option<i64>, Option<String>, i64, Option<String>)> = sqlx::query_as(
+                "SELECT at, status_code, response, duration_ms, error FROM webhook_attempts \
+                 WHERE delivery_id = $1 ORDER BY id",
+            )
+            .bind(&id)
+            .fetch_all(pool)
+            .await?;
+            out.push(Delivery {
+                event_type: EventType::parse(&event_type)
+                    .ok_or_else(|| sqlx::Error::Decode("bad stored event type".into()))?,
+                next_attempt_at: (status == "pending").then_some(Timestamp(next)),
+                id,
+                status,
+                created_at: Timestamp(created_at),
+                updated_at: Timestamp(updated_at),
+                attempts: attempts
+                    .into_iter()
+                    .map(|(at, code, response, duration_ms, error)| DeliveryAttempt {
+                        at: Timestamp(at),
+                        status_code: code.and_then(|c| u16::try_from(c).ok()),
+                        response,
+                        duration_ms,
+                        error,
+                    })
+                    .collect(),
+            });
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn replay_delivery(
+        pool: &sqlx::Pool<$db>,
+        tenant_id: &str,
+        endpoint_id: &str,
+        id: &str,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $4, lease_until = NULL, \
+               lease_token = NULL, updated_at = $4 WHERE tenant_id = $1 AND endpoint_id = $2 AND id = $3",
+        )
+        .bind(tenant_id)
+        .bind(endpoint_id)
+        .bind(id)
+        .bind(now.millis())
+        .execute(pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
     };
 }
 

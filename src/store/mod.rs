@@ -14,7 +14,7 @@ use crate::domain::Mode;
 use crate::domain::encoding::Encoding;
 use crate::domain::message::{Message, MessageStatus, Pence, StatusChange, Timestamp};
 use crate::domain::verification::{StoredVerification, Verification, VerificationStatus};
-use crate::domain::webhook::EventType;
+use crate::domain::webhook::{Delivery, DeliveryAttempt, EventType};
 
 pub use batch::{AttemptWriter, Batcher, MessageWriter, attempt_writer, message_writer};
 pub use postgres::PgStore;
@@ -307,6 +307,22 @@ pub trait Store: Send + Sync + 'static {
     /// and the endpoint's health: a success clears `failing_since`, a failure
     /// sets it, and five days of failures (or a disable reason) disable it.
     async fn finish_delivery(&self, record: &AttemptRecord) -> Result<bool>;
+    /// An endpoint's deliveries with their attempts, newest first.
+    async fn list_deliveries(
+        &self,
+        tenant_id: &str,
+        endpoint_id: &str,
+        starting_after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Delivery>>;
+    /// Makes a delivery due now (whatever its status); false if there is no such delivery.
+    async fn replay_delivery(
+        &self,
+        tenant_id: &str,
+        endpoint_id: &str,
+        id: &str,
+        now: Timestamp,
+    ) -> Result<bool>;
 }
 
 /// A webhook endpoint as stored.

@@ -486,6 +486,26 @@ impl Store for PgStore {
     async fn finish_delivery(&self, record: &AttemptRecord) -> Result<bool> {
         finish_delivery(&self.pool, record).await
     }
+
+    async fn list_deliveries(
+        &self,
+        tenant_id: &str,
+        endpoint_id: &str,
+        starting_after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Delivery>> {
+        list_deliveries(&self.pool, tenant_id, endpoint_id, starting_after, limit).await
+    }
+
+    async fn replay_delivery(
+        &self,
+        tenant_id: &str,
+        endpoint_id: &str,
+        id: &str,
+        now: Timestamp,
+    ) -> Result<bool> {
+        replay_delivery(&self.pool, tenant_id, endpoint_id, id, now).await
+    }
 }
 
 /// Inserts queued messages in one statement (their first status is `created_at`).
