@@ -599,6 +599,20 @@ async fn deliveries_are_listed_with_attempts_and_replayed(app: TestApp) {
     app.stop().await;
 }
 
+async fn expiry_fires_message_expired(app: TestApp) {
+    let (url, receiver) = Receiver::start().await;
+    create(&app, json!({"url": url})).await;
+    let msg = app.send("+447700900001", "too late").await;
+    app.advance_and_drain(Duration::from_secs(86_401)).await;
+    while dispatch(&app).await > 0 {}
+    let bodies = receiver.bodies();
+    assert_eq!(bodies.len(), 1, "{bodies:?}");
+    assert_eq!(bodies[0]["type"], "message.expired");
+    assert_eq!(bodies[0]["data"]["id"], msg["id"]);
+    assert_eq!(bodies[0]["data"]["error_code"], "expired");
+    app.stop().await;
+}
+
 async fn five_days_without_a_success_disable_an_endpoint(app: TestApp) {
     let (url, receiver) = Receiver::start().await;
     receiver
@@ -644,6 +658,7 @@ async fn five_days_without_a_success_disable_an_endpoint(app: TestApp) {
 on_both_backends_with!(
     PRIVATE_OK,
     deliveries_are_listed_with_attempts_and_replayed,
+    expiry_fires_message_expired,
     five_days_without_a_success_disable_an_endpoint,
     every_status_change_arrives_once_signed,
     retries_follow_the_schedule_and_gone_disables,

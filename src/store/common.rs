@@ -854,6 +854,26 @@ macro_rules! shared_queries {
         .await?;
         Ok(done.rows_affected() == 1)
     }
+
+    pub(super) async fn cleanup(
+        pool: &sqlx::Pool<$db>,
+        idempotency_before: Timestamp,
+        sandbox_before: Timestamp,
+        now: Timestamp,
+    ) -> Result<u64> {
+        let mut n = 0;
+        for (sql, at) in [
+            ("DELETE FROM idempotency_keys WHERE created_at < $1", idempotency_before),
+            (
+                "DELETE FROM sandbox_messages WHERE received_at < $1 AND receipt_done = TRUE",
+                sandbox_before,
+            ),
+            ("DELETE FROM rate_limits WHERE tat < $1", now),
+        ] {
+            n += sqlx::query(sql).bind(at.millis()).execute(pool).await?.rows_affected();
+        }
+        Ok(n)
+    }
     };
 }
 

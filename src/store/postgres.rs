@@ -315,25 +315,7 @@ impl Store for PgStore {
         sandbox_before: Timestamp,
         now: Timestamp,
     ) -> Result<u64> {
-        let mut n = 0;
-        for (sql, at) in [
-            (
-                "DELETE FROM idempotency_keys WHERE created_at < $1",
-                idempotency_before,
-            ),
-            (
-                "DELETE FROM sandbox_messages WHERE received_at < $1 AND receipt_done",
-                sandbox_before,
-            ),
-            ("DELETE FROM rate_limits WHERE tat < $1", now),
-        ] {
-            n += sqlx::query(sql)
-                .bind(at.millis())
-                .execute(&self.pool)
-                .await?
-                .rows_affected();
-        }
-        Ok(n)
+        cleanup(&self.pool, idempotency_before, sandbox_before, now).await
     }
 
     async fn setting_or_init(&self, key: &str, value: &str) -> Result<String> {

@@ -18,7 +18,7 @@ use crate::domain::message::Timestamp;
 use crate::shutdown::Shutdown;
 use crate::store::{AttemptRecord, ClaimedDelivery, NextStep, Store, StoredEndpoint};
 
-/// Deliveries in flight at once.
+/// Endpoints being delivered to at once.
 const CONCURRENCY: usize = 16;
 /// Bounds on a receiver's Retry-After.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
@@ -75,17 +75,32 @@ impl Dispatcher {
     pub async fn run_once(&self) -> anyhow::Result<usize> {
         let now = self.clock.now();
         let lease_until = now.plus_ms(self.cfg.lease_seconds as i64 * 1000);
-        let batch = self
+        let mut batch = self
             .store
             .claim_deliveries(now, lease_until, &self.token, self.cfg.batch_size)
             .await?;
         let n = batch.len();
-        futures_util::stream::iter(batch)
-            .for_each_concurrent(CONCURRENCY, |d| async move {
-                let id = d.id.clone();
-                if let Err(e) = self.deliver(d).await {
-                    // The lease expires and a later pass tries again: nothing is lost.
-                    tracing::error!(delivery_id = %id, error = %e, "recording a webhook attempt failed");
+        batch.sort_by(|a, b| a.id.cmp(&b.id)); // ids grow with time
+        // In claim order (oldest first) one endpoint at a time, endpoints side by
+        // side: each endpoint sees its events in order, as far as retries allow.
+        let mut by_endpoint: Vec<Vec<ClaimedDelivery>> = Vec::new();
+        for d in batch {
+            match by_endpoint
+                .iter_mut()
+                .find(|group| group[0].endpoint_id == d.endpoint_id)
+            {
+                Some(group) => group.push(d),
+                None => by_endpoint.push(vec![d]),
+            }
+        }
+        futures_util::stream::iter(by_endpoint)
+            .for_each_concurrent(CONCURRENCY, |group| async move {
+                for d in group {
+                    let id = d.id.clone();
+                    if let Err(e) = self.deliver(d).await {
+                        // The lease expires and a later pass tries again: nothing is lost.
+                        tracing::error!(delivery_id = %id, error = %e, "recording a webhook attempt failed");
+                    }
                 }
             })
             .await;
