@@ -481,11 +481,6 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Arc<dyn 
     Ok(store)
 }
 
-/// Is this error a unique-constraint violation?
-pub fn is_unique_violation(e: &StoreError) -> bool {
-    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
-}
-
 /// The columns `message_from_row` reads, in SELECT order.
 pub(crate) const MESSAGE_COLUMNS: &str = "id, to_number, sender, mode, status, encoding, segments, \
      price_pence, reference, error_code, error_message, created_at, updated_at";

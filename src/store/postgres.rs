@@ -35,23 +35,6 @@ pub struct PgStore {
 }
 
 impl PgStore {
-    async fn try_create_verification(
-        &self,
-        v: &StoredVerification,
-        msg: &NewMessage,
-        idem: Option<&IdempotencyRecord>,
-    ) -> Result<CreateOutcome> {
-        let mut tx = self.pool.begin().await?;
-        if let Some(used) = take_key(&mut tx, &v.tenant_id, idem, v.created_at).await? {
-            return Ok(used);
-        }
-        cancel_pending(&mut tx, v).await?;
-        insert_messages(&mut *tx, &[msg]).await?;
-        insert_verification(&mut tx, v).await?;
-        tx.commit().await?;
-        Ok(CreateOutcome::Created)
-    }
-
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
         // Safety nets: nothing waits forever on a lock, and a transaction left
         // idle (a bug, a stuck client) is ended by the server, not kept with its locks.
@@ -350,16 +333,21 @@ impl Store for PgStore {
         msg: &NewMessage,
         idem: Option<&IdempotencyRecord>,
     ) -> Result<CreateOutcome> {
-        // Two starts for one number may race; the loser retries once the winner
-        // committed, and then cancels the winner's verification as intended.
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            match self.try_create_verification(v, msg, idem).await {
-                Err(e) if is_unique_violation(&e) && tries < 3 => continue,
-                other => return other,
-            }
+        let mut tx = self.pool.begin().await?;
+        // Starts for one number take turns: each cancels the one before it,
+        // instead of racing into the one-pending index (or a deadlock).
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(format!("verification:{}:{}", v.tenant_id, v.to))
+            .execute(&mut *tx)
+            .await?;
+        if let Some(used) = take_key(&mut tx, &v.tenant_id, idem, v.created_at).await? {
+            return Ok(used);
         }
+        cancel_pending(&mut tx, v).await?;
+        insert_messages(&mut *tx, &[msg]).await?;
+        insert_verification(&mut tx, v).await?;
+        tx.commit().await?;
+        Ok(CreateOutcome::Created)
     }
 
     async fn get_verification(
