@@ -451,7 +451,7 @@ async fn racing_checks_cannot_double_approve_or_overspend_attempts(app: TestApp)
     app.stop().await;
 }
 
-async fn limits_per_number_and_spend_cap(app: TestApp) {
+async fn codes_per_number_are_limited(app: TestApp) {
     // Five sends to one number in ten minutes, then 429 until the window moves.
     for _ in 0..5 {
         start(&app, json!({"to": HANDSET})).await;
@@ -572,32 +572,17 @@ on_both_backends!(
     idempotent_starts_send_once,
     other_tenants_see_nothing,
     racing_checks_cannot_double_approve_or_overspend_attempts,
-    limits_per_number_and_spend_cap,
+    codes_per_number_are_limited,
     no_code_is_kept_anywhere_but_the_test_inbox,
 );
 
+/// Live sends stop at a monthly cap of 2p.
+const SPEND_CAP: &str = "[limits]\nmonthly_spend_cap_pence = 2";
+
+on_both_backends_with!(SPEND_CAP, live_spend_stops_at_the_cap);
+
 mod capped {
     use super::*;
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres_live_spend_stops_at_the_cap() {
-        let app = TestApp::spawn_with(
-            common::Backend::Postgres,
-            "[limits]\nmonthly_spend_cap_pence = 2",
-        )
-        .await;
-        live_spend_stops_at_the_cap(app).await
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite_live_spend_stops_at_the_cap() {
-        let app = TestApp::spawn_with(
-            common::Backend::Sqlite,
-            "[limits]\nmonthly_spend_cap_pence = 2",
-        )
-        .await;
-        live_spend_stops_at_the_cap(app).await
-    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sqlite_starts_per_tenant_are_limited() {
