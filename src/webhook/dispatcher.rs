@@ -56,6 +56,9 @@ pub fn signature(secrets: &[&str], id: &str, timestamp: i64, body: &str) -> Stri
 impl Dispatcher {
     pub fn new(store: Arc<dyn Store>, clock: Clock, cfg: WebhooksConfig) -> Self {
         let client = reqwest::Client::builder()
+            .dns_resolver(Arc::new(super::GuardedResolver {
+                allow_private: cfg.allow_private_addresses,
+            }))
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(15))
             .redirect(reqwest::redirect::Policy::none())

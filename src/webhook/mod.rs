@@ -5,7 +5,7 @@ mod dispatcher;
 
 pub use dispatcher::{Dispatcher, signature};
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use url::Url;
 
@@ -52,4 +52,58 @@ pub async fn check_destination(input: &str, allow_private: bool) -> Result<Url, 
         );
     }
     Ok(url)
+}
+
+/// The dispatcher's DNS: the addresses a connection may use are the ones this
+/// resolves, and it drops internal ones (unless allowed), so a DNS answer that
+/// changes between the check and the connection cannot turn a delivery inward.
+pub struct GuardedResolver {
+    pub allow_private: bool,
+}
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let allow_private = self.allow_private;
+        Box::pin(async move {
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
+            let usable: Vec<SocketAddr> = found
+                .into_iter()
+                .filter(|a| allow_private || !is_internal(a.ip()))
+                .collect();
+            if usable.is_empty() {
+                return Err(format!(
+                    "{} resolves to no address a webhook may reach",
+                    name.as_str()
+                )
+                .into());
+            }
+            Ok(Box::new(usable.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use reqwest::dns::Resolve;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_resolver_drops_internal_addresses() {
+        let localhost = || "localhost".parse::<reqwest::dns::Name>().unwrap();
+        let refused = GuardedResolver {
+            allow_private: false,
+        }
+        .resolve(localhost())
+        .await;
+        assert!(refused.is_err());
+        let allowed = GuardedResolver {
+            allow_private: true,
+        }
+        .resolve(localhost())
+        .await
+        .unwrap();
+        assert!(allowed.into_iter().any(|a| a.ip().is_loopback()));
+    }
 }
