@@ -222,14 +222,8 @@ async fn resend_voids_the_old_code_with_cooldown_and_cap(app: TestApp) {
         .send()
         .await
         .unwrap();
-    let retry_after: u64 = resp.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let retry_after = common::assert_rate_limited(resp).await;
     assert!((29..=30).contains(&retry_after), "{retry_after}");
-    let (status, err) = common::decode(resp).await;
-    assert_problem(status, &err, 429, "rate_limited");
 
     app.clock.advance(Duration::from_secs(31));
     let (status, again) = app
@@ -264,9 +258,7 @@ async fn resend_voids_the_old_code_with_cooldown_and_cap(app: TestApp) {
         .send()
         .await
         .unwrap();
-    assert!(resp.headers().contains_key("retry-after"));
-    let (status, err) = common::decode(resp).await;
-    assert_problem(status, &err, 429, "rate_limited");
+    assert!(common::assert_rate_limited(resp).await >= 1);
     app.stop().await;
 }
 
@@ -464,14 +456,8 @@ async fn codes_per_number_are_limited(app: TestApp) {
         .send()
         .await
         .unwrap();
-    let retry: u64 = resp.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let retry = common::assert_rate_limited(resp).await;
     assert!((1..=120).contains(&retry), "{retry}");
-    let (status, err) = common::decode(resp).await;
-    assert_problem(status, &err, 429, "rate_limited");
     start(&app, json!({"to": "+447700900124"})).await;
     app.clock.advance(Duration::from_secs(121));
     start(&app, json!({"to": HANDSET})).await;

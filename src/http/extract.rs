@@ -75,6 +75,19 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     }
 }
 
+/// A list's `limit`: 1–100, 20 when absent.
+pub fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
+    let limit = limit.unwrap_or(20);
+    if (1..=100).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::invalid(
+            "limit",
+            "`limit` must be between 1 and 100",
+        ))
+    }
+}
+
 /// Query parameters, with failures in our error shape.
 pub struct ApiQuery<T>(pub T);
 

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
-use super::extract::{ApiJson, ApiQuery, Auth, IdempotencyKey};
+use super::extract::{ApiJson, ApiQuery, Auth, IdempotencyKey, page_limit};
 use crate::clock::new_id;
 use crate::domain::Mode;
 use crate::domain::encoding::{BodyError, SmsBody};
@@ -272,13 +272,7 @@ pub async fn list(
     Auth(auth): Auth,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<axum::Json<MessageList>, ApiError> {
-    let limit = q.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::invalid(
-            "limit",
-            "`limit` must be between 1 and 100",
-        ));
-    }
+    let limit = page_limit(q.limit)?;
     let status = q
         .status
         .as_deref()

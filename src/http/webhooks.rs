@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
-use super::extract::{ApiJson, ApiQuery, Auth};
+use super::extract::{ApiJson, ApiQuery, Auth, page_limit};
 use crate::clock::new_id;
 use crate::domain::webhook::{Delivery, Endpoint, EventType, new_secret};
 use crate::error::{ApiError, Problem};
@@ -165,13 +165,7 @@ pub async fn list(
     Auth(auth): Auth,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<EndpointList>, ApiError> {
-    let limit = q.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::invalid(
-            "limit",
-            "`limit` must be between 1 and 100",
-        ));
-    }
+    let limit = page_limit(q.limit)?;
     let mut rows = app
         .store
         .list_endpoints(&auth.tenant.id, q.starting_after.as_deref(), limit + 1)
@@ -293,13 +287,7 @@ pub async fn deliveries(
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<DeliveryList>, ApiError> {
     load(&app, &auth.tenant.id, &id).await?;
-    let limit = q.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::invalid(
-            "limit",
-            "`limit` must be between 1 and 100",
-        ));
-    }
+    let limit = page_limit(q.limit)?;
     let mut data = app
         .store
         .list_deliveries(&auth.tenant.id, &id, q.starting_after.as_deref(), limit + 1)

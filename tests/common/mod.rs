@@ -286,6 +286,18 @@ pub async fn decode(resp: reqwest::Response) -> (u16, Value) {
     (status, value)
 }
 
+/// Asserts a 429 `rate_limited` answer and returns its Retry-After in seconds.
+pub async fn assert_rate_limited(resp: reqwest::Response) -> u64 {
+    let retry_after = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (status, err) = decode(resp).await;
+    assert_problem(status, &err, 429, "rate_limited");
+    retry_after
+}
+
 /// Asserts the one error shape and returns it.
 pub fn assert_problem(status: u16, body: &Value, want_status: u16, code: &str) {
     assert_eq!(status, want_status, "{body}");
