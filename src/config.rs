@@ -127,16 +127,116 @@ pub enum CarrierKind {
     Http,
 }
 
+/// How a carrier writes its message ids, so that a receipt's id can be matched
+/// to the id the carrier gave on submission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IdBase {
+    /// Compared as text, ignoring case and leading zeros.
+    #[default]
+    Text,
+    /// A hexadecimal number.
+    Hex,
+    /// A decimal number.
+    Decimal,
+}
+
+/// One `[[carriers]]` entry. Which keys apply depends on `kind`.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CarrierConfig {
     pub name: String,
     pub kind: CarrierKind,
+    // smpp
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub system_id: Option<String>,
+    #[serde(default)]
+    pub password: Secret,
+    #[serde(default)]
+    pub system_type: String,
+    /// Outstanding submit_sm at once.
+    #[serde(default = "default_window")]
+    pub window: u32,
+    /// Submissions (parts) per second, at most.
+    #[serde(default = "default_max_per_second")]
+    pub max_per_second: u32,
+    #[serde(default = "default_enquire_link_seconds")]
+    pub enquire_link_seconds: u64,
+    #[serde(default = "default_response_timeout_seconds")]
+    pub response_timeout_seconds: u64,
+    /// Longest wait between two reconnection attempts.
+    #[serde(default = "default_reconnect_max_seconds")]
+    pub reconnect_max_seconds: u64,
+    /// Id formats in submit_sm_resp and in receipts.
+    #[serde(default)]
+    pub submit_id_base: IdBase,
+    #[serde(default)]
+    pub receipt_id_base: IdBase,
+    // http
+    pub url: Option<String>,
+    #[serde(default = "default_auth_header")]
+    pub auth_header: String,
+    #[serde(default)]
+    pub auth_value: Secret,
+    /// Shared secret for the HMAC-SHA256 signature of receipts posted to us.
+    #[serde(default)]
+    pub receipt_secret: Secret,
+}
+
+fn default_window() -> u32 {
+    10
+}
+fn default_max_per_second() -> u32 {
+    100
+}
+fn default_enquire_link_seconds() -> u64 {
+    30
+}
+fn default_response_timeout_seconds() -> u64 {
+    10
+}
+fn default_reconnect_max_seconds() -> u64 {
+    60
+}
+fn default_auth_header() -> String {
+    "Authorization".into()
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Routing {
     pub default: String,
+    /// Used when `default` is down or throttling.
+    pub fallback: Option<String>,
+    /// Destination prefixes ("+447") and their carriers; the longest match wins.
+    #[serde(default)]
+    pub prefixes: std::collections::BTreeMap<String, RouteConfig>,
+}
+
+/// `"+447" = "primary"` or `"+447" = { carrier = "primary", fallback = "backup" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RouteConfig {
+    Carrier(String),
+    WithFallback {
+        carrier: String,
+        fallback: Option<String>,
+    },
+}
+
+impl RouteConfig {
+    pub fn carrier(&self) -> &str {
+        match self {
+            RouteConfig::Carrier(c) | RouteConfig::WithFallback { carrier: c, .. } => c,
+        }
+    }
+    pub fn fallback(&self) -> Option<&str> {
+        match self {
+            RouteConfig::Carrier(_) => None,
+            RouteConfig::WithFallback { fallback, .. } => fallback.as_deref(),
+        }
+    }
 }
 
 fn sender<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Sender, D::Error> {
@@ -260,15 +360,90 @@ impl Config {
             if !names.insert(c.name.as_str()) {
                 return bad(&format!("carriers[{i}].name"), "is used twice");
             }
-            if c.kind != CarrierKind::Sandbox {
-                return bad(
-                    &format!("carriers[{i}].kind"),
-                    "only \"sandbox\" is available in this version",
-                );
+            let key = |field: &str| format!("carriers[{i}].{field}");
+            if c.name == "sandbox" && c.kind != CarrierKind::Sandbox {
+                return bad(&key("name"), "\"sandbox\" is the built-in sandbox's name");
+            }
+            if c.name.is_empty()
+                || !c
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return bad(&key("name"), "letters, digits, - and _ only");
+            }
+            match c.kind {
+                CarrierKind::Sandbox => {}
+                CarrierKind::Smpp => {
+                    if c.host.as_deref().is_none_or(str::is_empty) {
+                        return bad(&key("host"), "an smpp carrier needs a host");
+                    }
+                    if c.port.is_none() {
+                        return bad(&key("port"), "an smpp carrier needs a port");
+                    }
+                    match c.system_id.as_deref() {
+                        Some(id) if !id.is_empty() && id.len() <= 15 => {}
+                        _ => return bad(&key("system_id"), "must be 1–15 characters"),
+                    }
+                    if c.password.expose().len() > 8 {
+                        return bad(&key("password"), "SMPP passwords are at most 8 characters");
+                    }
+                    if c.system_type.len() > 12 {
+                        return bad(&key("system_type"), "must be at most 12 characters");
+                    }
+                    if c.window == 0 {
+                        return bad(&key("window"), "must be at least 1");
+                    }
+                    if c.max_per_second == 0 {
+                        return bad(&key("max_per_second"), "must be at least 1");
+                    }
+                    if c.response_timeout_seconds == 0 {
+                        return bad(&key("response_timeout_seconds"), "must be at least 1");
+                    }
+                    if c.reconnect_max_seconds == 0 {
+                        return bad(&key("reconnect_max_seconds"), "must be at least 1");
+                    }
+                }
+                CarrierKind::Http => {
+                    match c.url.as_deref().map(url::Url::parse) {
+                        Some(Ok(u)) if matches!(u.scheme(), "http" | "https") => {}
+                        _ => return bad(&key("url"), "an http carrier needs an http(s) URL"),
+                    }
+                    if c.receipt_secret.expose().len() < 16 {
+                        return bad(
+                            &key("receipt_secret"),
+                            "an http carrier needs a receipt secret of at least 16 characters",
+                        );
+                    }
+                    if axum::http::HeaderName::try_from(c.auth_header.as_str()).is_err() {
+                        return bad(&key("auth_header"), "is not a valid header name");
+                    }
+                }
             }
         }
-        if !names.contains(self.routing.default.as_str()) {
-            return bad("routing.default", "names no carrier in [[carriers]]");
+        let known = |key: &str, name: &str| {
+            if names.contains(name) {
+                Ok(())
+            } else {
+                bad(key, "names no carrier in [[carriers]]")
+            }
+        };
+        known("routing.default", &self.routing.default)?;
+        if let Some(f) = &self.routing.fallback {
+            known("routing.fallback", f)?;
+        }
+        for (prefix, route) in &self.routing.prefixes {
+            let key = format!("routing.prefixes.\"{prefix}\"");
+            if !(prefix.len() >= 2
+                && prefix.starts_with('+')
+                && prefix[1..].bytes().all(|b| b.is_ascii_digit()))
+            {
+                return bad(&key, "a prefix is + and digits, like \"+447\"");
+            }
+            known(&key, route.carrier())?;
+            if let Some(f) = route.fallback() {
+                known(&key, f)?;
+            }
         }
         Ok(())
     }

@@ -19,9 +19,9 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
-use crate::carrier::{Carrier, Sandbox};
+use crate::carrier::{Carriers, ReceiptSink};
 use crate::clock::{Clock, new_id};
-use crate::config::{CarrierKind, Config};
+use crate::config::Config;
 use crate::domain::Mode;
 use crate::domain::api_key::ApiKey;
 use crate::domain::otp::HashKey;
@@ -42,6 +42,8 @@ pub struct Line {
     writer: MessageWriter,
     attempts: AttemptWriter,
     hash_key: HashKey,
+    pub carriers: Arc<Carriers>,
+    receipts: ReceiptSink,
 }
 
 /// A new tenant and its first keys, shown once.
@@ -74,6 +76,14 @@ impl Line {
             }
             configured => HashKey::new(configured),
         };
+        let wake = Arc::new(Notify::new());
+        let receipts = ReceiptSink::start(store.clone(), wake.clone());
+        let carriers = Arc::new(Carriers::new(
+            &config,
+            store.clone(),
+            clock.clone(),
+            receipts.clone(),
+        ));
         Ok(Line {
             config: Arc::new(config),
             writer: message_writer(store.clone()),
@@ -81,7 +91,9 @@ impl Line {
             hash_key,
             store,
             clock,
-            wake: Arc::new(Notify::new()),
+            wake,
+            carriers,
+            receipts,
         })
     }
 
@@ -95,6 +107,8 @@ impl Line {
             writer: self.writer.clone(),
             attempts: self.attempts.clone(),
             hash_key: self.hash_key.clone(),
+            carriers: self.carriers.clone(),
+            receipts: self.receipts.clone(),
         }
     }
 
@@ -102,31 +116,13 @@ impl Line {
         http::router(self.state())
     }
 
-    /// A worker wired to the configured carriers.
+    /// A worker wired to the configured carriers (connecting them if need be).
     pub fn worker(&self) -> Worker {
-        let delay = Duration::from_millis(self.config.sandbox.receipt_delay_ms);
-        let sandbox: Arc<dyn Carrier> = Arc::new(Sandbox::new(
-            "sandbox",
-            self.store.clone(),
-            self.clock.clone(),
-            delay,
-        ));
-        let route = &self.config.routing.default;
-        let live: Arc<dyn Carrier> = match self.config.carriers.iter().find(|c| &c.name == route) {
-            Some(c) if c.kind == CarrierKind::Sandbox => Arc::new(Sandbox::new(
-                &c.name,
-                self.store.clone(),
-                self.clock.clone(),
-                delay,
-            )),
-            // Config::check admits only sandbox carriers in this version.
-            _ => sandbox.clone(),
-        };
+        self.carriers.start();
         Worker::new(
             self.store.clone(),
             self.clock.clone(),
-            sandbox,
-            live,
+            self.carriers.clone(),
             self.config.worker.clone(),
             Duration::from_secs(self.config.limits.message_validity_seconds),
             self.wake.clone(),
@@ -214,6 +210,8 @@ impl Line {
             sender.await?;
             dispatcher.await?;
         }
+        // After the worker: nothing is submitted while we unbind.
+        self.carriers.stop().await;
         Ok(())
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use common::TestApp;
-use line::carrier::{Accepted, Carrier, CarrierError};
+use line::carrier::{Accepted, Carrier, CarrierError, CarrierState, CarrierStatus, Carriers};
 use line::store::ClaimedMessage;
 use line::worker::Worker;
 
@@ -22,11 +22,24 @@ impl Carrier for Scripted {
     fn name(&self) -> &str {
         "scripted"
     }
+    fn status(&self) -> CarrierStatus {
+        CarrierStatus {
+            name: "scripted".into(),
+            kind: "scripted",
+            state: CarrierState::Bound,
+            throttled: false,
+            window: 0,
+            window_in_use: 0,
+            submits: 0,
+            receipts: 0,
+            errors: Default::default(),
+        }
+    }
     async fn submit(&self, msg: &ClaimedMessage) -> Result<Accepted, CarrierError> {
         let mut script = self.0.lock().unwrap();
         if script.is_empty() {
             Ok(Accepted {
-                carrier_message_id: format!("c-{}", msg.id),
+                carrier_message_ids: vec![format!("c-{}", msg.id)],
             })
         } else {
             Err(script.remove(0))
@@ -39,8 +52,7 @@ fn worker(app: &TestApp, script: Vec<CarrierError>) -> Worker {
     Worker::new(
         app.line.store.clone(),
         app.clock.clone(),
-        carrier.clone(),
-        carrier,
+        Arc::new(Carriers::only(carrier)),
         app.line.config.worker.clone(),
         Duration::from_secs(86_400),
         Arc::new(tokio::sync::Notify::new()),

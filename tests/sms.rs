@@ -518,7 +518,7 @@ async fn a_worker_killed_mid_batch_loses_and_repeats_nothing(app: TestApp) {
         if msg.id == claimed[0].id || msg.id == claimed[1].id {
             let sent = line::store::SubmitResult::Sent {
                 carrier: "sandbox".into(),
-                carrier_message_id: accepted.carrier_message_id,
+                carrier_message_ids: accepted.carrier_message_ids,
             };
             assert!(
                 store

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{Accepted, Carrier, CarrierError};
+use super::{Accepted, Carrier, CarrierError, CarrierState, CarrierStatus, Counters};
 use crate::clock::Clock;
 use crate::domain::Mode;
 use crate::domain::message::MessageStatus;
@@ -22,6 +22,7 @@ pub struct Sandbox {
     store: Arc<dyn Store>,
     clock: Clock,
     receipt_delay: Duration,
+    counters: Counters,
 }
 
 impl Sandbox {
@@ -31,6 +32,7 @@ impl Sandbox {
             store,
             clock,
             receipt_delay,
+            counters: Counters::default(),
         }
     }
 }
@@ -51,6 +53,7 @@ impl Carrier for Sandbox {
     }
 
     async fn submit(&self, msg: &ClaimedMessage) -> Result<Accepted, CarrierError> {
+        self.counters.submitted();
         let Some(receipt) = outcome(&msg.to) else {
             return Err(CarrierError::Permanent {
                 code: "carrier_rejected".into(),
@@ -73,8 +76,23 @@ impl Carrier for Sandbox {
             .await
             .map_err(|e| CarrierError::Transient(format!("sandbox store: {e}")))?;
         Ok(Accepted {
-            carrier_message_id: format!("sbx-{}", msg.id),
+            carrier_message_ids: vec![format!("sbx-{}", msg.id.to_ascii_lowercase())],
         })
+    }
+
+    fn status(&self) -> CarrierStatus {
+        let (submits, receipts, errors) = self.counters.snapshot();
+        CarrierStatus {
+            name: self.name.clone(),
+            kind: "sandbox",
+            state: CarrierState::Bound,
+            throttled: false,
+            window: 0,
+            window_in_use: 0,
+            submits,
+            receipts,
+            errors,
+        }
     }
 }
 

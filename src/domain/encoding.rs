@@ -134,9 +134,134 @@ fn parts(widths: &[usize], single: usize, multi: usize) -> u32 {
     count
 }
 
+/// GSM 03.38 code of a character, one byte per septet (unpacked): extension
+/// characters are the escape 0x1B and their code.
+fn gsm_code(c: char) -> Option<Vec<u8>> {
+    if let Some(i) = GSM_BASIC.chars().position(|b| b == c) {
+        // The basic table's 0x1B is the escape, which GSM_BASIC leaves out.
+        return Some(vec![if i >= 0x1B { i as u8 + 1 } else { i as u8 }]);
+    }
+    let ext = match c {
+        '\u{000C}' => 0x0A,
+        '^' => 0x14,
+        '{' => 0x28,
+        '}' => 0x29,
+        '\\' => 0x2F,
+        '[' => 0x3C,
+        '~' => 0x3D,
+        ']' => 0x3E,
+        '|' => 0x40,
+        '€' => 0x65,
+        _ => return None,
+    };
+    Some(vec![0x1B, ext])
+}
+
+/// The text as carriers take it, one payload per part (without UDH): GSM-7
+/// unpacked (data_coding 0) or UCS-2/UTF-16BE (data_coding 8), split exactly as
+/// `count_segments` counts, never inside a character.
+pub fn encode_parts(text: &str, encoding: Encoding) -> Vec<Vec<u8>> {
+    let (chars, single, multi): (Vec<Vec<u8>>, usize, usize) = match encoding {
+        Encoding::Gsm7 => (
+            text.chars()
+                .map(|c| gsm_code(c).unwrap_or(vec![b'?']))
+                .collect(),
+            160,
+            153,
+        ),
+        Encoding::Ucs2 => (
+            text.chars()
+                .map(|c| {
+                    let mut units = [0u16; 2];
+                    c.encode_utf16(&mut units)
+                        .iter()
+                        .flat_map(|u| u.to_be_bytes())
+                        .collect()
+                })
+                .collect(),
+            140,
+            134,
+        ),
+    };
+    // GSM widths are septets (one byte each); UCS-2 widths are bytes (two per unit).
+    if chars.iter().map(Vec::len).sum::<usize>() <= single {
+        return vec![chars.concat()];
+    }
+    let mut parts: Vec<Vec<u8>> = vec![Vec::new()];
+    for c in chars {
+        let last = parts.last_mut().expect("one part at least");
+        if last.len() + c.len() > multi {
+            parts.push(c);
+        } else {
+            last.extend(c);
+        }
+    }
+    parts
+}
+
+/// Reads GSM-7 unpacked text (an inbound message); unknown codes become '?'.
+pub fn decode_gsm7(bytes: &[u8]) -> String {
+    let basic: Vec<char> = GSM_BASIC.chars().collect();
+    let mut out = String::new();
+    let mut escaped = false;
+    for &b in bytes {
+        if escaped {
+            escaped = false;
+            let ext = GSM_EXTENSION
+                .chars()
+                .find(|&c| gsm_code(c).is_some_and(|code| code[1] == b));
+            out.push(ext.unwrap_or('?'));
+        } else if b == 0x1B {
+            escaped = true;
+        } else {
+            let i = if b > 0x1B { b as usize - 1 } else { b as usize };
+            out.push(basic.get(i).copied().unwrap_or('?'));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parts_match_the_segment_count_and_round_trip() {
+        let texts = [
+            "Your code is 123456".to_string(),
+            "a".repeat(160),
+            "a".repeat(161),
+            "€".repeat(80),
+            format!("{}€{}", "a".repeat(152), "a".repeat(152)),
+            "ж".repeat(70),
+            "ж".repeat(135),
+            format!("{}😀{}", "ж".repeat(66), "ж".repeat(66)),
+            "😀".repeat(36),
+            "Café £5 {x} [y] ~ | ^ \\ @$".to_string(),
+        ];
+        for text in texts {
+            let (encoding, segments) = count_segments(&text);
+            let parts = encode_parts(&text, encoding);
+            assert_eq!(parts.len() as u32, segments, "{text}");
+            let back = match encoding {
+                Encoding::Gsm7 => decode_gsm7(&parts.concat()),
+                Encoding::Ucs2 => {
+                    let units: Vec<u16> = parts
+                        .concat()
+                        .chunks(2)
+                        .map(|b| u16::from_be_bytes([b[0], b[1]]))
+                        .collect();
+                    String::from_utf16(&units).unwrap()
+                }
+            };
+            assert_eq!(back, text);
+        }
+        assert_eq!(encode_parts("@£$", Encoding::Gsm7), vec![vec![0, 1, 2]]);
+        assert_eq!(
+            encode_parts("ÆA€", Encoding::Gsm7),
+            vec![vec![0x1C, 0x41, 0x1B, 0x65]]
+        );
+    }
 
     #[test]
     fn plain_gsm_fits_160_in_one_segment() {

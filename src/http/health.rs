@@ -1,11 +1,16 @@
+use std::fmt::Write;
+
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::http::header;
+use axum::response::IntoResponse;
 use axum::routing::get;
 use serde_json::{Value, json};
 
 use super::AppState;
+use crate::carrier::{CarrierState, CarrierStatus};
 use crate::error::ApiError;
 
 /// Liveness: the process is up.
@@ -14,14 +19,17 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// Readiness: the database answers.
+/// Readiness: the database answers. Carriers are listed with their state; a
+/// carrier that is down does not make the service unready (messages wait for it).
 #[utoipa::path(get, path = "/readyz", tag = "health", responses(
     (status = 200, description = "ready"),
     (status = 503, description = "the database is unreachable", body = crate::error::Problem),
 ))]
 pub async fn readyz(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
     match app.store.ping().await {
-        Ok(()) => Ok(Json(json!({"status": "ready"}))),
+        Ok(()) => Ok(Json(
+            json!({"status": "ready", "carriers": app.carriers.statuses()}),
+        )),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
             Err(ApiError::new(
@@ -33,8 +41,107 @@ pub async fn readyz(State(app): State<AppState>) -> Result<Json<Value>, ApiError
     }
 }
 
+/// Prometheus metrics: each carrier's state, window and counters.
+#[utoipa::path(get, path = "/metrics", tag = "health", responses(
+    (status = 200, description = "Prometheus text format", content_type = "text/plain"),
+))]
+pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
+    let mut out = String::new();
+    let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(String, String)>| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, value) in rows {
+            let _ = writeln!(out, "{name}{{{labels}}} {value}");
+        }
+    };
+    let carriers = app.carriers.statuses();
+    let label = |c: &CarrierStatus| format!("carrier=\"{}\",kind=\"{}\"", c.name, c.kind);
+    family(
+        "line_carrier_up",
+        "gauge",
+        "1 when the carrier is bound (or, for HTTP, answering).",
+        carriers
+            .iter()
+            .map(|c| {
+                (
+                    label(c),
+                    u8::from(c.state == CarrierState::Bound).to_string(),
+                )
+            })
+            .collect(),
+    );
+    family(
+        "line_carrier_state",
+        "gauge",
+        "1 for the carrier's current state.",
+        carriers
+            .iter()
+            .flat_map(|c| {
+                [
+                    CarrierState::Bound,
+                    CarrierState::Connecting,
+                    CarrierState::Down,
+                ]
+                .into_iter()
+                .map(move |s| {
+                    let name = serde_json::to_value(s).unwrap_or_default();
+                    let name = name.as_str().unwrap_or_default().to_string();
+                    (
+                        format!("{},state=\"{name}\"", label(c)),
+                        u8::from(c.state == s).to_string(),
+                    )
+                })
+            })
+            .collect(),
+    );
+    family(
+        "line_carrier_window_in_use",
+        "gauge",
+        "Outstanding submissions (SMPP window in use).",
+        carriers
+            .iter()
+            .map(|c| (label(c), c.window_in_use.to_string()))
+            .collect(),
+    );
+    family(
+        "line_carrier_submits_total",
+        "counter",
+        "Submissions (message parts) sent to the carrier.",
+        carriers
+            .iter()
+            .map(|c| (label(c), c.submits.to_string()))
+            .collect(),
+    );
+    family(
+        "line_carrier_receipts_total",
+        "counter",
+        "Delivery receipts received from the carrier.",
+        carriers
+            .iter()
+            .map(|c| (label(c), c.receipts.to_string()))
+            .collect(),
+    );
+    family(
+        "line_carrier_errors_total",
+        "counter",
+        "Failed submissions and connections, by the carrier's status.",
+        carriers
+            .iter()
+            .flat_map(|c| {
+                c.errors.iter().map(move |(e, n)| {
+                    (
+                        format!("{},error=\"{}\"", label(c), e.replace('"', "'")),
+                        n.to_string(),
+                    )
+                })
+            })
+            .collect(),
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
+
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
 }

@@ -1,5 +1,6 @@
 //! The HTTP API: routes, extractors, the request-id middleware.
 
+mod carriers;
 pub mod extract;
 mod health;
 mod limits;
@@ -21,6 +22,7 @@ use tokio::sync::Notify;
 use tower_http::catch_panic::CatchPanicLayer;
 use tracing::Instrument;
 
+use crate::carrier::{Carriers, ReceiptSink};
 use crate::clock::{Clock, new_id};
 use crate::config::Config;
 use crate::domain::otp::HashKey;
@@ -44,6 +46,9 @@ pub struct AppState {
     pub attempts: AttemptWriter,
     /// Keys the hashes of codes and message bodies.
     pub hash_key: HashKey,
+    pub carriers: Arc<Carriers>,
+    /// Where carriers' receipts are recorded.
+    pub receipts: ReceiptSink,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -55,6 +60,7 @@ pub fn router(state: AppState) -> Router {
         .merge(otp::router())
         .merge(webhooks::router())
         .merge(sandbox::router())
+        .merge(carriers::router())
         .fallback(|| async { ApiError::not_found("endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -13,6 +13,8 @@ use super::AppState;
     paths(
         super::health::healthz,
         super::health::readyz,
+        super::health::metrics,
+        super::carriers::receipts,
         super::sms::send,
         super::sms::get_one,
         super::sms::list,

@@ -543,14 +543,17 @@ macro_rules! shared_queries {
         conn: &mut <$db as sqlx::Database>::Connection,
         id: &str,
         status: MessageStatus,
+        error: Option<&str>,
         at: Timestamp,
     ) -> Result<bool> {
         let tenant: Option<String> = sqlx::query_scalar(
-            "UPDATE messages SET status = $2, updated_at = $3 WHERE id = $1 AND status = 'sent' RETURNING tenant_id",
+            "UPDATE messages SET status = $2, updated_at = $3, error_code = COALESCE($4, error_code) \
+             WHERE id = $1 AND status = 'sent' RETURNING tenant_id",
         )
         .bind(id)
         .bind(status.as_str())
         .bind(at.millis())
+        .bind(error)
         .fetch_optional(&mut *conn)
         .await?;
         let Some(tenant) = tenant else { return Ok(false) };
@@ -675,20 +678,112 @@ macro_rules! shared_queries {
         if !transition(&mut tx, id, token, &t, now).await? {
             return Ok(false);
         }
+        if let SubmitResult::Sent { carrier, carrier_message_ids } = result {
+            for (part, carrier_id) in carrier_message_ids.iter().enumerate() {
+                // A carrier may reuse an id long after: the newest message takes it.
+                sqlx::query(
+                    "INSERT INTO message_parts (carrier, carrier_message_id, message_id, part) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (carrier, carrier_message_id) \
+                     DO UPDATE SET message_id = excluded.message_id, part = excluded.part, status = NULL, error = NULL",
+                )
+                .bind(carrier)
+                .bind(carrier_id)
+                .bind(id)
+                .bind(part as i64 + 1)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
         tx.commit().await?;
         Ok(true)
     }
 
-    pub(super) async fn apply_receipt(
-        pool: &sqlx::Pool<$db>,
-        id: &str,
-        status: MessageStatus,
-        at: Timestamp,
-    ) -> Result<bool> {
+    pub(super) async fn record_carrier_receipts(pool: &sqlx::Pool<$db>, receipts: &[CarrierReceipt]) -> Result<()> {
         let mut tx = pool.begin().await?;
-        let applied = receipt(&mut tx, id, status, at).await?;
-        tx.commit().await?;
-        Ok(applied)
+        for r in receipts {
+            sqlx::query(
+                "INSERT INTO carrier_receipts (carrier, carrier_message_id, status, error, received_at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&r.carrier)
+            .bind(&r.carrier_message_id)
+            .bind(r.status.as_str())
+            .bind(r.error.as_deref())
+            .bind(r.received_at.millis())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await
+    }
+
+    /// Applies matched receipts (already taken from `carrier_receipts`) to their
+    /// parts; a message whose parts have all ended is delivered if every part
+    /// was, else takes the first other part's status. `lock` reads the message
+    /// row, locking it where the backend can, so that two workers ending the
+    /// last two parts of one message see each other's part.
+    pub(super) async fn apply_to_parts(
+        conn: &mut <$db as sqlx::Database>::Connection,
+        matched: Vec<(String, String, String, Option<String>)>,
+        lock: &'static str,
+        now: Timestamp,
+    ) -> Result<()> {
+        let mut touched: Vec<String> = Vec::new();
+        for (carrier, carrier_id, status, error) in matched {
+            let message: Option<String> = sqlx::query_scalar(
+                "UPDATE message_parts SET status = $3, error = $4 \
+                 WHERE carrier = $1 AND carrier_message_id = $2 AND status IS NULL RETURNING message_id",
+            )
+            .bind(&carrier)
+            .bind(&carrier_id)
+            .bind(&status)
+            .bind(&error)
+            .fetch_optional(&mut *conn)
+            .await?;
+            if let Some(m) = message
+                && !touched.contains(&m)
+            {
+                touched.push(m);
+            }
+        }
+        for id in touched {
+            sqlx::query(lock).bind(&id).execute(&mut *conn).await?;
+            let parts: Vec<(Option<String>, Option<String>)> = sqlx::query_as(
+                "SELECT status, error FROM message_parts WHERE message_id = $1 ORDER BY part",
+            )
+            .bind(&id)
+            .fetch_all(&mut *conn)
+            .await?;
+            if parts.iter().any(|(status, _)| status.is_none()) {
+                continue;
+            }
+            let worst = parts.into_iter().find(|(status, _)| status.as_deref() != Some("delivered"));
+            let (status, error) = match worst {
+                Some((Some(status), error)) => (
+                    MessageStatus::parse(&status)
+                        .ok_or_else(|| sqlx::Error::Decode("bad stored part status".into()))?,
+                    error,
+                ),
+                _ => (MessageStatus::Delivered, None),
+            };
+            receipt(conn, &id, status, error.as_deref(), now).await?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn record_inbound(pool: &sqlx::Pool<$db>, m: &InboundMessage) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO inbound_messages (id, carrier, from_number, to_number, body, received_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&m.id)
+        .bind(&m.carrier)
+        .bind(&m.from)
+        .bind(&m.to)
+        .bind(m.body.as_deref())
+        .bind(m.received_at.millis())
+        .execute(pool)
+        .await?;
+        Ok(())
     }
 
     pub(super) async fn record_attempts(
@@ -869,6 +964,8 @@ macro_rules! shared_queries {
                 sandbox_before,
             ),
             ("DELETE FROM rate_limits WHERE tat < $1", now),
+            // A receipt no part claimed within a week never will.
+            ("DELETE FROM carrier_receipts WHERE received_at < $1", now.plus_ms(-UNMATCHED_RECEIPT_TTL_MS)),
         ] {
             n += sqlx::query(sql).bind(at.millis()).execute(pool).await?.rows_affected();
         }

@@ -21,6 +21,9 @@ pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 pub type StoreError = sqlx::Error;
+
+/// How long a receipt waits for its part before it is dropped.
+pub(crate) const UNMATCHED_RECEIPT_TTL_MS: i64 = 7 * 24 * 3600 * 1000;
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,9 +121,10 @@ impl std::fmt::Debug for ClaimedMessage {
 /// What became of one claimed message.
 #[derive(Debug, Clone)]
 pub enum SubmitResult {
+    /// Accepted; one normalised carrier id per part, in order.
     Sent {
         carrier: String,
-        carrier_message_id: String,
+        carrier_message_ids: Vec<String>,
     },
     Retry {
         at: Timestamp,
@@ -131,6 +135,28 @@ pub enum SubmitResult {
         message: String,
     },
     Expired,
+}
+
+/// A carrier's final word on one part, under its normalised carrier id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CarrierReceipt {
+    pub carrier: String,
+    pub carrier_message_id: String,
+    pub status: MessageStatus,
+    /// The carrier's error, e.g. an SMPP receipt's `err:` field.
+    pub error: Option<String>,
+    pub received_at: Timestamp,
+}
+
+/// A message a handset sent to one of our numbers.
+#[derive(Clone)]
+pub struct InboundMessage {
+    pub id: String,
+    pub carrier: String,
+    pub from: String,
+    pub to: String,
+    pub body: Option<String>,
+    pub received_at: Timestamp,
 }
 
 /// A handset in the sandbox and what it received.
@@ -203,8 +229,13 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool>;
     /// Gives back leases held by `token` (graceful shutdown).
     async fn release_leases(&self, token: &str) -> Result<u64>;
-    /// Moves a sent message to a final status from a carrier receipt.
-    async fn apply_receipt(&self, id: &str, status: MessageStatus, at: Timestamp) -> Result<bool>;
+    /// Keeps final receipts from carriers until they are matched to their parts.
+    async fn record_carrier_receipts(&self, receipts: &[CarrierReceipt]) -> Result<()>;
+    /// Matches kept receipts to message parts (each receipt once); a message
+    /// whose parts have all ended takes its final status. Returns how many applied.
+    async fn apply_carrier_receipts(&self, now: Timestamp, limit: u32) -> Result<u64>;
+    /// A mobile-originated message, kept for a later inbound feature.
+    async fn record_inbound(&self, msg: &InboundMessage) -> Result<()>;
 
     /// Idempotent per message id: a resubmission does not deliver twice.
     async fn sandbox_deliver(&self, msg: &NewSandboxMessage) -> Result<()>;
@@ -586,10 +617,10 @@ pub(crate) fn transition_of(result: &SubmitResult) -> Option<Transition<'_>> {
         SubmitResult::Retry { .. } => None,
         SubmitResult::Sent {
             carrier,
-            carrier_message_id,
+            carrier_message_ids,
         } => Some(Transition {
             carrier: Some(carrier),
-            carrier_message_id: Some(carrier_message_id),
+            carrier_message_id: carrier_message_ids.first().map(String::as_str),
             ..none
         }),
         SubmitResult::Failed { code, message } => Some(Transition {

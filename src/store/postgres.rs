@@ -28,6 +28,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "webhooks",
         include_str!("../../migrations/postgres/0003_webhooks.sql"),
     ),
+    (
+        4,
+        "carriers",
+        include_str!("../../migrations/postgres/0004_carriers.sql"),
+    ),
 ];
 
 pub struct PgStore {
@@ -243,8 +248,39 @@ impl Store for PgStore {
         release_leases(&self.pool, token).await
     }
 
-    async fn apply_receipt(&self, id: &str, status: MessageStatus, at: Timestamp) -> Result<bool> {
-        apply_receipt(&self.pool, id, status, at).await
+    async fn record_carrier_receipts(&self, receipts: &[CarrierReceipt]) -> Result<()> {
+        record_carrier_receipts(&self.pool, receipts).await
+    }
+
+    async fn apply_carrier_receipts(&self, now: Timestamp, limit: u32) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let matched: Vec<(String, String, String, Option<String>)> = sqlx::query_as(
+            "DELETE FROM carrier_receipts WHERE id IN \
+               (SELECT r.id FROM carrier_receipts r JOIN message_parts p \
+                  ON p.carrier = r.carrier AND p.carrier_message_id = r.carrier_message_id \
+                ORDER BY r.id LIMIT $1 FOR UPDATE OF r SKIP LOCKED) \
+             RETURNING carrier, carrier_message_id, status, error",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        if matched.is_empty() {
+            return Ok(0);
+        }
+        let taken = matched.len() as u64;
+        apply_to_parts(
+            &mut tx,
+            matched,
+            "SELECT id FROM messages WHERE id = $1 FOR UPDATE",
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(taken)
+    }
+
+    async fn record_inbound(&self, m: &InboundMessage) -> Result<()> {
+        record_inbound(&self.pool, m).await
     }
 
     async fn sandbox_deliver(&self, m: &NewSandboxMessage) -> Result<()> {
@@ -286,7 +322,7 @@ impl Store for PgStore {
         for (id, status) in due {
             let status = MessageStatus::parse(&status)
                 .ok_or_else(|| sqlx::Error::Decode("bad stored receipt status".into()))?;
-            applied += u64::from(receipt(&mut tx, &id, status, now).await?);
+            applied += u64::from(receipt(&mut tx, &id, status, None, now).await?);
         }
         tx.commit().await?;
         Ok(applied)

@@ -8,10 +8,9 @@ use futures_util::StreamExt;
 use rand::Rng;
 use tokio::sync::Notify;
 
-use crate::carrier::{Carrier, CarrierError};
+use crate::carrier::{CarrierError, Carriers};
 use crate::clock::{Clock, new_id};
 use crate::config::WorkerConfig;
-use crate::domain::Mode;
 use crate::domain::message::Timestamp;
 use crate::domain::phone::Masked;
 use crate::shutdown::Shutdown;
@@ -20,16 +19,11 @@ use crate::store::{ClaimedMessage, Store, SubmitResult};
 /// How long idempotency records and sandbox inbox entries are kept.
 const IDEMPOTENCY_TTL_MS: i64 = 24 * 3600 * 1000;
 const SANDBOX_TTL_MS: i64 = 3600 * 1000;
-/// Submissions in flight at once within one batch.
-const CONCURRENCY: usize = 32;
 
 pub struct Worker {
     store: Arc<dyn Store>,
     clock: Clock,
-    /// Test keys always go here.
-    sandbox: Arc<dyn Carrier>,
-    /// Live keys go to the routing default.
-    live: Arc<dyn Carrier>,
+    carriers: Arc<Carriers>,
     cfg: WorkerConfig,
     validity_ms: i64,
     /// Marks this worker's leases; a late finish under another token is refused.
@@ -38,12 +32,10 @@ pub struct Worker {
 }
 
 impl Worker {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<dyn Store>,
         clock: Clock,
-        sandbox: Arc<dyn Carrier>,
-        live: Arc<dyn Carrier>,
+        carriers: Arc<Carriers>,
         cfg: WorkerConfig,
         validity: Duration,
         wake: Arc<Notify>,
@@ -51,8 +43,7 @@ impl Worker {
         Worker {
             store,
             clock,
-            sandbox,
-            live,
+            carriers,
             cfg,
             validity_ms: validity.as_millis() as i64,
             token: new_id("lease"),
@@ -65,8 +56,9 @@ impl Worker {
     pub async fn run_once(&self) -> anyhow::Result<usize> {
         let batch = self.claim().await?;
         let sent = batch.len();
+        // All at once: each carrier's window bounds what is really in flight.
         futures_util::stream::iter(batch)
-            .for_each_concurrent(CONCURRENCY, |msg| async move {
+            .for_each_concurrent(None, |msg| async move {
                 let id = msg.id.clone();
                 if let Err(e) = self.process(msg).await {
                     // The lease expires and another pass retries: nothing is lost.
@@ -78,7 +70,11 @@ impl Worker {
             .store
             .apply_sandbox_receipts(self.clock.now(), self.cfg.batch_size)
             .await?;
-        Ok(sent + receipts as usize)
+        let matched = self
+            .store
+            .apply_carrier_receipts(self.clock.now(), self.cfg.batch_size * 5)
+            .await?;
+        Ok(sent + (receipts + matched) as usize)
     }
 
     /// Leases a batch of due messages to this worker.
@@ -98,14 +94,11 @@ impl Worker {
         let result = if now.millis() - msg.created_at.millis() > self.validity_ms {
             SubmitResult::Expired
         } else {
-            let carrier = match msg.mode {
-                Mode::Test => &self.sandbox,
-                Mode::Live => &self.live,
-            };
+            let carrier = self.carriers.for_message(msg.mode, &msg.to);
             match carrier.submit(&msg).await {
                 Ok(accepted) => SubmitResult::Sent {
                     carrier: carrier.name().to_string(),
-                    carrier_message_id: accepted.carrier_message_id,
+                    carrier_message_ids: accepted.carrier_message_ids,
                 },
                 Err(CarrierError::Permanent { code, message }) => {
                     SubmitResult::Failed { code, message }

@@ -2,6 +2,8 @@
 //! SQLite), with a clock the test moves and a worker the test drives.
 #![allow(dead_code)]
 
+pub mod smsc;
+
 use std::time::Duration;
 
 use line::Line;

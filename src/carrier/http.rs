@@ -1,0 +1,307 @@
+//! An HTTP upstream: each message is POSTed as JSON; the upstream reports
+//! delivery to `POST /v1/carriers/{name}/receipts`, signed with a shared secret.
+//!
+//! Request: `{"id", "to", "from", "body", "encoding", "segments"}`, with the
+//! configured auth header. A 2xx answer accepts the message; its JSON `id` (or,
+//! without one, our message id) is what receipts quote. 429 throttles (honouring
+//! Retry-After), 408/425/5xx and network errors are transient, other 4xx permanent.
+//!
+//! Receipt: a JSON object `{"id", "status", "error"?}` or an array of them, with
+//! header `X-Line-Signature: sha256=<hex HMAC-SHA256 of the body>`. Statuses:
+//! delivered, undelivered, expired, failed (final) or accepted, enroute (ignored).
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use hmac::{Hmac, Mac};
+use serde::Deserialize;
+use sha2::Sha256;
+
+use super::{Accepted, Carrier, CarrierError, CarrierState, CarrierStatus, Counters};
+use crate::config::{CarrierConfig, Secret};
+use crate::domain::message::{MessageStatus, Timestamp};
+use crate::store::{CarrierReceipt, ClaimedMessage};
+
+pub const SIGNATURE_HEADER: &str = "x-line-signature";
+/// Consecutive transient failures after which the upstream counts as down.
+const DOWN_AFTER: u32 = 3;
+/// How long a down upstream is left alone before it is tried again.
+const RETRY_DOWN_AFTER: Duration = Duration::from_secs(10);
+
+pub struct HttpCarrier {
+    name: String,
+    url: String,
+    auth_header: String,
+    auth_value: Secret,
+    receipt_secret: Secret,
+    client: reqwest::Client,
+    counters: Counters,
+    failures: AtomicU32,
+    last_failure: Mutex<Option<Instant>>,
+    throttled_until: Mutex<Option<Instant>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiptError {
+    #[error("the receipt signature is missing or wrong")]
+    Unauthorized,
+    #[error("{0}")]
+    Invalid(String),
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Receipts {
+    One(ReceiptBody),
+    Many(Vec<ReceiptBody>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReceiptBody {
+    id: String,
+    status: String,
+    error: Option<String>,
+}
+
+impl HttpCarrier {
+    pub fn new(c: &CarrierConfig) -> Self {
+        HttpCarrier {
+            name: c.name.clone(),
+            url: c.url.clone().unwrap_or_default(),
+            auth_header: c.auth_header.clone(),
+            auth_value: c.auth_value.clone(),
+            receipt_secret: c.receipt_secret.clone(),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("an HTTP client builds"),
+            counters: Counters::default(),
+            failures: AtomicU32::new(0),
+            last_failure: Mutex::new(None),
+            throttled_until: Mutex::new(None),
+        }
+    }
+
+    /// Checks a posted receipt's signature and reads it. Interim statuses are dropped.
+    pub fn receipts(
+        &self,
+        body: &[u8],
+        signature: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Vec<CarrierReceipt>, ReceiptError> {
+        if !verify_receipt_signature(self.receipt_secret.expose(), body, signature) {
+            return Err(ReceiptError::Unauthorized);
+        }
+        let parsed: Receipts = serde_json::from_slice(body)
+            .map_err(|e| ReceiptError::Invalid(format!("receipt JSON: {e}")))?;
+        let list = match parsed {
+            Receipts::One(r) => vec![r],
+            Receipts::Many(rs) => rs,
+        };
+        let mut out = Vec::new();
+        for r in list {
+            self.counters.received();
+            let status = match r.status.as_str() {
+                "delivered" => MessageStatus::Delivered,
+                "undelivered" => MessageStatus::Undelivered,
+                "expired" => MessageStatus::Expired,
+                "failed" => MessageStatus::Failed,
+                "accepted" | "enroute" => continue,
+                other => {
+                    return Err(ReceiptError::Invalid(format!(
+                        "unknown receipt status {other:?}"
+                    )));
+                }
+            };
+            out.push(CarrierReceipt {
+                carrier: self.name.clone(),
+                carrier_message_id: super::normalize_id(&r.id, crate::config::IdBase::Text),
+                status,
+                error: r.error.filter(|_| status != MessageStatus::Delivered),
+                received_at: now,
+            });
+        }
+        Ok(out)
+    }
+
+    fn failed(&self) -> CarrierError {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        *self.last_failure.lock().expect("failure lock") = Some(Instant::now());
+        CarrierError::Transient("the HTTP upstream failed".into())
+    }
+
+    fn state(&self) -> CarrierState {
+        if self.failures.load(Ordering::Relaxed) < DOWN_AFTER {
+            return CarrierState::Bound;
+        }
+        // Down, but worth a try again after a while.
+        match *self.last_failure.lock().expect("failure lock") {
+            Some(at) if at.elapsed() < RETRY_DOWN_AFTER => CarrierState::Down,
+            _ => CarrierState::Connecting,
+        }
+    }
+
+    fn throttled(&self) -> bool {
+        self.throttled_until
+            .lock()
+            .expect("throttle lock")
+            .is_some_and(|until| until > Instant::now())
+    }
+}
+
+/// Constant-time check of `sha256=<hex HMAC-SHA256(secret, body)>`.
+pub fn verify_receipt_signature(secret: &str, body: &[u8], header: Option<&str>) -> bool {
+    let Some(hex) = header.and_then(|h| h.trim().strip_prefix("sha256=")) else {
+        return false;
+    };
+    let Some(expected) = decode_hex(hex) else {
+        return false;
+    };
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(body);
+    mac.verify_slice(&expected).is_ok()
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[async_trait]
+impl Carrier for HttpCarrier {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn submit(&self, msg: &ClaimedMessage) -> Result<Accepted, CarrierError> {
+        self.counters.submitted();
+        let mut request = self.client.post(&self.url).json(&serde_json::json!({
+            "id": msg.id,
+            "to": msg.to,
+            "from": msg.from,
+            "body": msg.body,
+            "encoding": msg.encoding,
+            "segments": msg.segments,
+        }));
+        if !self.auth_value.expose().is_empty() {
+            request = request.header(self.auth_header.as_str(), self.auth_value.expose());
+        }
+        let response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                self.counters.error(if e.is_timeout() {
+                    "timeout"
+                } else {
+                    "connection"
+                });
+                return Err(self.failed());
+            }
+        };
+        let status = response.status();
+        if status.is_success() {
+            self.failures.store(0, Ordering::Relaxed);
+            let id = response
+                .json::<serde_json::Value>()
+                .await
+                .ok()
+                .and_then(|v| v.get("id").and_then(|id| id.as_str().map(str::to_string)))
+                .unwrap_or_else(|| msg.id.clone());
+            return Ok(Accepted {
+                carrier_message_ids: vec![super::normalize_id(&id, crate::config::IdBase::Text)],
+            });
+        }
+        self.counters.error(&format!("http {}", status.as_u16()));
+        match status.as_u16() {
+            429 => {
+                let wait = response
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .map_or(Duration::from_secs(1), Duration::from_secs)
+                    .min(Duration::from_secs(300));
+                *self.throttled_until.lock().expect("throttle lock") = Some(Instant::now() + wait);
+                Err(CarrierError::Throttled {
+                    retry_after: Some(wait),
+                })
+            }
+            408 | 425 | 500..=599 => Err(self.failed()),
+            code => {
+                let text = response.text().await.unwrap_or_default();
+                let detail: String = text.chars().take(200).collect();
+                Err(CarrierError::Permanent {
+                    code: format!("http_{code}"),
+                    message: format!("the HTTP upstream refused the message ({code}): {detail}"),
+                })
+            }
+        }
+    }
+
+    fn status(&self) -> CarrierStatus {
+        let (submits, receipts, errors) = self.counters.snapshot();
+        CarrierStatus {
+            name: self.name.clone(),
+            kind: "http",
+            state: self.state(),
+            throttled: self.throttled(),
+            window: 0,
+            window_in_use: 0,
+            submits,
+            receipts,
+            errors,
+        }
+    }
+
+    fn available(&self) -> bool {
+        self.state() != CarrierState::Down && !self.throttled()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_check_the_whole_body() {
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"0123456789abcdef").unwrap();
+        mac.update(b"{\"id\":\"1\"}");
+        let hex: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let header = format!("sha256={hex}");
+        let secret = "0123456789abcdef";
+        assert!(verify_receipt_signature(
+            secret,
+            b"{\"id\":\"1\"}",
+            Some(&header)
+        ));
+        assert!(!verify_receipt_signature(
+            secret,
+            b"{\"id\":\"2\"}",
+            Some(&header)
+        ));
+        assert!(!verify_receipt_signature(
+            "another secret!!",
+            b"{\"id\":\"1\"}",
+            Some(&header)
+        ));
+        assert!(!verify_receipt_signature(secret, b"{\"id\":\"1\"}", None));
+        assert!(!verify_receipt_signature(
+            secret,
+            b"{\"id\":\"1\"}",
+            Some("sha256=zz")
+        ));
+    }
+}
