@@ -38,7 +38,10 @@ pub struct Line {
     pub config: Arc<Config>,
     pub store: Arc<dyn Store>,
     pub clock: Clock,
+    /// Wakes this process's sender when messages are queued.
     wake: Arc<Notify>,
+    /// Wakes this process's receipt applier when receipts are stored.
+    receipts_wake: Arc<Notify>,
     writer: MessageWriter,
     attempts: AttemptWriter,
     hash_key: HashKey,
@@ -76,8 +79,8 @@ impl Line {
             }
             configured => HashKey::new(configured),
         };
-        let wake = Arc::new(Notify::new());
-        let receipts = ReceiptSink::start(store.clone(), wake.clone());
+        let receipts_wake = Arc::new(Notify::new());
+        let receipts = ReceiptSink::start(store.clone(), receipts_wake.clone());
         let carriers = Arc::new(Carriers::new(
             &config,
             store.clone(),
@@ -91,7 +94,8 @@ impl Line {
             hash_key,
             store,
             clock,
-            wake,
+            wake: Arc::new(Notify::new()),
+            receipts_wake,
             carriers,
             receipts,
         })
@@ -126,6 +130,7 @@ impl Line {
             self.config.worker.clone(),
             Duration::from_secs(self.config.limits.message_validity_seconds),
             self.wake.clone(),
+            self.receipts_wake.clone(),
         )
     }
 

@@ -56,6 +56,7 @@ fn worker(app: &TestApp, script: Vec<CarrierError>) -> Worker {
         app.line.config.worker.clone(),
         Duration::from_secs(86_400),
         Arc::new(tokio::sync::Notify::new()),
+        Arc::new(tokio::sync::Notify::new()),
     )
 }
 

@@ -520,11 +520,12 @@ async fn a_worker_killed_mid_batch_loses_and_repeats_nothing(app: TestApp) {
                 carrier: "sandbox".into(),
                 carrier_message_ids: accepted.carrier_message_ids,
             };
-            assert!(
+            assert_eq!(
                 store
-                    .finish_submit(&msg.id, "dead-worker", &sent, now)
+                    .finish_submits(&[finish(&msg.id, sent, now)])
                     .await
-                    .unwrap()
+                    .unwrap(),
+                [true]
             );
         }
     }
@@ -545,11 +546,12 @@ async fn a_worker_killed_mid_batch_loses_and_repeats_nothing(app: TestApp) {
         code: "x".into(),
         message: "late".into(),
     };
-    assert!(
-        !store
-            .finish_submit(&claimed[9].id, "dead-worker", &late, later)
+    assert_eq!(
+        store
+            .finish_submits(&[finish(&claimed[9].id, late, later)])
             .await
-            .unwrap()
+            .unwrap(),
+        [false]
     );
     // A worker shutting down gives its leases back at once.
     assert_eq!(store.release_leases("worker-b").await.unwrap(), 8);
@@ -642,3 +644,17 @@ on_both_backends!(
     messages_no_carrier_accepts_in_time_expire,
     health_readiness_and_openapi,
 );
+
+/// An outcome recorded under the dead worker's lease.
+fn finish(
+    id: &str,
+    result: line::store::SubmitResult,
+    now: line::domain::message::Timestamp,
+) -> line::store::Finish {
+    line::store::Finish {
+        id: id.to_string(),
+        token: "dead-worker".into(),
+        result,
+        now,
+    }
+}

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Attempt, AttemptResult, CreateOutcome, PendingMessage, Store};
+use super::{Attempt, AttemptResult, CreateOutcome, Finish, PendingMessage, Store};
 
 /// The most items one transaction writes.
 const MAX_BATCH: usize = 256;
@@ -80,6 +80,21 @@ pub type MessageWriter = Batcher<PendingMessage, CreateOutcome>;
 
 /// Verification attempts (approve / count a wrong code), committed in groups.
 pub type AttemptWriter = Batcher<Attempt, AttemptResult>;
+
+/// Submission outcomes, committed in groups.
+pub type FinishWriter = Batcher<Finish, bool>;
+
+pub fn finish_writer(store: Arc<dyn Store>) -> FinishWriter {
+    Batcher::start(move |batch| {
+        let store = store.clone();
+        async move {
+            store
+                .finish_submits(&batch)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    })
+}
 
 pub fn message_writer(store: Arc<dyn Store>) -> MessageWriter {
     Batcher::start(move |batch| {

@@ -488,7 +488,7 @@ macro_rules! shared_queries {
 
     /// A transient failure: try again at `at`, if `token` still holds the lease.
     pub(super) async fn retry_later(
-        pool: &sqlx::Pool<$db>,
+        conn: &mut <$db as sqlx::Database>::Connection,
         id: &str,
         token: &str,
         at: Timestamp,
@@ -504,7 +504,7 @@ macro_rules! shared_queries {
         .bind(at.millis())
         .bind(error)
         .bind(now.millis())
-        .execute(pool)
+        .execute(&mut *conn)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -661,24 +661,28 @@ macro_rules! shared_queries {
         sqlx::Error::Encode(Box::new(e))
     }
 
-    pub(super) async fn finish_submit(
-        pool: &sqlx::Pool<$db>,
-        id: &str,
-        token: &str,
-        result: &SubmitResult,
-        now: Timestamp,
-    ) -> Result<bool> {
-        let Some(t) = transition_of(result) else {
-            let SubmitResult::Retry { at, error } = result else {
+    /// Records submissions' outcomes in one transaction (one flush for many).
+    pub(super) async fn finish_submits(pool: &sqlx::Pool<$db>, items: &[Finish]) -> Result<Vec<bool>> {
+        let mut tx = pool.begin().await?;
+        let mut recorded = Vec::with_capacity(items.len());
+        for f in items {
+            recorded.push(finish_one(&mut tx, f).await?);
+        }
+        tx.commit().await?;
+        Ok(recorded)
+    }
+
+    async fn finish_one(conn: &mut <$db as sqlx::Database>::Connection, f: &Finish) -> Result<bool> {
+        let Some(t) = transition_of(&f.result) else {
+            let SubmitResult::Retry { at, error } = &f.result else {
                 unreachable!("only a retry is not a transition")
             };
-            return retry_later(pool, id, token, *at, error, now).await;
+            return retry_later(conn, &f.id, &f.token, *at, error, f.now).await;
         };
-        let mut tx = pool.begin().await?;
-        if !transition(&mut tx, id, token, &t, now).await? {
+        if !transition(conn, &f.id, &f.token, &t, f.now).await? {
             return Ok(false);
         }
-        if let SubmitResult::Sent { carrier, carrier_message_ids } = result {
+        if let SubmitResult::Sent { carrier, carrier_message_ids } = &f.result {
             for (part, carrier_id) in carrier_message_ids.iter().enumerate() {
                 // A carrier may reuse an id long after: the newest message takes it.
                 sqlx::query(
@@ -688,13 +692,12 @@ macro_rules! shared_queries {
                 )
                 .bind(carrier)
                 .bind(carrier_id)
-                .bind(id)
+                .bind(&f.id)
                 .bind(part as i64 + 1)
-                .execute(&mut *tx)
+                .execute(&mut *conn)
                 .await?;
             }
         }
-        tx.commit().await?;
         Ok(true)
     }
 
@@ -745,6 +748,8 @@ macro_rules! shared_queries {
                 touched.push(m);
             }
         }
+        // One order for everyone: two appliers never wait on each other's messages in a cycle.
+        touched.sort();
         for id in touched {
             sqlx::query(lock).bind(&id).execute(&mut *conn).await?;
             let parts: Vec<(Option<String>, Option<String>)> = sqlx::query_as(

@@ -16,7 +16,10 @@ use crate::domain::message::{Message, MessageStatus, Pence, StatusChange, Timest
 use crate::domain::verification::{StoredVerification, Verification, VerificationStatus};
 use crate::domain::webhook::{Delivery, DeliveryAttempt, EventType};
 
-pub use batch::{AttemptWriter, Batcher, MessageWriter, attempt_writer, message_writer};
+pub use batch::{
+    AttemptWriter, Batcher, FinishWriter, MessageWriter, attempt_writer, finish_writer,
+    message_writer,
+};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -116,6 +119,15 @@ impl std::fmt::Debug for ClaimedMessage {
             .field("attempts", &self.attempts)
             .finish_non_exhaustive()
     }
+}
+
+/// A claimed message's outcome, to record under the worker's lease token.
+#[derive(Debug, Clone)]
+pub struct Finish {
+    pub id: String,
+    pub token: String,
+    pub result: SubmitResult,
+    pub now: Timestamp,
 }
 
 /// What became of one claimed message.
@@ -219,14 +231,9 @@ pub trait Store: Send + Sync + 'static {
         token: &str,
         limit: u32,
     ) -> Result<Vec<ClaimedMessage>>;
-    /// Records a claimed message's outcome, if `token` still holds its lease.
-    async fn finish_submit(
-        &self,
-        id: &str,
-        token: &str,
-        result: &SubmitResult,
-        now: Timestamp,
-    ) -> Result<bool>;
+    /// Records claimed messages' outcomes in one transaction, each only if
+    /// its `token` still holds the lease; answers in order whether it did.
+    async fn finish_submits(&self, items: &[Finish]) -> Result<Vec<bool>>;
     /// Gives back leases held by `token` (graceful shutdown).
     async fn release_leases(&self, token: &str) -> Result<u64>;
     /// Keeps final receipts from carriers until they are matched to their parts.

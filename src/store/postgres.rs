@@ -234,14 +234,8 @@ impl Store for PgStore {
         rows.iter().map(claimed_from_row).collect()
     }
 
-    async fn finish_submit(
-        &self,
-        id: &str,
-        token: &str,
-        result: &SubmitResult,
-        now: Timestamp,
-    ) -> Result<bool> {
-        finish_submit(&self.pool, id, token, result, now).await
+    async fn finish_submits(&self, items: &[Finish]) -> Result<Vec<bool>> {
+        finish_submits(&self.pool, items).await
     }
 
     async fn release_leases(&self, token: &str) -> Result<u64> {

@@ -14,8 +14,11 @@ use crate::config::WorkerConfig;
 use crate::domain::message::Timestamp;
 use crate::domain::phone::Masked;
 use crate::shutdown::Shutdown;
-use crate::store::{ClaimedMessage, Store, SubmitResult};
+use crate::store::{ClaimedMessage, Finish, FinishWriter, Store, SubmitResult, finish_writer};
 
+/// Receipt transactions run at once (PostgreSQL spreads them over connections;
+/// SQLite takes them in turn).
+const RECEIPT_APPLIERS: usize = 4;
 /// How long idempotency records and sandbox inbox entries are kept.
 const IDEMPOTENCY_TTL_MS: i64 = 24 * 3600 * 1000;
 const SANDBOX_TTL_MS: i64 = 3600 * 1000;
@@ -29,9 +32,13 @@ pub struct Worker {
     /// Marks this worker's leases; a late finish under another token is refused.
     token: String,
     wake: Arc<Notify>,
+    receipts_wake: Arc<Notify>,
+    /// Records outcomes in groups.
+    finishes: FinishWriter,
 }
 
 impl Worker {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<dyn Store>,
         clock: Clock,
@@ -39,21 +46,29 @@ impl Worker {
         cfg: WorkerConfig,
         validity: Duration,
         wake: Arc<Notify>,
+        receipts_wake: Arc<Notify>,
     ) -> Self {
         Worker {
-            store,
             clock,
             carriers,
             cfg,
             validity_ms: validity.as_millis() as i64,
             token: new_id("lease"),
             wake,
+            receipts_wake,
+            finishes: finish_writer(store.clone()),
+            store,
         }
     }
 
     /// One pass: send one batch of due messages and apply due receipts.
     /// Returns how many items it handled (0 = nothing was due).
     pub async fn run_once(&self) -> anyhow::Result<usize> {
+        Ok(self.send_once().await? + self.receipts_once().await?)
+    }
+
+    /// Claims a batch of due messages and hands them to their carriers.
+    pub async fn send_once(&self) -> anyhow::Result<usize> {
         let batch = self.claim().await?;
         let sent = batch.len();
         // All at once: each carrier's window bounds what is really in flight.
@@ -66,15 +81,23 @@ impl Worker {
                 }
             })
             .await;
-        let receipts = self
+        Ok(sent)
+    }
+
+    /// Applies due sandbox receipts and stored carrier receipts, in a few
+    /// transactions at once (each takes its own receipts).
+    pub async fn receipts_once(&self) -> anyhow::Result<usize> {
+        let now = self.clock.now();
+        let sandbox = self
             .store
-            .apply_sandbox_receipts(self.clock.now(), self.cfg.batch_size)
+            .apply_sandbox_receipts(now, self.cfg.batch_size)
             .await?;
-        let matched = self
-            .store
-            .apply_carrier_receipts(self.clock.now(), self.cfg.batch_size * 5)
-            .await?;
-        Ok(sent + (receipts + matched) as usize)
+        let applied = futures_util::future::try_join_all(
+            (0..RECEIPT_APPLIERS)
+                .map(|_| self.store.apply_carrier_receipts(now, self.cfg.batch_size)),
+        )
+        .await?;
+        Ok((sandbox + applied.iter().sum::<u64>()) as usize)
     }
 
     /// Leases a batch of due messages to this worker.
@@ -115,8 +138,13 @@ impl Worker {
             }
         };
         let recorded = self
-            .store
-            .finish_submit(&msg.id, &self.token, &result, self.clock.now())
+            .finishes
+            .submit(Finish {
+                id: msg.id.clone(),
+                token: self.token.clone(),
+                result: result.clone(),
+                now: self.clock.now(),
+            })
             .await?;
         match (&result, recorded) {
             (_, false) => tracing::warn!("lease lost before the outcome was recorded"),
@@ -150,36 +178,58 @@ impl Worker {
             .await?)
     }
 
-    /// Runs until shutdown, then gives back any leases it still holds.
-    pub async fn run(self, mut shutdown: Shutdown) {
+    /// Runs until shutdown, then gives back any leases it still holds. Sending
+    /// and applying receipts are two loops, so neither waits for the other.
+    pub async fn run(self, shutdown: Shutdown) {
         let idle = Duration::from_millis(self.cfg.poll_interval_ms);
-        let mut last_cleanup = std::time::Instant::now();
-        while !shutdown.is_set() {
-            let busy = match self.run_once().await {
-                Ok(n) => n > 0,
-                Err(e) => {
-                    tracing::error!(error = %e, "worker pass failed");
-                    false
+        let sending = async {
+            let mut shutdown = shutdown.clone();
+            let mut last_cleanup = std::time::Instant::now();
+            while !shutdown.is_set() {
+                let busy = self.pass("sending", self.send_once()).await;
+                if last_cleanup.elapsed() > Duration::from_secs(60) {
+                    last_cleanup = std::time::Instant::now();
+                    if let Err(e) = self.cleanup().await {
+                        tracing::error!(error = %e, "cleanup failed");
+                    }
                 }
-            };
-            if last_cleanup.elapsed() > Duration::from_secs(60) {
-                last_cleanup = std::time::Instant::now();
-                if let Err(e) = self.cleanup().await {
-                    tracing::error!(error = %e, "cleanup failed");
-                }
-            }
-            if !busy {
-                tokio::select! {
-                    _ = self.wake.notified() => {}
-                    _ = tokio::time::sleep(idle) => {}
-                    _ = shutdown.wait() => {}
+                if !busy {
+                    tokio::select! {
+                        _ = self.wake.notified() => {}
+                        _ = tokio::time::sleep(idle) => {}
+                        _ = shutdown.wait() => {}
+                    }
                 }
             }
-        }
+        };
+        let receipts = async {
+            let mut shutdown = shutdown.clone();
+            while !shutdown.is_set() {
+                if !self.pass("applying receipts", self.receipts_once()).await {
+                    tokio::select! {
+                        _ = self.receipts_wake.notified() => {}
+                        _ = tokio::time::sleep(idle) => {}
+                        _ = shutdown.wait() => {}
+                    }
+                }
+            }
+        };
+        tokio::join!(sending, receipts);
         match self.store.release_leases(&self.token).await {
             Ok(n) if n > 0 => tracing::info!(released = n, "worker released its leases"),
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "releasing leases failed"),
+        }
+    }
+
+    /// True when the pass found work.
+    async fn pass(&self, what: &str, work: impl Future<Output = anyhow::Result<usize>>) -> bool {
+        match work.await {
+            Ok(n) => n > 0,
+            Err(e) => {
+                tracing::error!(error = %e, "{what} failed");
+                false
+            }
         }
     }
 }

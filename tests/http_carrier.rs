@@ -1,0 +1,279 @@
+//! The HTTP carrier against a real HTTP upstream on loopback (an axum server in
+//! this process), its signed receipts, and routing by prefix and fallback.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use common::{Backend, TestApp};
+use hmac::{Hmac, Mac};
+use line::carrier::CarrierState;
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+const SECRET: &str = "receipts-secret-0123";
+
+/// One request the upstream received: its auth header and JSON body.
+type Seen = (Option<String>, Value);
+
+#[derive(Clone, Default)]
+struct Upstream {
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+/// By the destination's last two digits: 56 accepted, 29 throttled once,
+/// 00 a server error, 22 refused.
+async fn upstream(
+    State(up): State<Upstream>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let key = headers
+        .get("x-api-key")
+        .map(|v| v.to_str().unwrap().to_string());
+    let to = body["to"].as_str().unwrap().to_string();
+    let n = {
+        let mut seen = up.seen.lock().unwrap();
+        seen.push((key, body));
+        seen.iter().filter(|(_, b)| b["to"] == to).count()
+    };
+    match &to[to.len() - 2..] {
+        "29" if n == 1 => (
+            StatusCode::TOO_MANY_REQUESTS,
+            [("retry-after", "1")],
+            "slow down",
+        )
+            .into_response(),
+        "00" => (StatusCode::INTERNAL_SERVER_ERROR, "oops").into_response(),
+        "22" => (StatusCode::UNPROCESSABLE_ENTITY, "no such subscriber").into_response(),
+        _ => Json(json!({"id": format!("UP-{n}-{}", &to[to.len() - 4..])})).into_response(),
+    }
+}
+
+async fn start_upstream() -> (String, Upstream) {
+    let up = Upstream::default();
+    let app = axum::Router::new()
+        .route("/send", axum::routing::post(upstream))
+        .with_state(up.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/send", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, up)
+}
+
+fn http_carrier(name: &str, url: &str) -> String {
+    format!(
+        r#"
+[[carriers]]
+name = "{name}"
+kind = "http"
+url = "{url}"
+auth_header = "X-Api-Key"
+auth_value = "k-123"
+receipt_secret = "{SECRET}"
+"#
+    )
+}
+
+fn sign(body: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(body.as_bytes());
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256={hex}")
+}
+
+async fn post_receipt(app: &TestApp, carrier: &str, body: &str, signature: &str) -> (u16, Value) {
+    let resp = app
+        .client
+        .post(app.url(&format!("/v1/carriers/{carrier}/receipts")))
+        .header("content-type", "application/json")
+        .header("x-line-signature", signature)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    common::decode(resp).await
+}
+
+async fn send_live(app: &TestApp, to: &str) -> String {
+    let (status, msg) = app
+        .post(
+            "/v1/sms",
+            &app.live_key,
+            &json!({"to": to, "body": "Your code is 123456"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{msg}");
+    msg["id"].as_str().unwrap().to_string()
+}
+
+async fn message(app: &TestApp, id: &str) -> Value {
+    app.get(&format!("/v1/sms/{id}"), &app.live_key).await.1
+}
+
+async fn http_upstream_and_signed_receipts(backend: Backend) {
+    let (url, up) = start_upstream().await;
+    let app = TestApp::spawn_with(
+        backend,
+        &format!(
+            "{}\n[routing]\ndefault = \"up\"\n",
+            http_carrier("up", &url)
+        ),
+    )
+    .await;
+    let ok = send_live(&app, "+447400123456").await;
+    let throttled = send_live(&app, "+447400123429").await;
+    let broken = send_live(&app, "+447400123400").await;
+    let refused = send_live(&app, "+447400123422").await;
+    app.drain().await;
+
+    assert_eq!(message(&app, &ok).await["status"], "sent");
+    let failed = message(&app, &refused).await;
+    assert_eq!(failed["status"], "failed");
+    assert_eq!(failed["error_code"], "http_422");
+    assert_eq!(
+        message(&app, &broken).await["status"],
+        "queued",
+        "5xx is retried"
+    );
+    assert_eq!(
+        message(&app, &throttled).await["status"],
+        "queued",
+        "429 waits"
+    );
+    {
+        let seen = up.seen.lock().unwrap();
+        let (key, body) = seen.iter().find(|(_, b)| b["id"] == ok.as_str()).unwrap();
+        assert_eq!(key.as_deref(), Some("k-123"));
+        assert_eq!(body["body"], "Your code is 123456");
+        assert_eq!(body["encoding"], "gsm7");
+        assert_eq!(body["segments"], 1);
+    }
+    // Once Retry-After has passed, the throttled message goes.
+    app.advance_and_drain(Duration::from_secs(2)).await;
+    assert_eq!(message(&app, &throttled).await["status"], "sent");
+
+    // The upstream's id was "UP-1-3456"; it reports in lower case: ids are normalised.
+    let receipt = r#"{"id": "up-1-3456", "status": "delivered"}"#;
+    let (status, body) = post_receipt(&app, "up", receipt, "sha256=00").await;
+    common::assert_problem(status, &body, 401, "unauthorized");
+    let (status, _) = post_receipt(&app, "up", receipt, &sign(receipt)).await;
+    assert_eq!(status, 204);
+    app.drain().await;
+    let delivered = message(&app, &ok).await;
+    assert_eq!(delivered["status"], "delivered", "{delivered}");
+
+    // A batch, with an interim status (ignored) and an undelivered one.
+    let batch = r#"[{"id": "UP-2-3429", "status": "enroute"}, {"id": "UP-2-3429", "status": "undelivered", "error": "absent subscriber"}]"#;
+    let (status, _) = post_receipt(&app, "up", batch, &sign(batch)).await;
+    assert_eq!(status, 204);
+    app.drain().await;
+    let undelivered = message(&app, &throttled).await;
+    assert_eq!(undelivered["status"], "undelivered", "{undelivered}");
+    assert_eq!(undelivered["error_code"], "absent subscriber");
+
+    let bad = r#"{"id": "x", "status": "teleported"}"#;
+    let (status, body) = post_receipt(&app, "up", bad, &sign(bad)).await;
+    common::assert_problem(status, &body, 422, "invalid_receipt");
+    let (status, body) = post_receipt(&app, "nope", receipt, &sign(receipt)).await;
+    common::assert_problem(status, &body, 404, "not_found");
+    app.stop().await;
+}
+
+async fn wait_until_down(app: &TestApp, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let state = app
+            .line
+            .carriers
+            .statuses()
+            .into_iter()
+            .find(|c| c.name == name)
+            .unwrap()
+            .state;
+        if state == CarrierState::Down {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{name} is {state:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The default route's SMPP carrier cannot connect: its fallback takes the
+/// messages; a prefix route picks its own carrier.
+async fn fallback_and_prefix_routes(backend: Backend) {
+    let (url, up) = start_upstream().await;
+    // Nothing listens on port 9 of loopback: the SMPP carrier stays down.
+    let config = format!(
+        r#"
+[[carriers]]
+name = "smsc"
+kind = "smpp"
+host = "127.0.0.1"
+port = 9
+system_id = "line"
+password = "secret"
+{}
+{}
+[routing]
+default = "smsc"
+fallback = "backup"
+[routing.prefixes]
+"+447400123" = "direct"
+"#,
+        http_carrier("backup", &url),
+        http_carrier("direct", &url.replace("/send", "/send?direct")),
+    );
+    let app = TestApp::spawn_with(backend, &config).await;
+    let worker = app.line.worker();
+    wait_until_down(&app, "smsc").await;
+    let by_prefix = send_live(&app, "+447400123456").await;
+    let by_fallback = send_live(&app, "+447500123456").await;
+    worker.run_once().await.unwrap();
+    assert_eq!(message(&app, &by_prefix).await["status"], "sent");
+    assert_eq!(message(&app, &by_fallback).await["status"], "sent");
+    assert_eq!(up.seen.lock().unwrap().len(), 2);
+    let statuses = app.line.carriers.statuses();
+    let submits = |name: &str| statuses.iter().find(|c| c.name == name).unwrap().submits;
+    assert_eq!(
+        (submits("smsc"), submits("backup"), submits("direct")),
+        (0, 1, 1)
+    );
+    app.stop().await;
+}
+
+macro_rules! scenarios {
+    ($($name:ident),* $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Backend::Postgres).await
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Backend::Sqlite).await
+                }
+            )*
+        }
+    };
+}
+
+scenarios!(
+    http_upstream_and_signed_receipts,
+    fallback_and_prefix_routes
+);
