@@ -201,16 +201,20 @@ async fn hex_ids_and_text_receipts(backend: Backend) {
     assert_eq!(msgs[0]["status"], "delivered");
     assert_eq!(msgs[1]["status"], "undelivered");
     let accepted = smsc.accepted();
-    assert_eq!(accepted[0]["source_addr"], "447400000001");
+    let e164 = accepted
+        .iter()
+        .find(|a| a["destination_addr"] == "447400123456")
+        .unwrap();
+    assert_eq!(e164["source_addr"], "447400000001");
     assert_eq!(
         (
-            accepted[0]["source_addr_ton"].as_u64(),
-            accepted[0]["source_addr_npi"].as_u64()
+            e164["source_addr_ton"].as_u64(),
+            e164["source_addr_npi"].as_u64()
         ),
         (Some(1), Some(1))
     );
     assert_ne!(
-        accepted[0]["message_id"], accepted[0]["receipt_id"],
+        e164["message_id"], e164["receipt_id"],
         "the SMSC spells the id two ways"
     );
     app.stop().await;

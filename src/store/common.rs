@@ -2,7 +2,9 @@
 //! SQLite too), written once and stamped out for each backend's types.
 
 macro_rules! shared_queries {
-    ($db:ty) => {
+    // `$rows(param, columns)`: SQL for a table `u` read from a JSON array of
+    // objects bound as `$param` (each backend spells it its own way).
+    ($db:ty, $rows:path) => {
     pub(super) async fn count_tenants(pool: &sqlx::Pool<$db>) -> Result<i64> {
         sqlx::query_scalar("SELECT COUNT(*) FROM tenants")
             .fetch_one(pool)
@@ -575,6 +577,17 @@ macro_rules! shared_queries {
             .bind(at.millis())
             .execute(&mut *conn)
             .await?;
+        queue_message_webhooks(conn, tenant_id, id, status, at).await
+    }
+
+    /// Queues the webhooks of a message's new status (its history already recorded).
+    async fn queue_message_webhooks(
+        conn: &mut <$db as sqlx::Database>::Connection,
+        tenant_id: &str,
+        id: &str,
+        status: MessageStatus,
+        at: Timestamp,
+    ) -> Result<()> {
         let Some(event) = EventType::for_message(status) else { return Ok(()) };
         let endpoints = subscribed(conn, tenant_id, event).await?;
         if endpoints.is_empty() {
@@ -661,17 +674,105 @@ macro_rules! shared_queries {
         sqlx::Error::Encode(Box::new(e))
     }
 
-    /// Records submissions' outcomes in one transaction (one flush for many).
+    /// Records submissions' outcomes in one transaction (one flush for many);
+    /// the common case, sent, in a few set-wide statements.
     pub(super) async fn finish_submits(pool: &sqlx::Pool<$db>, items: &[Finish]) -> Result<Vec<bool>> {
         let mut tx = pool.begin().await?;
-        let mut recorded = Vec::with_capacity(items.len());
-        for f in items {
-            recorded.push(finish_one(&mut tx, f).await?);
+        let (sent, other): (Vec<&Finish>, Vec<&Finish>) =
+            items.iter().partition(|f| matches!(f.result, SubmitResult::Sent { .. }));
+        let done = finish_sent(&mut tx, &sent).await?;
+        let mut others = std::collections::HashMap::new();
+        for f in other {
+            others.insert(f.id.as_str(), finish_one(&mut tx, f).await?);
         }
         tx.commit().await?;
-        Ok(recorded)
+        Ok(items
+            .iter()
+            .map(|f| done.contains(&f.id) || others.get(f.id.as_str()).copied().unwrap_or(false))
+            .collect())
     }
 
+    /// sent: status, history, parts and webhooks for many messages at once.
+    /// Returns the ids whose lease still held.
+    async fn finish_sent(
+        conn: &mut <$db as sqlx::Database>::Connection,
+        items: &[&Finish],
+    ) -> Result<std::collections::HashSet<String>> {
+        if items.is_empty() {
+            return Ok(Default::default());
+        }
+        let mut rows = Vec::with_capacity(items.len());
+        let mut parts = Vec::new();
+        for f in items {
+            let SubmitResult::Sent { carrier, carrier_message_ids } = &f.result else { continue };
+            rows.push(serde_json::json!({
+                "mid": f.id, "tok": f.token, "car": carrier,
+                "cid": carrier_message_ids.first(), "at": f.now.millis(),
+            }));
+            for (i, cid) in carrier_message_ids.iter().enumerate() {
+                parts.push(serde_json::json!({"carrier": carrier, "cid": cid, "id": f.id, "part": i + 1}));
+            }
+        }
+        let sql = format!(
+            // SQLite's RETURNING takes only the updated table's columns, unqualified:
+            // `u`'s names differ from theirs.
+            "UPDATE messages SET status = 'sent', carrier = u.car, carrier_message_id = u.cid, \
+               error_code = NULL, error_message = NULL, body = NULL, lease_until = NULL, lease_token = NULL, \
+               updated_at = u.at \
+             FROM {} WHERE id = u.mid AND lease_token = u.tok AND status = 'queued' \
+             RETURNING id, tenant_id, updated_at",
+            $rows(1, &[("mid", "TEXT"), ("tok", "TEXT"), ("car", "TEXT"), ("cid", "TEXT"), ("at", "BIGINT")]),
+        );
+        let updated: Vec<(String, String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(serde_json::Value::from(rows).to_string())
+            .fetch_all(&mut *conn)
+            .await?;
+        let done: std::collections::HashSet<String> = updated.iter().map(|(id, _, _)| id.clone()).collect();
+        if done.is_empty() {
+            return Ok(done);
+        }
+        let events: Vec<serde_json::Value> =
+            updated.iter().map(|(id, _, at)| serde_json::json!({"id": id, "at": at})).collect();
+        let sql = format!(
+            "INSERT INTO message_events (message_id, status, at) SELECT u.id, 'sent', u.at FROM {}",
+            $rows(1, &[("id", "TEXT"), ("at", "BIGINT")]),
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(serde_json::Value::from(events).to_string())
+            .execute(&mut *conn)
+            .await?;
+        parts.retain(|p| p["id"].as_str().is_some_and(|id| done.contains(id)));
+        // A carrier may reuse an id long after: the newest message takes it.
+        let sql = format!(
+            "INSERT INTO message_parts (carrier, carrier_message_id, message_id, part) \
+             SELECT u.carrier, u.cid, u.id, u.part FROM {} WHERE TRUE \
+             ON CONFLICT (carrier, carrier_message_id) \
+             DO UPDATE SET message_id = excluded.message_id, part = excluded.part, status = NULL, error = NULL",
+            $rows(1, &[("carrier", "TEXT"), ("cid", "TEXT"), ("id", "TEXT"), ("part", "BIGINT")]),
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(serde_json::Value::from(parts).to_string())
+            .execute(&mut *conn)
+            .await?;
+        // Webhooks only for tenants that have endpoints: one query for the batch.
+        let tenants: std::collections::BTreeSet<&str> = updated.iter().map(|(_, t, _)| t.as_str()).collect();
+        let sql = format!(
+            "SELECT DISTINCT tenant_id FROM webhook_endpoints WHERE enabled = TRUE AND tenant_id IN (SELECT u.t FROM {})",
+            $rows(1, &[("t", "TEXT")]),
+        );
+        let listening: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(serde_json::Value::from(tenants.iter().map(|t| serde_json::json!({"t": t})).collect::<Vec<_>>()).to_string())
+            .fetch_all(&mut *conn)
+            .await?;
+        for (id, tenant, at) in &updated {
+            if listening.contains(tenant) {
+                queue_message_webhooks(conn, tenant, id, MessageStatus::Sent, Timestamp(*at)).await?;
+            }
+        }
+        Ok(done)
+    }
+
+    /// Any outcome but sent (those go through `finish_sent`).
     async fn finish_one(conn: &mut <$db as sqlx::Database>::Connection, f: &Finish) -> Result<bool> {
         let Some(t) = transition_of(&f.result) else {
             let SubmitResult::Retry { at, error } = &f.result else {
@@ -679,26 +780,7 @@ macro_rules! shared_queries {
             };
             return retry_later(conn, &f.id, &f.token, *at, error, f.now).await;
         };
-        if !transition(conn, &f.id, &f.token, &t, f.now).await? {
-            return Ok(false);
-        }
-        if let SubmitResult::Sent { carrier, carrier_message_ids } = &f.result {
-            for (part, carrier_id) in carrier_message_ids.iter().enumerate() {
-                // A carrier may reuse an id long after: the newest message takes it.
-                sqlx::query(
-                    "INSERT INTO message_parts (carrier, carrier_message_id, message_id, part) \
-                     VALUES ($1, $2, $3, $4) ON CONFLICT (carrier, carrier_message_id) \
-                     DO UPDATE SET message_id = excluded.message_id, part = excluded.part, status = NULL, error = NULL",
-                )
-                .bind(carrier)
-                .bind(carrier_id)
-                .bind(&f.id)
-                .bind(part as i64 + 1)
-                .execute(&mut *conn)
-                .await?;
-            }
-        }
-        Ok(true)
+        transition(conn, &f.id, &f.token, &t, f.now).await
     }
 
     pub(super) async fn record_carrier_receipts(pool: &sqlx::Pool<$db>, receipts: &[CarrierReceipt]) -> Result<()> {

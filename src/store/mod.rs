@@ -363,6 +363,27 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool>;
 }
 
+/// A table `u` of `columns` (name, SQL type) read from the JSON array of objects bound as `$param`.
+pub(crate) fn pg_json_rows(param: u8, columns: &[(&str, &str)]) -> String {
+    let defs: Vec<String> = columns.iter().map(|(n, t)| format!("{n} {t}")).collect();
+    format!(
+        "json_to_recordset(${param}::json) AS u({})",
+        defs.join(", ")
+    )
+}
+
+/// The same on SQLite (types come from the JSON values).
+pub(crate) fn sqlite_json_rows(param: u8, columns: &[(&str, &str)]) -> String {
+    let picks: Vec<String> = columns
+        .iter()
+        .map(|(n, _)| format!("value ->> '{n}' AS {n}"))
+        .collect();
+    format!(
+        "(SELECT {} FROM json_each(${param})) AS u",
+        picks.join(", ")
+    )
+}
+
 /// A webhook endpoint as stored.
 #[derive(Clone, PartialEq, Eq)]
 pub struct StoredEndpoint {

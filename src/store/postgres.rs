@@ -9,7 +9,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use super::*;
 
-super::common::shared_queries!(sqlx::Postgres);
+super::common::shared_queries!(sqlx::Postgres, super::pg_json_rows);
 
 /// Every file of migrations/postgres, in order (a test checks none is missing).
 const MIGRATIONS: &[(i64, &str, &str)] = &[

@@ -13,7 +13,7 @@ use sqlx::sqlite::{
 
 use super::*;
 
-super::common::shared_queries!(sqlx::Sqlite);
+super::common::shared_queries!(sqlx::Sqlite, super::sqlite_json_rows);
 
 /// Every file of migrations/sqlite, in order (a test checks none is missing).
 const MIGRATIONS: &[(i64, &str, &str)] = &[

@@ -16,6 +16,8 @@ use crate::domain::phone::Masked;
 use crate::shutdown::Shutdown;
 use crate::store::{ClaimedMessage, Finish, FinishWriter, Store, SubmitResult, finish_writer};
 
+/// Send loops in one worker.
+const SENDERS: usize = 4;
 /// Receipt transactions run at once (PostgreSQL spreads them over connections;
 /// SQLite takes them in turn).
 const RECEIPT_APPLIERS: usize = 4;
@@ -182,26 +184,31 @@ impl Worker {
     /// and applying receipts are two loops, so neither waits for the other.
     pub async fn run(self, shutdown: Shutdown) {
         let idle = Duration::from_millis(self.cfg.poll_interval_ms);
-        let sending = async {
+        // Several send loops, so that one batch's claim, submissions and commit
+        // overlap with another's; claims never take the same message.
+        let me = &self;
+        let sending = futures_util::future::join_all((0..SENDERS).map(|n| {
             let mut shutdown = shutdown.clone();
-            let mut last_cleanup = std::time::Instant::now();
-            while !shutdown.is_set() {
-                let busy = self.pass("sending", self.send_once()).await;
-                if last_cleanup.elapsed() > Duration::from_secs(60) {
-                    last_cleanup = std::time::Instant::now();
-                    if let Err(e) = self.cleanup().await {
-                        tracing::error!(error = %e, "cleanup failed");
+            async move {
+                let mut last_cleanup = std::time::Instant::now();
+                while !shutdown.is_set() {
+                    let busy = me.pass("sending", me.send_once()).await;
+                    if n == 0 && last_cleanup.elapsed() > Duration::from_secs(60) {
+                        last_cleanup = std::time::Instant::now();
+                        if let Err(e) = me.cleanup().await {
+                            tracing::error!(error = %e, "cleanup failed");
+                        }
                     }
-                }
-                if !busy {
-                    tokio::select! {
-                        _ = self.wake.notified() => {}
-                        _ = tokio::time::sleep(idle) => {}
-                        _ = shutdown.wait() => {}
+                    if !busy {
+                        tokio::select! {
+                            _ = me.wake.notified() => {}
+                            _ = tokio::time::sleep(idle) => {}
+                            _ = shutdown.wait() => {}
+                        }
                     }
                 }
             }
-        };
+        }));
         let receipts = async {
             let mut shutdown = shutdown.clone();
             while !shutdown.is_set() {
