@@ -754,16 +754,7 @@ macro_rules! shared_queries {
             .bind(serde_json::Value::from(parts).to_string())
             .execute(&mut *conn)
             .await?;
-        // Webhooks only for tenants that have endpoints: one query for the batch.
-        let tenants: std::collections::BTreeSet<&str> = updated.iter().map(|(_, t, _)| t.as_str()).collect();
-        let sql = format!(
-            "SELECT DISTINCT tenant_id FROM webhook_endpoints WHERE enabled = TRUE AND tenant_id IN (SELECT u.t FROM {})",
-            $rows(1, &[("t", "TEXT")]),
-        );
-        let listening: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-            .bind(serde_json::Value::from(tenants.iter().map(|t| serde_json::json!({"t": t})).collect::<Vec<_>>()).to_string())
-            .fetch_all(&mut *conn)
-            .await?;
+        let listening = tenants_with_endpoints(conn, updated.iter().map(|(_, t, _)| t.as_str())).await?;
         for (id, tenant, at) in &updated {
             if listening.contains(tenant) {
                 queue_message_webhooks(conn, tenant, id, MessageStatus::Sent, Timestamp(*at)).await?;
@@ -802,59 +793,109 @@ macro_rules! shared_queries {
     }
 
     /// Applies matched receipts (already taken from `carrier_receipts`) to their
-    /// parts; a message whose parts have all ended is delivered if every part
-    /// was, else takes the first other part's status. `lock` reads the message
-    /// row, locking it where the backend can, so that two workers ending the
-    /// last two parts of one message see each other's part.
+    /// parts, set-wide; a message whose parts have all ended is delivered if
+    /// every part was, else takes its first other part's status and error.
+    /// `lock` (" FOR UPDATE" where the backend has it) locks the touched
+    /// messages in id order, so that two appliers ending the last two parts of
+    /// one message see each other's part, and never wait on each other in a cycle.
     pub(super) async fn apply_to_parts(
         conn: &mut <$db as sqlx::Database>::Connection,
         matched: Vec<(String, String, String, Option<String>)>,
         lock: &'static str,
         now: Timestamp,
     ) -> Result<()> {
-        let mut touched: Vec<String> = Vec::new();
-        for (carrier, carrier_id, status, error) in matched {
-            let message: Option<String> = sqlx::query_scalar(
-                "UPDATE message_parts SET status = $3, error = $4 \
-                 WHERE carrier = $1 AND carrier_message_id = $2 AND status IS NULL RETURNING message_id",
-            )
-            .bind(&carrier)
-            .bind(&carrier_id)
-            .bind(&status)
-            .bind(&error)
-            .fetch_optional(&mut *conn)
-            .await?;
-            if let Some(m) = message
-                && !touched.contains(&m)
-            {
-                touched.push(m);
-            }
-        }
-        // One order for everyone: two appliers never wait on each other's messages in a cycle.
-        touched.sort();
-        for id in touched {
-            sqlx::query(lock).bind(&id).execute(&mut *conn).await?;
-            let parts: Vec<(Option<String>, Option<String>)> = sqlx::query_as(
-                "SELECT status, error FROM message_parts WHERE message_id = $1 ORDER BY part",
-            )
-            .bind(&id)
+        let rows: Vec<serde_json::Value> = matched
+            .iter()
+            .map(|(car, cid, st, err)| serde_json::json!({"car": car, "cid": cid, "st": st, "err": err}))
+            .collect();
+        let sql = format!(
+            "UPDATE message_parts SET status = u.st, error = u.err FROM {} \
+             WHERE carrier = u.car AND carrier_message_id = u.cid AND status IS NULL RETURNING message_id",
+            $rows(1, &[("car", "TEXT"), ("cid", "TEXT"), ("st", "TEXT"), ("err", "TEXT")]),
+        );
+        let mut touched: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(serde_json::Value::from(rows).to_string())
             .fetch_all(&mut *conn)
             .await?;
-            if parts.iter().any(|(status, _)| status.is_none()) {
-                continue;
+        touched.sort();
+        touched.dedup();
+        if touched.is_empty() {
+            return Ok(());
+        }
+        let ids = serde_json::Value::from(
+            touched.iter().map(|id| serde_json::json!({"mid": id})).collect::<Vec<_>>(),
+        )
+        .to_string();
+        let sql = format!(
+            "SELECT id FROM messages WHERE id IN (SELECT u.mid FROM {}) ORDER BY id{lock}",
+            $rows(1, &[("mid", "TEXT")]),
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&ids).execute(&mut *conn).await?;
+        // Sent messages none of whose parts is still open, with their outcome.
+        let first_other = "FROM message_parts p WHERE p.message_id = m.id AND p.status <> 'delivered' ORDER BY p.part LIMIT 1";
+        let sql = format!(
+            "SELECT m.id, COALESCE((SELECT p.status {first_other}), 'delivered'), (SELECT p.error {first_other}) \
+             FROM messages m WHERE m.id IN (SELECT u.mid FROM {}) AND m.status = 'sent' \
+               AND NOT EXISTS (SELECT 1 FROM message_parts p WHERE p.message_id = m.id AND p.status IS NULL)",
+            $rows(1, &[("mid", "TEXT")]),
+        );
+        let ended: Vec<(String, String, Option<String>)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(&ids).fetch_all(&mut *conn).await?;
+        if ended.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<serde_json::Value> = ended
+            .iter()
+            .map(|(id, st, err)| serde_json::json!({"mid": id, "st": st, "err": err}))
+            .collect();
+        let sql = format!(
+            "UPDATE messages SET status = u.st, updated_at = $2, error_code = COALESCE(u.err, error_code) \
+             FROM {} WHERE id = u.mid AND status = 'sent' RETURNING id, tenant_id, status",
+            $rows(1, &[("mid", "TEXT"), ("st", "TEXT"), ("err", "TEXT")]),
+        );
+        let changed: Vec<(String, String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(serde_json::Value::from(rows).to_string())
+            .bind(now.millis())
+            .fetch_all(&mut *conn)
+            .await?;
+        let rows: Vec<serde_json::Value> = changed
+            .iter()
+            .map(|(id, _, st)| serde_json::json!({"mid": id, "st": st}))
+            .collect();
+        let sql = format!(
+            "INSERT INTO message_events (message_id, status, at) SELECT u.mid, u.st, $2 FROM {}",
+            $rows(1, &[("mid", "TEXT"), ("st", "TEXT")]),
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(serde_json::Value::from(rows).to_string())
+            .bind(now.millis())
+            .execute(&mut *conn)
+            .await?;
+        let listening = tenants_with_endpoints(conn, changed.iter().map(|(_, t, _)| t.as_str())).await?;
+        for (id, tenant, status) in &changed {
+            if listening.contains(tenant) {
+                let status = MessageStatus::parse(status)
+                    .ok_or_else(|| sqlx::Error::Decode("bad stored part status".into()))?;
+                queue_message_webhooks(conn, tenant, id, status, now).await?;
             }
-            let worst = parts.into_iter().find(|(status, _)| status.as_deref() != Some("delivered"));
-            let (status, error) = match worst {
-                Some((Some(status), error)) => (
-                    MessageStatus::parse(&status)
-                        .ok_or_else(|| sqlx::Error::Decode("bad stored part status".into()))?,
-                    error,
-                ),
-                _ => (MessageStatus::Delivered, None),
-            };
-            receipt(conn, &id, status, error.as_deref(), now).await?;
         }
         Ok(())
+    }
+
+    /// Which of these tenants have an enabled webhook endpoint (one query for a batch).
+    async fn tenants_with_endpoints<'t>(
+        conn: &mut <$db as sqlx::Database>::Connection,
+        tenants: impl Iterator<Item = &'t str>,
+    ) -> Result<Vec<String>> {
+        let tenants: std::collections::BTreeSet<&str> = tenants.collect();
+        let sql = format!(
+            "SELECT DISTINCT tenant_id FROM webhook_endpoints WHERE enabled = TRUE AND tenant_id IN (SELECT u.t FROM {})",
+            $rows(1, &[("t", "TEXT")]),
+        );
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(serde_json::Value::from(tenants.iter().map(|t| serde_json::json!({"t": t})).collect::<Vec<_>>()).to_string())
+            .fetch_all(&mut *conn)
+            .await
     }
 
     pub(super) async fn record_inbound(pool: &sqlx::Pool<$db>, m: &InboundMessage) -> Result<()> {

@@ -262,13 +262,7 @@ impl Store for PgStore {
             return Ok(0);
         }
         let taken = matched.len() as u64;
-        apply_to_parts(
-            &mut tx,
-            matched,
-            "SELECT id FROM messages WHERE id = $1 FOR UPDATE",
-            now,
-        )
-        .await?;
+        apply_to_parts(&mut tx, matched, " FOR UPDATE", now).await?;
         tx.commit().await?;
         Ok(taken)
     }

@@ -215,13 +215,7 @@ impl Store for SqliteStore {
             return Ok(0);
         }
         let taken = matched.len() as u64;
-        apply_to_parts(
-            &mut tx,
-            matched,
-            "SELECT id FROM messages WHERE id = $1",
-            now,
-        )
-        .await?;
+        apply_to_parts(&mut tx, matched, "", now).await?;
         tx.commit().await?;
         Ok(taken)
     }
