@@ -186,7 +186,7 @@ async fn http_upstream_and_signed_receipts(backend: Backend) {
     let (status, body) = post_receipt(&app, "up", bad, &sign(bad)).await;
     common::assert_problem(status, &body, 422, "invalid_receipt");
     let (status, body) = post_receipt(&app, "nope", receipt, &sign(receipt)).await;
-    common::assert_problem(status, &body, 404, "not_found");
+    common::assert_problem(status, &body, 401, "unauthorized");
     app.stop().await;
 }
 

@@ -174,10 +174,15 @@ async fn receipts_map_to_statuses(backend: Backend) {
 }
 
 /// An E.164 sender goes as TON 1/NPI 1; hex ids in submit_sm_resp meet decimal
-/// ids in text-only receipts.
+/// ids in text receipts, and the hex ids of receipted_message_id TLVs.
 async fn hex_ids_and_text_receipts(backend: Backend) {
+    hex_ids(backend, "0").await;
+    hex_ids(backend, "1").await;
+}
+
+async fn hex_ids(backend: Backend, tlv: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let smsc = Smsc::start(dir.path(), &[("SMSC_ID_FORMAT", "hex"), ("SMSC_TLV", "0")]).await;
+    let smsc = Smsc::start(dir.path(), &[("SMSC_ID_FORMAT", "hex"), ("SMSC_TLV", tlv)]).await;
     let (app, worker) = spawn(
         backend,
         &smsc,

@@ -51,6 +51,23 @@ pub enum ReceiptError {
     Invalid(String),
 }
 
+/// Upstreams send ids as strings or numbers.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Id {
+    Text(String),
+    Number(u64),
+}
+
+impl Id {
+    fn text(&self) -> String {
+        match self {
+            Id::Text(s) => s.clone(),
+            Id::Number(n) => n.to_string(),
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum Receipts {
@@ -59,9 +76,8 @@ enum Receipts {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct ReceiptBody {
-    id: String,
+    id: Id,
     status: String,
     error: Option<String>,
 }
@@ -119,7 +135,7 @@ impl HttpCarrier {
             };
             out.push(CarrierReceipt {
                 carrier: self.name.clone(),
-                carrier_message_id: super::normalize_id(&r.id, crate::config::IdBase::Text),
+                carrier_message_id: super::normalize_id(&r.id.text(), crate::config::IdBase::Text),
                 status,
                 error: r.error.filter(|_| status != MessageStatus::Delivered),
                 received_at: now,
@@ -213,8 +229,8 @@ impl Carrier for HttpCarrier {
                 .json::<serde_json::Value>()
                 .await
                 .ok()
-                .and_then(|v| v.get("id").and_then(|id| id.as_str().map(str::to_string)))
-                .unwrap_or_else(|| msg.id.clone());
+                .and_then(|v| serde_json::from_value::<Id>(v.get("id")?.clone()).ok())
+                .map_or_else(|| msg.id.clone(), |id| id.text());
             return Ok(Accepted {
                 carrier_message_ids: vec![super::normalize_id(&id, crate::config::IdBase::Text)],
             });
@@ -235,14 +251,11 @@ impl Carrier for HttpCarrier {
                 })
             }
             408 | 425 | 500..=599 => Err(self.failed()),
-            code => {
-                let text = response.text().await.unwrap_or_default();
-                let detail: String = text.chars().take(200).collect();
-                Err(CarrierError::Permanent {
-                    code: format!("http_{code}"),
-                    message: format!("the HTTP upstream refused the message ({code}): {detail}"),
-                })
-            }
+            // Only the status is kept: an upstream's error text may echo the body (a code).
+            code => Err(CarrierError::Permanent {
+                code: format!("http_{code}"),
+                message: format!("the HTTP upstream refused the message ({code})"),
+            }),
         }
     }
 

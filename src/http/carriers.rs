@@ -18,8 +18,7 @@ use crate::error::{ApiError, Problem};
     request_body(content = String, content_type = "application/json"),
     responses(
         (status = 204, description = "recorded"),
-        (status = 401, description = "missing or wrong signature", body = Problem),
-        (status = 404, description = "no such HTTP carrier", body = Problem),
+        (status = 401, description = "missing or wrong signature, or no such HTTP carrier", body = Problem),
         (status = 422, description = "not a receipt", body = Problem),
     ))]
 #[tracing::instrument(skip_all, fields(carrier = %name))]
@@ -29,10 +28,11 @@ pub async fn receipts(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
+    // An unknown name answers as a wrong signature does: names are not probed.
     let carrier = app
         .carriers
         .http(&name)
-        .ok_or_else(|| ApiError::not_found("carrier"))?;
+        .ok_or_else(ApiError::unauthorized)?;
     let signature = headers
         .get(crate::carrier::SIGNATURE_HEADER)
         .and_then(|v| v.to_str().ok());

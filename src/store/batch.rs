@@ -84,14 +84,30 @@ pub type AttemptWriter = Batcher<Attempt, AttemptResult>;
 /// Submission outcomes, committed in groups.
 pub type FinishWriter = Batcher<Finish, bool>;
 
+/// If a group fails, its items are written one by one, so that one bad item
+/// cannot hold back the outcomes of messages the carrier already took.
 pub fn finish_writer(store: Arc<dyn Store>) -> FinishWriter {
-    Batcher::start(move |batch| {
+    Batcher::start(move |batch: Vec<Finish>| {
         let store = store.clone();
         async move {
-            store
-                .finish_submits(&batch)
-                .await
-                .map_err(|e| e.to_string())
+            match store.finish_submits(&batch).await {
+                Ok(recorded) => Ok(recorded),
+                Err(e) if batch.len() > 1 => {
+                    tracing::warn!(error = %e, "a group of outcomes failed; writing them one by one");
+                    let mut recorded = Vec::with_capacity(batch.len());
+                    for item in batch {
+                        recorded.push(match store.finish_submits(std::slice::from_ref(&item)).await {
+                            Ok(r) => r[0],
+                            Err(e) => {
+                                tracing::error!(message_id = %item.id, error = %e, "recording an outcome failed");
+                                false
+                            }
+                        });
+                    }
+                    Ok(recorded)
+                }
+                Err(e) => Err(e.to_string()),
+            }
         }
     })
 }

@@ -511,32 +511,30 @@ macro_rules! shared_queries {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Ends a submission (sent, failed, expired) if `token` still holds the
-    /// lease: the status, its history row and its webhooks, in the caller's transaction.
-    pub(super) async fn transition(
+    /// Ends a submission that no carrier took (failed, expired) if `token` still
+    /// holds the lease: the status, its history row and its webhooks.
+    async fn end_unsent(
         conn: &mut <$db as sqlx::Database>::Connection,
-        id: &str,
-        token: &str,
-        t: &Transition<'_>,
-        now: Timestamp,
+        f: &Finish,
+        status: MessageStatus,
+        code: &str,
+        message: &str,
     ) -> Result<bool> {
         let tenant: Option<String> = sqlx::query_scalar(
-            "UPDATE messages SET status = $3, carrier = $4, carrier_message_id = $5, error_code = $6, \
-               error_message = $7, body = NULL, lease_until = NULL, lease_token = NULL, updated_at = $8 \
+            "UPDATE messages SET status = $3, error_code = $4, error_message = $5, body = NULL, \
+               lease_until = NULL, lease_token = NULL, updated_at = $6 \
              WHERE id = $1 AND lease_token = $2 AND status = 'queued' RETURNING tenant_id",
         )
-        .bind(id)
-        .bind(token)
-        .bind(t.status.as_str())
-        .bind(t.carrier)
-        .bind(t.carrier_message_id)
-        .bind(t.error_code)
-        .bind(t.error_message)
-        .bind(now.millis())
+        .bind(&f.id)
+        .bind(&f.token)
+        .bind(status.as_str())
+        .bind(code)
+        .bind(message)
+        .bind(f.now.millis())
         .fetch_optional(&mut *conn)
         .await?;
         let Some(tenant) = tenant else { return Ok(false) };
-        message_changed(conn, &tenant, id, t.status, now).await?;
+        message_changed(conn, &tenant, &f.id, status, f.now).await?;
         Ok(true)
     }
 
@@ -742,6 +740,11 @@ macro_rules! shared_queries {
             .execute(&mut *conn)
             .await?;
         parts.retain(|p| p["id"].as_str().is_some_and(|id| done.contains(id)));
+        // One row per carrier id: a carrier that repeats an id within a batch
+        // (one id for every part, say) must not fail the whole batch; the last wins.
+        let mut seen = std::collections::HashSet::new();
+        parts.reverse();
+        parts.retain(|p| seen.insert((p["carrier"].to_string(), p["cid"].to_string())));
         // A carrier may reuse an id long after: the newest message takes it.
         let sql = format!(
             "INSERT INTO message_parts (carrier, carrier_message_id, message_id, part) \
@@ -765,13 +768,15 @@ macro_rules! shared_queries {
 
     /// Any outcome but sent (those go through `finish_sent`).
     async fn finish_one(conn: &mut <$db as sqlx::Database>::Connection, f: &Finish) -> Result<bool> {
-        let Some(t) = transition_of(&f.result) else {
-            let SubmitResult::Retry { at, error } = &f.result else {
-                unreachable!("only a retry is not a transition")
-            };
-            return retry_later(conn, &f.id, &f.token, *at, error, f.now).await;
-        };
-        transition(conn, &f.id, &f.token, &t, f.now).await
+        match &f.result {
+            SubmitResult::Retry { at, error } => retry_later(conn, &f.id, &f.token, *at, error, f.now).await,
+            SubmitResult::Failed { code, message } => end_unsent(conn, f, MessageStatus::Failed, code, message).await,
+            SubmitResult::Expired => {
+                let why = "no carrier accepted the message within its validity period";
+                end_unsent(conn, f, MessageStatus::Expired, "expired", why).await
+            }
+            SubmitResult::Sent { .. } => unreachable!("sent outcomes go through finish_sent"),
+        }
     }
 
     pub(super) async fn record_carrier_receipts(pool: &sqlx::Pool<$db>, receipts: &[CarrierReceipt]) -> Result<()> {
@@ -804,6 +809,10 @@ macro_rules! shared_queries {
         lock: &'static str,
         now: Timestamp,
     ) -> Result<()> {
+        // One receipt per part, in one order: two appliers lock parts alike.
+        let mut matched = matched;
+        matched.sort();
+        matched.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
         let rows: Vec<serde_json::Value> = matched
             .iter()
             .map(|(car, cid, st, err)| serde_json::json!({"car": car, "cid": cid, "st": st, "err": err}))
@@ -1097,6 +1106,15 @@ macro_rules! shared_queries {
         ] {
             n += sqlx::query(sql).bind(at.millis()).execute(pool).await?.rows_affected();
         }
+        // Parts of messages whose every part has ended are done with: a late
+        // duplicate receipt for one finds nothing and ages out with the unmatched.
+        n += sqlx::query(
+            "DELETE FROM message_parts WHERE status IS NOT NULL AND NOT EXISTS \
+               (SELECT 1 FROM message_parts o WHERE o.message_id = message_parts.message_id AND o.status IS NULL)",
+        )
+        .execute(pool)
+        .await?
+        .rows_affected();
         Ok(n)
     }
     };

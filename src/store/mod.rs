@@ -624,48 +624,6 @@ where
     })
 }
 
-/// A status change recorded when a submission ends (every result but `Retry`).
-pub(crate) struct Transition<'a> {
-    pub status: MessageStatus,
-    pub carrier: Option<&'a str>,
-    pub carrier_message_id: Option<&'a str>,
-    pub error_code: Option<&'a str>,
-    pub error_message: Option<&'a str>,
-}
-
-pub(crate) fn transition_of(result: &SubmitResult) -> Option<Transition<'_>> {
-    let none = Transition {
-        status: MessageStatus::Sent,
-        carrier: None,
-        carrier_message_id: None,
-        error_code: None,
-        error_message: None,
-    };
-    match result {
-        SubmitResult::Retry { .. } => None,
-        SubmitResult::Sent {
-            carrier,
-            carrier_message_ids,
-        } => Some(Transition {
-            carrier: Some(carrier),
-            carrier_message_id: carrier_message_ids.first().map(String::as_str),
-            ..none
-        }),
-        SubmitResult::Failed { code, message } => Some(Transition {
-            status: MessageStatus::Failed,
-            error_code: Some(code),
-            error_message: Some(message),
-            ..none
-        }),
-        SubmitResult::Expired => Some(Transition {
-            status: MessageStatus::Expired,
-            error_code: Some("expired"),
-            error_message: Some("no carrier accepted the message within its validity period"),
-            ..none
-        }),
-    }
-}
-
 pub(crate) fn sandbox_from_tuple(
     (message_id, to, from, body, received_at): (String, String, String, String, i64),
 ) -> SandboxMessage {

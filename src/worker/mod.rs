@@ -94,12 +94,22 @@ impl Worker {
             .store
             .apply_sandbox_receipts(now, self.cfg.batch_size)
             .await?;
-        let applied = futures_util::future::try_join_all(
+        // Each on its own: one that fails (a deadlock victim, say) leaves the others' work done.
+        let passes = futures_util::future::join_all(
             (0..RECEIPT_APPLIERS)
                 .map(|_| self.store.apply_carrier_receipts(now, self.cfg.batch_size)),
         )
-        .await?;
-        Ok((sandbox + applied.iter().sum::<u64>()) as usize)
+        .await;
+        let mut applied = sandbox;
+        for pass in passes {
+            match pass {
+                Ok(n) => applied += n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "applying receipts failed; they stay for the next pass")
+                }
+            }
+        }
+        Ok(applied as usize)
     }
 
     /// Leases a batch of due messages to this worker.

@@ -183,7 +183,8 @@ function receiptPdu(sub, stat) {
     short_message: Buffer.from(text, 'latin1'),
   };
   if (WITH_TLV) {
-    opts.receipted_message_id = sub.receiptId;
+    // SMPP 3.4 §5.3.2.12: the TLV carries the id exactly as submit_sm_resp gave it.
+    opts.receipted_message_id = sub.respId;
     opts.message_state = MESSAGE_STATE[stat];
   }
   return new smpp.PDU('deliver_sm', opts);
@@ -265,6 +266,7 @@ function handleSubmit(session, pdu) {
   const ids = nextIds();
   const sub = {
     receiptId: ids.receipt,
+    respId: ids.resp,
     submitDate: smppDate(new Date()),
     source_addr: pdu.source_addr,
     source_addr_ton: pdu.source_addr_ton,

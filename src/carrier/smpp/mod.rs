@@ -37,6 +37,9 @@ use crate::store::{CarrierReceipt, ClaimedMessage, InboundMessage, Store};
 /// How long submissions pause after the SMSC asks us to slow down.
 const THROTTLE_PAUSE: Duration = Duration::from_secs(1);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest a message waits for a window slot and its turn under the rate
+/// ceiling before it goes back to the queue (leases last at least a minute by default).
+const MAX_TURN_WAIT: Duration = Duration::from_secs(20);
 
 struct Settings {
     address: String,
@@ -236,9 +239,13 @@ impl SmppCarrier {
                             tokio::spawn(async move { me.deliver(&session, seq, &d).await });
                         }
                         Some(Pdu::Unbind) => {
+                            // Answer, then close: the supervisor binds again.
                             session.respond(seq, CommandStatus::EsmeRok, Pdu::UnbindResp);
-                            tracing::info!(carrier = %self.name, "the SMSC unbound us");
+                            session.close();
+                            tracing::warn!(carrier = %self.name, "the SMSC unbound us");
                         }
+                        // It takes no response.
+                        Some(Pdu::AlertNotification(_)) => {}
                         _ => session.respond(seq, CommandStatus::EsmeRinvcmdid, Pdu::GenericNack),
                     }
                 }
@@ -264,7 +271,14 @@ impl SmppCarrier {
                     Some(status) => {
                         let receipt = CarrierReceipt {
                             carrier: self.name.clone(),
-                            carrier_message_id: normalize_id(&r.id, self.cfg.receipt_id_base),
+                            carrier_message_id: normalize_id(
+                                &r.id,
+                                if r.from_tlv {
+                                    self.cfg.submit_id_base
+                                } else {
+                                    self.cfg.receipt_id_base
+                                },
+                            ),
                             status,
                             error: (status != MessageStatus::Delivered).then(|| r.error()),
                             received_at: self.clock.now(),
@@ -274,6 +288,7 @@ impl SmppCarrier {
                     None => Ok(()), // ACCEPTD, ENROUTE: not final, nothing changes
                 }
             }
+            Deliver::Acknowledgement => Ok(()),
             Deliver::Unreadable => {
                 self.counters.error("unreadable receipt");
                 tracing::warn!(carrier = %self.name, "a delivery receipt without an id was ignored");
@@ -365,39 +380,68 @@ impl Carrier for SmppCarrier {
             code: "unsendable".into(),
             message: e,
         })?;
-        let mut ids = Vec::with_capacity(parts.len());
+        let total = parts.len();
+        let mut ids = Vec::with_capacity(total);
         for sm in parts {
-            let answer = {
-                let _permit = self
+            let turn = async {
+                let permit = self
                     .window
                     .acquire()
                     .await
                     .expect("the window never closes");
                 self.pace().await;
-                self.counters.submitted();
-                client.request(sm, self.cfg.response_timeout).await
+                permit
             };
-            let resp = match answer {
-                Ok(resp) => resp,
+            // Nothing sent yet: give up waiting long before the worker's lease
+            // ends, or another worker could take the message and send it too.
+            let permit = match ids.is_empty() {
+                true => match tokio::time::timeout(MAX_TURN_WAIT, turn).await {
+                    Ok(p) => p,
+                    Err(_) => {
+                        return Err(CarrierError::Transient(
+                            "no room in the SMPP window in time".into(),
+                        ));
+                    }
+                },
+                false => turn.await,
+            };
+            self.counters.submitted();
+            let answer = client.request(sm, self.cfg.response_timeout).await;
+            drop(permit);
+            let failure = match answer {
                 Err(e) => {
                     self.counters.error(match e {
                         SessionError::Closed => "connection",
                         SessionError::Timeout => "timeout",
                     });
-                    return Err(CarrierError::Transient(format!("SMPP: {e}")));
+                    CarrierError::Transient(format!("SMPP: {e}"))
                 }
+                Ok(resp) => match (resp.status(), resp.pdu()) {
+                    (CommandStatus::EsmeRok, Some(Pdu::SubmitSmResp(r))) => {
+                        ids.push(normalize_id(
+                            r.message_id().as_str(),
+                            self.cfg.submit_id_base,
+                        ));
+                        continue;
+                    }
+                    (CommandStatus::EsmeRok, _) => {
+                        self.counters.error("unexpected response");
+                        CarrierError::Transient("SMPP: not a submit_sm_resp".into())
+                    }
+                    (status, _) => self.classify(status),
+                },
             };
-            match (resp.status(), resp.pdu()) {
-                (CommandStatus::EsmeRok, Some(Pdu::SubmitSmResp(r))) => ids.push(normalize_id(
-                    r.message_id().as_str(),
-                    self.cfg.submit_id_base,
-                )),
-                (CommandStatus::EsmeRok, _) => {
-                    self.counters.error("unexpected response");
-                    return Err(CarrierError::Transient("SMPP: not a submit_sm_resp".into()));
-                }
-                (status, _) => return Err(self.classify(status)),
+            if ids.is_empty() {
+                return Err(failure);
             }
+            // Some parts are on their way: sending again would repeat them on the handset.
+            return Err(CarrierError::Permanent {
+                code: "partly_sent".into(),
+                message: format!(
+                    "{} of {total} parts were accepted, then: {failure}",
+                    ids.len()
+                ),
+            });
         }
         Ok(Accepted {
             carrier_message_ids: ids,

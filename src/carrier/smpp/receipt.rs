@@ -15,6 +15,8 @@ pub(super) enum Deliver {
     Receipt(Receipt),
     /// A receipt we cannot read (no id).
     Unreadable,
+    /// A handset's or user's acknowledgement: nothing to record.
+    Acknowledgement,
     /// A mobile-originated message.
     Mobile {
         from: String,
@@ -26,6 +28,8 @@ pub(super) enum Deliver {
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct Receipt {
     pub(super) id: String,
+    /// The id came from receipted_message_id, which spells it as submit_sm_resp did.
+    pub(super) from_tlv: bool,
     /// DELIVRD, UNDELIV, ...
     stat: String,
     err: Option<String>,
@@ -53,8 +57,13 @@ impl Receipt {
 pub(super) fn parse_deliver(d: &DeliverSm) -> Deliver {
     let esm = u8::from(d.esm_class);
     let text = d.short_message().as_ref();
-    // Message type bits: 0x04 MC delivery receipt, 0x20 intermediate notification.
-    if esm & 0x24 == 0 {
+    // Message type (bits 5-2): 0x04 MC delivery receipt, 0x20 intermediate
+    // notification; 0 is a message from a handset; 0x08/0x10 are acknowledgements.
+    let kind = esm & 0x3C;
+    if kind == 0x08 || kind == 0x10 {
+        return Deliver::Acknowledgement;
+    }
+    if kind == 0 {
         let body = if d.data_coding == DataCoding::Ucs2 {
             let units: Vec<u16> = text
                 .chunks_exact(2)
@@ -80,11 +89,13 @@ pub(super) fn parse_deliver(d: &DeliverSm) -> Deliver {
         }
     }
     let parsed = parse_receipt_text(&String::from_utf8_lossy(text));
+    let from_tlv = tlv_id.is_some();
     let id = tlv_id.or_else(|| parsed.as_ref().map(|r| r.id.clone()));
     let stat = tlv_state.or_else(|| parsed.as_ref().map(|r| r.stat.clone()));
     match (id, stat) {
         (Some(id), Some(stat)) if !id.is_empty() => Deliver::Receipt(Receipt {
             id,
+            from_tlv,
             stat,
             err: parsed.and_then(|r| r.err),
         }),
@@ -138,6 +149,7 @@ fn parse_receipt_text(text: &str) -> Option<Receipt> {
     };
     Some(Receipt {
         id: field("id:")?,
+        from_tlv: false,
         stat: field("stat:")?.to_ascii_uppercase(),
         err: field("err:"),
     })
@@ -206,6 +218,7 @@ mod tests {
         for stat in ["ACCEPTD", "ENROUTE"] {
             let r = Receipt {
                 id: "1".into(),
+                from_tlv: false,
                 stat: stat.into(),
                 err: None,
             };
@@ -217,6 +230,7 @@ mod tests {
         ] {
             let r = Receipt {
                 id: "1".into(),
+                from_tlv: false,
                 stat: stat.into(),
                 err: None,
             };

@@ -64,7 +64,11 @@ impl Session {
             let mut buf = BytesMut::new();
             loop {
                 let first = tokio::select! {
-                    _ = closed.cancelled() => break,
+                    // Closing: what is already queued (an unbind_resp, say) still goes out.
+                    _ = closed.cancelled() => match queue.try_recv() {
+                        Ok(c) => c,
+                        Err(_) => break,
+                    },
                     next = queue.recv() => match next {
                         Some(c) => c,
                         None => break,
@@ -197,6 +201,6 @@ impl Session {
     /// Sequence numbers run 1..=0x7FFFFFFF, then wrap.
     fn next_sequence(&self) -> u32 {
         let n = self.sequence.fetch_add(1, Ordering::Relaxed);
-        (n - 1) % 0x7FFF_FFFF + 1
+        n.wrapping_sub(1) % 0x7FFF_FFFF + 1
     }
 }
