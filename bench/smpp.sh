@@ -7,21 +7,22 @@
 #   bash bench/smpp.sh                      # 10 s of load, 32 connections
 #   DURATION=20s CONNS=64 bash bench/smpp.sh
 #
-# e2e_per_s = delivered / (last status recorded - first message accepted).
+# e2e_per_s = delivered / (last status recorded - first message accepted), with
+# the API, the worker, PostgreSQL, the simulator and wrk sharing the machine.
+# Then the pipeline alone: messages queued first (API only), then a worker
+# process started: drain_per_s = delivered / (last status recorded - its start).
 source "$(dirname "$0")/lib.sh"
-ROLE=all
 CONNS=${CONNS:-32}
 command -v node >/dev/null || { echo "node (20) is needed for the SMPP simulator"; exit 1; }
 [ -f tests/smsc/node_modules/smpp/package.json ] ||
   (cd tests/smsc && npm ci --no-audit --no-fund --loglevel=error)
 
-run_window() {
-  local window=$1 db="line_bench_$$_$1" smsc port url
-  psql "$PG_ADMIN" -qc "CREATE DATABASE $db"
-  url="${PG_ADMIN%/*}/$db"
+# start_smsc: a fresh simulator; sets $smsc and writes $work/line.toml for WINDOW $1.
+start_smsc() {
   node tests/smsc/smsc.js >"$work/smsc.out" 2>&1 &
   smsc=$!
   for _ in $(seq 100); do grep -q '^listening' "$work/smsc.out" 2>/dev/null && break; sleep 0.1; done
+  local port
   port=$(awk '/^listening/ {print $2}' "$work/smsc.out")
   cat >"$work/line.toml" <<TOML
 [limits]
@@ -34,30 +35,69 @@ host = "127.0.0.1"
 port = $port
 system_id = "line"
 password = "secret"
-window = $window
+window = $1
 max_per_second = 100000
 
 [routing]
 default = "primary"
 TOML
+}
+
+stop_smsc() {
+  kill -TERM "$smsc"; wait "$smsc" 2>/dev/null || true
+  stats=$(grep '^stats' "$work/smsc.out" | tail -n1)
+}
+
+# wait_done URL: until no message is queued or sent (at most two minutes).
+wait_done() {
+  for _ in $(seq 600); do
+    [ "$(psql "$1" -tAc "SELECT count(*) FROM messages WHERE status IN ('queued', 'sent')")" = 0 ] && return
+    sleep 0.2
+  done
+}
+
+run_window() {
+  local window=$1 db="line_bench_$$_$1" url
+  psql "$PG_ADMIN" -qc "CREATE DATABASE $db"
+  url="${PG_ADMIN%/*}/$db"
+  start_smsc "$window"
+  ROLE=all
   export LINE_CONFIG=$work/line.toml
   start_server "$url"
   KEY=$(LINE_DATABASE_URL=$url "$bin" tenant create --name bench | grep -o 'line_live_[A-Za-z0-9]*')
   export KEY
   run_wrk "window=$window POST /v1/sms" "$CONNS" bench/post_sms_live.lua /v1/sms
-  for _ in $(seq 600); do
-    left=$(psql "$url" -tAc "SELECT count(*) FROM messages WHERE status IN ('queued', 'sent')")
-    [ "$left" = 0 ] && break
-    sleep 0.2
-  done
+  wait_done "$url"
   read -r delivered total rate < <(psql "$url" -tA -F' ' -c "
     SELECT count(*) FILTER (WHERE status = 'delivered'), count(*),
       round(count(*) FILTER (WHERE status = 'delivered') * 1000.0 / NULLIF(max(updated_at) - min(created_at), 0))
     FROM messages")
   stop_server
-  kill -TERM "$smsc"; wait "$smsc" 2>/dev/null || true
-  stats=$(grep '^stats' "$work/smsc.out" | tail -n1)
+  stop_smsc
   printf '%-28s delivered=%s/%s e2e_per_s=%s simulator: %s\n' "window=$window end to end" \
+    "$delivered" "$total" "$rate" "${stats#stats }"
+  psql "$PG_ADMIN" -qc "DROP DATABASE $db WITH (FORCE)"
+
+  # The pipeline alone: queue first, then a worker process drains.
+  psql "$PG_ADMIN" -qc "CREATE DATABASE $db"
+  start_smsc "$window"
+  ROLE=api
+  start_server "$url"
+  KEY=$(LINE_DATABASE_URL=$url "$bin" tenant create --name bench | grep -o 'line_live_[A-Za-z0-9]*')
+  run_wrk "window=$window queue (API only)" "$CONNS" bench/post_sms_live.lua /v1/sms >/dev/null
+  stop_server
+  local started
+  started=$(date +%s%3N)
+  LINE_DATABASE_URL=$url LINE_LISTEN=127.0.0.1:$PORT "$bin" serve --role worker >"$work/worker.out" 2>&1 &
+  pid=$!
+  wait_done "$url"
+  read -r delivered total rate < <(psql "$url" -tA -F' ' -c "
+    SELECT count(*) FILTER (WHERE status = 'delivered'), count(*),
+      round(count(*) FILTER (WHERE status = 'delivered') * 1000.0 / NULLIF(max(updated_at) - $started, 0))
+    FROM messages")
+  stop_server
+  stop_smsc
+  printf '%-28s delivered=%s/%s drain_per_s=%s simulator: %s\n' "window=$window worker alone" \
     "$delivered" "$total" "$rate" "${stats#stats }"
   psql "$PG_ADMIN" -qc "DROP DATABASE $db WITH (FORCE)"
 }

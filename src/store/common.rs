@@ -780,21 +780,23 @@ macro_rules! shared_queries {
     }
 
     pub(super) async fn record_carrier_receipts(pool: &sqlx::Pool<$db>, receipts: &[CarrierReceipt]) -> Result<()> {
-        let mut tx = pool.begin().await?;
-        for r in receipts {
-            sqlx::query(
-                "INSERT INTO carrier_receipts (carrier, carrier_message_id, status, error, received_at) \
-                 VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(&r.carrier)
-            .bind(&r.carrier_message_id)
-            .bind(r.status.as_str())
-            .bind(r.error.as_deref())
-            .bind(r.received_at.millis())
-            .execute(&mut *tx)
+        let rows: Vec<serde_json::Value> = receipts
+            .iter()
+            .map(|r| {
+                serde_json::json!({"car": r.carrier, "cid": r.carrier_message_id, "st": r.status.as_str(),
+                                   "err": r.error, "at": r.received_at.millis()})
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO carrier_receipts (carrier, carrier_message_id, status, error, received_at) \
+             SELECT u.car, u.cid, u.st, u.err, u.at FROM {}",
+            $rows(1, &[("car", "TEXT"), ("cid", "TEXT"), ("st", "TEXT"), ("err", "TEXT"), ("at", "BIGINT")]),
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(serde_json::Value::from(rows).to_string())
+            .execute(pool)
             .await?;
-        }
-        tx.commit().await
+        Ok(())
     }
 
     /// Applies matched receipts (already taken from `carrier_receipts`) to their

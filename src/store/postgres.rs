@@ -33,6 +33,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "carriers",
         include_str!("../../migrations/postgres/0004_carriers.sql"),
     ),
+    (
+        5,
+        "drop_messages_carrier_id",
+        include_str!("../../migrations/postgres/0005_drop_messages_carrier_id.sql"),
+    ),
 ];
 
 pub struct PgStore {
