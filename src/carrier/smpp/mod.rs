@@ -62,7 +62,7 @@ pub struct SmppCarrier {
     clock: Clock,
     sink: ReceiptSink,
     /// The bound session, if there is one.
-    client: RwLock<Option<Session>>,
+    session: RwLock<Option<Session>>,
     state: AtomicU8,
     window: Semaphore,
     /// The earliest time the next part may go (the rate ceiling).
@@ -108,7 +108,7 @@ impl SmppCarrier {
             store,
             clock,
             sink,
-            client: RwLock::new(None),
+            session: RwLock::new(None),
             state: AtomicU8::new(CarrierState::Connecting as u8),
             window: Semaphore::new(c.window as usize),
             next_slot: Mutex::new(Instant::now()),
@@ -144,15 +144,15 @@ impl SmppCarrier {
         while !*stop.borrow() {
             self.set_state(CarrierState::Connecting);
             match self.bind().await {
-                Ok((client, events)) => {
+                Ok((session, events)) => {
                     backoff = Duration::from_secs(1);
-                    *self.client.write().expect("client lock") = Some(client.clone());
+                    *self.session.write().expect("session lock") = Some(session.clone());
                     self.set_state(CarrierState::Bound);
                     tracing::info!(carrier = %self.name, "SMPP session bound");
-                    let stopping = self.serve(&client, events, &mut stop).await;
-                    *self.client.write().expect("client lock") = None;
+                    let stopping = self.serve(&session, events, &mut stop).await;
+                    *self.session.write().expect("session lock") = None;
                     if stopping {
-                        self.unbind(&client).await;
+                        self.unbind(&session).await;
                         break;
                     }
                     self.set_state(CarrierState::Connecting);
@@ -369,8 +369,8 @@ impl Carrier for SmppCarrier {
                 retry_after: Some(wait),
             });
         }
-        let client = self.client.read().expect("client lock").clone();
-        let Some(client) = client else {
+        let session = self.session.read().expect("session lock").clone();
+        let Some(session) = session else {
             return Err(CarrierError::Transient(format!(
                 "carrier {} is not bound",
                 self.name
@@ -406,7 +406,7 @@ impl Carrier for SmppCarrier {
                 false => turn.await,
             };
             self.counters.submitted();
-            let answer = client.request(sm, self.cfg.response_timeout).await;
+            let answer = session.request(sm, self.cfg.response_timeout).await;
             drop(permit);
             let failure = match answer {
                 Err(e) => {
