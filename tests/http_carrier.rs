@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use common::{Backend, TestApp};
 use hmac::{Hmac, Mac};
 use line::carrier::CarrierState;
+use line::domain::api_key::hex;
 use serde_json::{Value, json};
 use sha2::Sha256;
 
@@ -83,13 +84,7 @@ receipt_secret = "{SECRET}"
 fn sign(body: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
     mac.update(body.as_bytes());
-    let hex: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("sha256={hex}")
+    format!("sha256={}", hex(&mac.finalize().into_bytes()))
 }
 
 async fn post_receipt(app: &TestApp, carrier: &str, body: &str, signature: &str) -> (u16, Value) {

@@ -21,6 +21,7 @@ use sha2::Sha256;
 
 use super::{Accepted, Carrier, CarrierError, CarrierState, CarrierStatus, Counters};
 use crate::config::{CarrierConfig, Secret};
+use crate::domain::api_key::unhex;
 use crate::domain::message::{MessageStatus, Timestamp};
 use crate::store::{CarrierReceipt, ClaimedMessage};
 
@@ -174,22 +175,12 @@ pub fn verify_receipt_signature(secret: &str, body: &[u8], header: Option<&str>)
     let Some(hex) = header.and_then(|h| h.trim().strip_prefix("sha256=")) else {
         return false;
     };
-    let Some(expected) = decode_hex(hex) else {
+    let Some(expected) = unhex(hex) else {
         return false;
     };
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
     mac.update(body);
     mac.verify_slice(&expected).is_ok()
-}
-
-fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 #[async_trait]
@@ -287,13 +278,10 @@ mod tests {
     fn signatures_check_the_whole_body() {
         let mut mac = Hmac::<Sha256>::new_from_slice(b"0123456789abcdef").unwrap();
         mac.update(b"{\"id\":\"1\"}");
-        let hex: String = mac
-            .finalize()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        let header = format!("sha256={hex}");
+        let header = format!(
+            "sha256={}",
+            crate::domain::api_key::hex(&mac.finalize().into_bytes())
+        );
         let secret = "0123456789abcdef";
         assert!(verify_receipt_signature(
             secret,

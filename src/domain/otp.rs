@@ -6,7 +6,7 @@ use rand::TryRngCore;
 use rand::rngs::OsRng;
 use sha2::Sha256;
 
-use super::api_key::hex;
+use super::api_key::{hex, unhex};
 use super::encoding::{Encoding, count_segments};
 
 pub const MIN_LENGTH: u32 = 4;
@@ -97,16 +97,6 @@ impl HashKey {
             .finalize()
             .into_bytes())
     }
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
