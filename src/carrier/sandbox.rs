@@ -75,9 +75,9 @@ impl Carrier for Sandbox {
             })
             .await
             .map_err(|e| CarrierError::Transient(format!("sandbox store: {e}")))?;
-        // Its receipts come from `sandbox_messages`, by our own id: no parts to match.
+        // Our own id is the carrier's: its receipts come from `sandbox_messages`.
         Ok(Accepted {
-            carrier_message_ids: Vec::new(),
+            carrier_message_ids: vec![msg.id.clone()],
         })
     }
 

@@ -4,7 +4,8 @@
 macro_rules! shared_queries {
     // `$rows(param, columns)`: SQL for a table `u` read from a JSON array of
     // objects bound as `$param` (each backend spells it its own way).
-    ($db:ty, $rows:path) => {
+    // `$lock`: " FOR UPDATE" where the backend locks rows (PostgreSQL), else "".
+    ($db:ty, $rows:path, $lock:expr) => {
     pub(super) async fn count_tenants(pool: &sqlx::Pool<$db>) -> Result<i64> {
         sqlx::query_scalar("SELECT COUNT(*) FROM tenants")
             .fetch_one(pool)
@@ -538,29 +539,6 @@ macro_rules! shared_queries {
         Ok(true)
     }
 
-    /// A carrier's receipt: sent → `status`, with history and webhooks; false if the message was not sent.
-    pub(super) async fn receipt(
-        conn: &mut <$db as sqlx::Database>::Connection,
-        id: &str,
-        status: MessageStatus,
-        error: Option<&str>,
-        at: Timestamp,
-    ) -> Result<bool> {
-        let tenant: Option<String> = sqlx::query_scalar(
-            "UPDATE messages SET status = $2, updated_at = $3, error_code = COALESCE($4, error_code) \
-             WHERE id = $1 AND status = 'sent' RETURNING tenant_id",
-        )
-        .bind(id)
-        .bind(status.as_str())
-        .bind(at.millis())
-        .bind(error)
-        .fetch_optional(&mut *conn)
-        .await?;
-        let Some(tenant) = tenant else { return Ok(false) };
-        message_changed(conn, &tenant, id, status, at).await?;
-        Ok(true)
-    }
-
     /// Records a message's new status in its history and queues its webhooks.
     async fn message_changed(
         conn: &mut <$db as sqlx::Database>::Connection,
@@ -802,13 +780,11 @@ macro_rules! shared_queries {
     /// Applies matched receipts (already taken from `carrier_receipts`) to their
     /// parts, set-wide; a message whose parts have all ended is delivered if
     /// every part was, else takes its first other part's status and error.
-    /// `lock` (" FOR UPDATE" where the backend has it) locks the touched
-    /// messages in id order, so that two appliers ending the last two parts of
+    /// The touched messages are locked (where the backend can) in id order, so that two appliers ending the last two parts of
     /// one message see each other's part, and never wait on each other in a cycle.
     pub(super) async fn apply_to_parts(
         conn: &mut <$db as sqlx::Database>::Connection,
         matched: Vec<(String, String, String, Option<String>)>,
-        lock: &'static str,
         now: Timestamp,
     ) -> Result<()> {
         // One receipt per part, in one order: two appliers lock parts alike.
@@ -838,8 +814,9 @@ macro_rules! shared_queries {
         )
         .to_string();
         let sql = format!(
-            "SELECT id FROM messages WHERE id IN (SELECT u.mid FROM {}) ORDER BY id{lock}",
+            "SELECT id FROM messages WHERE id IN (SELECT u.mid FROM {}) ORDER BY id{}",
             $rows(1, &[("mid", "TEXT")]),
+            $lock,
         );
         sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&ids).execute(&mut *conn).await?;
         // Sent messages none of whose parts is still open, with their outcome.
@@ -891,6 +868,31 @@ macro_rules! shared_queries {
             }
         }
         Ok(())
+    }
+
+    /// Sandbox receipts that came due (message id, status): applied to the
+    /// messages' parts like any carrier's receipts.
+    pub(super) async fn apply_sandbox_due(
+        conn: &mut <$db as sqlx::Database>::Connection,
+        due: Vec<(String, String)>,
+        now: Timestamp,
+    ) -> Result<()> {
+        let status: std::collections::HashMap<String, String> = due.into_iter().collect();
+        let sql = format!(
+            "SELECT carrier, carrier_message_id, message_id FROM message_parts \
+             WHERE message_id IN (SELECT u.mid FROM {})",
+            $rows(1, &[("mid", "TEXT")]),
+        );
+        let ids: Vec<serde_json::Value> = status.keys().map(|id| serde_json::json!({"mid": id})).collect();
+        let parts: Vec<(String, String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(serde_json::Value::from(ids).to_string())
+            .fetch_all(&mut *conn)
+            .await?;
+        let matched = parts
+            .into_iter()
+            .map(|(carrier, cid, id)| (carrier, cid, status[&id].clone(), None))
+            .collect();
+        apply_to_parts(conn, matched, now).await
     }
 
     /// Which of these tenants have an enabled webhook endpoint (one query for a batch).

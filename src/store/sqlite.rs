@@ -13,7 +13,7 @@ use sqlx::sqlite::{
 
 use super::*;
 
-super::common::shared_queries!(sqlx::Sqlite, super::sqlite_json_rows);
+super::common::shared_queries!(sqlx::Sqlite, super::sqlite_json_rows, "");
 
 /// Every file of migrations/sqlite, in order (a test checks none is missing).
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -220,7 +220,7 @@ impl Store for SqliteStore {
             return Ok(0);
         }
         let taken = matched.len() as u64;
-        apply_to_parts(&mut tx, matched, "", now).await?;
+        apply_to_parts(&mut tx, matched, now).await?;
         tx.commit().await?;
         Ok(taken)
     }
@@ -264,14 +264,10 @@ impl Store for SqliteStore {
         .bind(i64::from(limit))
         .fetch_all(&mut *tx)
         .await?;
-        let mut applied = 0;
-        for (id, status) in due {
-            let status = MessageStatus::parse(&status)
-                .ok_or_else(|| sqlx::Error::Decode("bad stored receipt status".into()))?;
-            applied += u64::from(receipt(&mut tx, &id, status, None, now).await?);
-        }
+        let taken = due.len() as u64;
+        apply_sandbox_due(&mut tx, due, now).await?;
         tx.commit().await?;
-        Ok(applied)
+        Ok(taken)
     }
 
     async fn cleanup(
