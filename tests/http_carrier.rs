@@ -247,28 +247,7 @@ fallback = "backup"
     app.stop().await;
 }
 
-macro_rules! scenarios {
-    ($($name:ident),* $(,)?) => {
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Backend::Postgres).await
-                }
-            )*
-        }
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Backend::Sqlite).await
-                }
-            )*
-        }
-    };
-}
-
-scenarios!(
+for_each_backend!(
     http_upstream_and_signed_receipts,
     fallback_and_prefix_routes
 );

@@ -427,28 +427,7 @@ async fn mobile_originated_is_recorded(backend: Backend) {
     app.stop().await;
 }
 
-macro_rules! smpp_scenarios {
-    ($($name:ident),* $(,)?) => {
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Backend::Postgres).await
-                }
-            )*
-        }
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Backend::Sqlite).await
-                }
-            )*
-        }
-    };
-}
-
-smpp_scenarios!(
+for_each_backend!(
     receipts_map_to_statuses,
     hex_ids_and_text_receipts,
     padded_upper_case_ids,

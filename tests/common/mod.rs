@@ -341,6 +341,30 @@ macro_rules! on_both_backends {
     };
 }
 
+/// Like `on_both_backends!`, for scenarios that build their own server: each
+/// gets the `Backend` to run on.
+#[macro_export]
+macro_rules! for_each_backend {
+    ($($name:ident),* $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::common::Backend::Postgres).await
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::common::Backend::Sqlite).await
+                }
+            )*
+        }
+    };
+}
+
 /// Like `on_both_backends!`, with TOML layered over the defaults for every scenario.
 #[macro_export]
 macro_rules! on_both_backends_with {

@@ -264,16 +264,19 @@ function handleSubmit(session, pdu) {
   }
 
   const ids = nextIds();
-  const sub = {
-    receiptId: ids.receipt,
-    respId: ids.resp,
-    submitDate: smppDate(new Date()),
+  const addresses = {
     source_addr: pdu.source_addr,
     source_addr_ton: pdu.source_addr_ton,
     source_addr_npi: pdu.source_addr_npi,
     destination_addr: dest,
     dest_addr_ton: pdu.dest_addr_ton,
     dest_addr_npi: pdu.dest_addr_npi,
+  };
+  const sub = {
+    receiptId: ids.receipt,
+    respId: ids.resp,
+    submitDate: smppDate(new Date()),
+    ...addresses,
   };
 
   if (logFd !== null) {
@@ -282,12 +285,7 @@ function handleSubmit(session, pdu) {
     const rec = {
       message_id: ids.resp,
       receipt_id: ids.receipt,
-      source_addr: pdu.source_addr,
-      source_addr_ton: pdu.source_addr_ton,
-      source_addr_npi: pdu.source_addr_npi,
-      destination_addr: dest,
-      dest_addr_ton: pdu.dest_addr_ton,
-      dest_addr_npi: pdu.dest_addr_npi,
+      ...addresses,
       data_coding: pdu.data_coding,
       esm_class: pdu.esm_class,
       registered_delivery: pdu.registered_delivery,
