@@ -448,6 +448,12 @@ impl Carrier for SmppCarrier {
         })
     }
 
+    /// Asked for every message of a route with a fallback: no snapshot of the counters.
+    fn available(&self) -> bool {
+        CarrierState::from_u8(self.state.load(Ordering::Relaxed)) == CarrierState::Bound
+            && self.throttled_for().is_none()
+    }
+
     fn status(&self) -> CarrierStatus {
         let (submits, receipts, errors) = self.counters.snapshot();
         CarrierStatus {
