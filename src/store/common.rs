@@ -4,8 +4,10 @@
 macro_rules! shared_queries {
     // `$rows(param, columns)`: SQL for a table `u` read from a JSON array of
     // objects bound as `$param` (each backend spells it its own way).
-    // `$lock`: " FOR UPDATE" where the backend locks rows (PostgreSQL), else "".
-    ($db:ty, $rows:path, $lock:expr) => {
+    // `$lock`: " FOR UPDATE" where the backend locks rows (PostgreSQL), else "";
+    // `$claim_receipts`: how the receipts query claims its rows `r` there
+    // (" FOR UPDATE OF r SKIP LOCKED": appliers pass each other by), else "".
+    ($db:ty, $rows:path, $lock:expr, $claim_receipts:expr) => {
     pub(super) async fn count_tenants(pool: &sqlx::Pool<$db>) -> Result<i64> {
         sqlx::query_scalar("SELECT COUNT(*) FROM tenants")
             .fetch_one(pool)
@@ -868,6 +870,31 @@ macro_rules! shared_queries {
             }
         }
         Ok(())
+    }
+
+    /// Takes up to `limit` stored receipts whose part exists (each once, even
+    /// with other appliers at work) and applies them; returns how many it took.
+    pub(super) async fn apply_carrier_receipts(pool: &sqlx::Pool<$db>, now: Timestamp, limit: u32) -> Result<u64> {
+        let mut tx = pool.begin().await?;
+        let sql = format!(
+            "DELETE FROM carrier_receipts WHERE id IN \
+               (SELECT r.id FROM carrier_receipts r JOIN message_parts p \
+                  ON p.carrier = r.carrier AND p.carrier_message_id = r.carrier_message_id \
+                ORDER BY r.id LIMIT $1{}) \
+             RETURNING carrier, carrier_message_id, status, error",
+            $claim_receipts,
+        );
+        let matched: Vec<(String, String, String, Option<String>)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await?;
+        if matched.is_empty() {
+            return Ok(0);
+        }
+        let taken = matched.len() as u64;
+        apply_to_parts(&mut tx, matched, now).await?;
+        tx.commit().await?;
+        Ok(taken)
     }
 
     /// Sandbox receipts that came due (message id, status): applied to the

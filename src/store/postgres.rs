@@ -9,7 +9,12 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use super::*;
 
-super::common::shared_queries!(sqlx::Postgres, super::pg_json_rows, " FOR UPDATE");
+super::common::shared_queries!(
+    sqlx::Postgres,
+    super::pg_json_rows,
+    " FOR UPDATE",
+    " FOR UPDATE OF r SKIP LOCKED"
+);
 
 /// Every file of migrations/postgres, in order (a test checks none is missing).
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -252,24 +257,7 @@ impl Store for PgStore {
     }
 
     async fn apply_carrier_receipts(&self, now: Timestamp, limit: u32) -> Result<u64> {
-        let mut tx = self.pool.begin().await?;
-        let matched: Vec<(String, String, String, Option<String>)> = sqlx::query_as(
-            "DELETE FROM carrier_receipts WHERE id IN \
-               (SELECT r.id FROM carrier_receipts r JOIN message_parts p \
-                  ON p.carrier = r.carrier AND p.carrier_message_id = r.carrier_message_id \
-                ORDER BY r.id LIMIT $1 FOR UPDATE OF r SKIP LOCKED) \
-             RETURNING carrier, carrier_message_id, status, error",
-        )
-        .bind(i64::from(limit))
-        .fetch_all(&mut *tx)
-        .await?;
-        if matched.is_empty() {
-            return Ok(0);
-        }
-        let taken = matched.len() as u64;
-        apply_to_parts(&mut tx, matched, now).await?;
-        tx.commit().await?;
-        Ok(taken)
+        apply_carrier_receipts(&self.pool, now, limit).await
     }
 
     async fn record_inbound(&self, m: &InboundMessage) -> Result<()> {
