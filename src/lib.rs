@@ -28,7 +28,9 @@ use crate::domain::otp::HashKey;
 use crate::http::AppState;
 use crate::http::extract::AuthCache;
 use crate::shutdown::Shutdown;
-use crate::store::{AttemptWriter, MessageWriter, Store, Tenant, attempt_writer, message_writer};
+use crate::store::{
+    CheckWriter, MessageWriter, Store, Tenant, VerificationCache, check_writer, message_writer,
+};
 use crate::webhook::Dispatcher;
 use crate::worker::Worker;
 
@@ -43,7 +45,8 @@ pub struct Line {
     /// Wakes this process's receipt applier when receipts are stored.
     receipts_wake: Arc<Notify>,
     writer: MessageWriter,
-    attempts: AttemptWriter,
+    checks: CheckWriter,
+    verifications: Arc<VerificationCache>,
     hash_key: HashKey,
     pub carriers: Arc<Carriers>,
     receipts: ReceiptSink,
@@ -79,6 +82,7 @@ impl Line {
             }
             configured => HashKey::new(configured),
         };
+        let verifications = Arc::new(VerificationCache::default());
         let receipts_wake = Arc::new(Notify::new());
         let receipts = ReceiptSink::start(store.clone(), receipts_wake.clone());
         let carriers = Arc::new(Carriers::new(
@@ -90,7 +94,8 @@ impl Line {
         Ok(Line {
             config: Arc::new(config),
             writer: message_writer(store.clone()),
-            attempts: attempt_writer(store.clone()),
+            checks: check_writer(store.clone(), hash_key.clone(), verifications.clone()),
+            verifications,
             hash_key,
             store,
             clock,
@@ -109,7 +114,8 @@ impl Line {
             wake: self.wake.clone(),
             auth_cache: Arc::new(AuthCache::default()),
             writer: self.writer.clone(),
-            attempts: self.attempts.clone(),
+            checks: self.checks.clone(),
+            verifications: self.verifications.clone(),
             hash_key: self.hash_key.clone(),
             carriers: self.carriers.clone(),
             receipts: self.receipts.clone(),

@@ -443,6 +443,58 @@ async fn racing_checks_cannot_double_approve_or_overspend_attempts(app: TestApp)
     app.stop().await;
 }
 
+/// Each server remembers the verifications it has seen; a check on one must
+/// still see what another did meanwhile.
+async fn two_servers_see_each_others_checks(app: TestApp) {
+    let two = app.sibling("").await;
+    let v = start(&app, json!({"to": HANDSET, "max_attempts": 3})).await;
+    let id = v["id"].as_str().unwrap().to_string();
+    let bad = wrong(&code_sent_to(&app, HANDSET).await);
+    for left in [2, 1] {
+        let (status, r) = verify(&two, &id, &bad).await;
+        assert_eq!(
+            (status, r["attempts_remaining"].as_u64()),
+            (200, Some(left)),
+            "{r}"
+        );
+    }
+    // The first server started it and still remembers three attempts left.
+    let (status, r) = verify(&app, &id, &bad).await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(
+        (r["status"].as_str(), r["attempts_remaining"].as_u64()),
+        (Some("max_attempts_reached"), Some(0)),
+        "{r}"
+    );
+    let (status, r) = verify(&two, &id, &bad).await;
+    assert_eq!(
+        (status, r["verification_status"].as_str()),
+        (409, Some("max_attempts_reached"))
+    );
+
+    let other = "+447700900124";
+    let v = start(&app, json!({"to": other})).await;
+    let id = v["id"].as_str().unwrap().to_string();
+    let code = code_sent_to(&app, other).await;
+    let (_, r) = verify(&app, &id, &wrong(&code)).await;
+    assert_eq!(r["attempts_remaining"], 4, "{r}");
+    let (status, r) = verify(&two, &id, &code).await;
+    assert_eq!(
+        (status, r["status"].as_str()),
+        (200, Some("approved")),
+        "{r}"
+    );
+    // Approved on the second server: the first's remembered copy cannot approve it again.
+    let (status, r) = verify(&app, &id, &code).await;
+    assert_eq!(
+        (status, r["verification_status"].as_str()),
+        (409, Some("approved")),
+        "{r}"
+    );
+    two.stop().await;
+    app.stop().await;
+}
+
 async fn codes_per_number_are_limited(app: TestApp) {
     // Five sends to one number in ten minutes, then 429 until the window moves.
     for _ in 0..5 {
@@ -558,6 +610,7 @@ on_both_backends!(
     idempotent_starts_send_once,
     other_tenants_see_nothing,
     racing_checks_cannot_double_approve_or_overspend_attempts,
+    two_servers_see_each_others_checks,
     codes_per_number_are_limited,
     no_code_is_kept_anywhere_but_the_test_inbox,
 );

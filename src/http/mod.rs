@@ -27,7 +27,7 @@ use crate::clock::{Clock, new_id};
 use crate::config::Config;
 use crate::domain::otp::HashKey;
 use crate::error::{ApiError, REQUEST_ID};
-use crate::store::{AttemptWriter, MessageWriter, Store};
+use crate::store::{CheckWriter, MessageWriter, Store, VerificationCache};
 use extract::AuthCache;
 
 pub use openapi::ApiDoc;
@@ -43,7 +43,9 @@ pub struct AppState {
     /// Commits new messages in groups.
     pub writer: MessageWriter,
     /// Commits code checks in groups.
-    pub attempts: AttemptWriter,
+    pub checks: CheckWriter,
+    /// Verifications as this process last saw them (see `VerificationCache`).
+    pub verifications: Arc<VerificationCache>,
     /// Keys the hashes of codes and message bodies.
     pub hash_key: HashKey,
     pub carriers: Arc<Carriers>,

@@ -20,9 +20,9 @@ use crate::clock::new_id;
 use crate::domain::encoding::SmsBody;
 use crate::domain::otp::{MAX_LENGTH, MIN_LENGTH, OtpCode, OtpText, TemplateError};
 use crate::domain::phone::{Masked, PhoneNumber};
-use crate::domain::verification::{StoredVerification, Verification, VerificationStatus};
+use crate::domain::verification::{StoredVerification, Verdict, Verification, VerificationStatus};
 use crate::error::{ApiError, Problem};
-use crate::store::{Attempt, AuthContext, CreateOutcome, IdempotencyRecord, NewMessage, Resend};
+use crate::store::{AuthContext, CodeCheck, CreateOutcome, IdempotencyRecord, NewMessage, Resend};
 
 const MAX_BRAND: usize = 30;
 
@@ -102,16 +102,16 @@ fn valid_domain(d: &str) -> bool {
 }
 
 /// 409 for a verification that no longer takes codes.
-fn closed(v: &StoredVerification) -> ApiError {
+fn closed(status: VerificationStatus) -> ApiError {
     ApiError::new(
         StatusCode::CONFLICT,
         "verification_closed",
         format!(
             "this verification is {} and takes no more codes",
-            v.status.as_str()
+            status.as_str()
         ),
     )
-    .with("verification_status", v.status.as_str())
+    .with("verification_status", status.as_str())
 }
 
 /// The SMS that carries `code` for this verification.
@@ -159,7 +159,7 @@ async fn load_pending(
     if v.status == VerificationStatus::Pending {
         Ok(v)
     } else {
-        Err(closed(&v))
+        Err(closed(v.status))
     }
 }
 
@@ -303,11 +303,12 @@ pub async fn start(
         response: response.clone(),
     });
     let (id, to) = (v.id.clone(), v.to.clone());
-    let (store, record) = (app.store.clone(), idem.clone());
+    let (store, record, created) = (app.store.clone(), idem.clone(), v.clone());
     let outcome =
         detached(async move { store.create_verification(&v, &msg, record.as_ref()).await }).await?;
     match outcome {
         CreateOutcome::Created => {
+            app.verifications.put(created);
             app.wake.notify_one();
             tracing::info!(verification_id = %id, to = %Masked(&to), "verification started");
             Ok(json_response(StatusCode::CREATED, response, false))
@@ -330,49 +331,45 @@ pub async fn start(
 /// Checks a code; the right one approves the verification, once.
 async fn check(
     app: &AppState,
-    mut v: StoredVerification,
-    code: &str,
+    tenant_id: &str,
+    id: &str,
+    code: String,
 ) -> Result<Json<CheckResult>, ApiError> {
-    // A lost race (approved, locked, resent or expired meanwhile) is decided again on fresh state.
-    for _ in 0..3 {
-        v = settle(app, v).await?;
-        if v.status != VerificationStatus::Pending {
-            return Err(closed(&v));
-        }
-        let code = OtpCode::parse(code, v.code_length).ok_or_else(|| {
-            ApiError::invalid("code", format!("`code` must be {} digits", v.code_length))
-        })?;
-        let (tenant_id, id, now) = (v.tenant_id.clone(), v.id.clone(), app.clock.now());
-        let valid = app.hash_key.code_matches(&v.id, &code, &v.code_hash);
-        let attempt = if valid {
-            Attempt::Approve {
-                tenant_id,
-                id,
-                code_hash: v.code_hash.clone(),
-                now,
-            }
-        } else {
-            Attempt::Fail { tenant_id, id, now }
-        };
-        if let Some((attempts, status)) = app.attempts.submit(attempt).await? {
+    let verdict = app
+        .checks
+        .submit(CodeCheck {
+            tenant_id: tenant_id.to_string(),
+            id: id.to_string(),
+            code,
+            now: app.clock.now(),
+        })
+        .await?;
+    match verdict {
+        Verdict::NotFound => Err(ApiError::not_found("verification")),
+        Verdict::Closed(status) => Err(closed(status)),
+        Verdict::Malformed { length } => Err(ApiError::invalid(
+            "code",
+            format!("`code` must be {length} digits"),
+        )),
+        Verdict::Checked {
+            valid,
+            status,
+            attempts_remaining,
+        } => {
             // Approvals and lock-outs are audit events; ordinary wrong codes are debug.
             if status == VerificationStatus::Pending {
-                tracing::debug!(verification_id = %v.id, "wrong code");
+                tracing::debug!(verification_id = %id, "wrong code");
             } else {
-                tracing::info!(verification_id = %v.id, status = status.as_str(), valid, "code checked");
+                tracing::info!(verification_id = %id, status = status.as_str(), valid, "code checked");
             }
-            return Ok(Json(CheckResult {
-                id: v.id,
+            Ok(Json(CheckResult {
+                id: id.to_string(),
                 status,
                 valid,
-                attempts_remaining: v.max_attempts.saturating_sub(attempts),
-            }));
+                attempts_remaining,
+            }))
         }
-        v = load(app, &v.tenant_id, &v.id).await?;
     }
-    Err(ApiError::internal(anyhow::anyhow!(
-        "verification kept changing under a check"
-    )))
 }
 
 /// Check a code for a verification.
@@ -391,12 +388,7 @@ pub async fn verify(
     Path(id): Path<String>,
     ApiJson { value: req, .. }: ApiJson<CheckCode>,
 ) -> Result<Json<CheckResult>, ApiError> {
-    let v = app
-        .store
-        .get_verification(&auth.tenant.id, &id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("verification"))?;
-    check(&app, v, &req.code).await
+    check(&app, &auth.tenant.id, &id, req.code).await
 }
 
 /// Check a code for the newest pending verification of a number.
@@ -419,7 +411,7 @@ pub async fn verify_number(
         .latest_verification(&auth.tenant.id, to.e164())
         .await?
         .ok_or_else(|| ApiError::not_found("verification for this number"))?;
-    check(&app, v, &req.code).await
+    check(&app, &auth.tenant.id, &v.id, req.code).await
 }
 
 /// Send a fresh code; the previous one stops working.
@@ -471,7 +463,7 @@ pub async fn resend(
         return Err(if v.status == VerificationStatus::Pending {
             too_many("a code was sent moments ago", 1000)
         } else {
-            closed(&v)
+            closed(v.status)
         });
     }
     app.wake.notify_one();
@@ -502,7 +494,7 @@ pub async fn cancel(
         )
         .await?
     {
-        return Err(closed(&load(&app, &auth.tenant.id, &id).await?));
+        return Err(closed(load(&app, &auth.tenant.id, &id).await?.status));
     }
     Ok(Json(Verification::from(
         &load(&app, &auth.tenant.id, &id).await?,

@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Attempt, AttemptResult, CreateOutcome, Finish, PendingMessage, Store};
+use super::{CodeCheck, CreateOutcome, Finish, PendingMessage, Store, VerificationCache};
+use crate::domain::otp::HashKey;
+use crate::domain::verification::Verdict;
 
 /// The most items one transaction writes.
 const MAX_BATCH: usize = 256;
@@ -78,8 +80,8 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
 /// New messages, committed in groups.
 pub type MessageWriter = Batcher<PendingMessage, CreateOutcome>;
 
-/// Verification attempts (approve / count a wrong code), committed in groups.
-pub type AttemptWriter = Batcher<Attempt, AttemptResult>;
+/// Code checks, decided and committed in groups.
+pub type CheckWriter = Batcher<CodeCheck, Verdict>;
 
 /// Submission outcomes, committed in groups.
 pub type FinishWriter = Batcher<Finish, bool>;
@@ -123,12 +125,24 @@ pub fn message_writer(store: Arc<dyn Store>) -> MessageWriter {
     })
 }
 
-pub fn attempt_writer(store: Arc<dyn Store>) -> AttemptWriter {
-    Batcher::start(move |batch| {
-        let store = store.clone();
+/// Checks codes against their verifications under `key`.
+pub fn check_writer(
+    store: Arc<dyn Store>,
+    key: HashKey,
+    cache: Arc<VerificationCache>,
+) -> CheckWriter {
+    let key = Arc::new(key);
+    Batcher::start(move |batch: Vec<CodeCheck>| {
+        let (store, key, cache) = (store.clone(), key.clone(), cache.clone());
         async move {
+            let judge = move |v: &mut crate::domain::verification::StoredVerification,
+                              c: &CodeCheck| {
+                v.check(&c.code, c.now, |id, code, hash| {
+                    key.code_matches(id, code, hash)
+                })
+            };
             store
-                .record_attempts(&batch)
+                .check_codes(&batch, &judge, &cache)
                 .await
                 .map_err(|e| e.to_string())
         }

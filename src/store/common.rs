@@ -3,11 +3,12 @@
 
 macro_rules! shared_queries {
     // `$rows(param, columns)`: SQL for a table `u` read from a JSON array of
-    // objects bound as `$param` (each backend spells it its own way).
+    // objects bound as `$param` (each backend spells it its own way);
+    // `$keys(param, column)`: `IN` that table's `column`, looked up by index;
     // `$lock`: " FOR UPDATE" where the backend locks rows (PostgreSQL), else "";
     // `$claim_receipts`: how the receipts query claims its rows `r` there
     // (" FOR UPDATE OF r SKIP LOCKED": appliers pass each other by), else "".
-    ($db:ty, $rows:path, $lock:expr, $claim_receipts:expr) => {
+    ($db:ty, $rows:path, $keys:path, $lock:expr, $claim_receipts:expr) => {
     pub(super) async fn count_tenants(pool: &sqlx::Pool<$db>) -> Result<i64> {
         sqlx::query_scalar("SELECT COUNT(*) FROM tenants")
             .fetch_one(pool)
@@ -275,42 +276,6 @@ macro_rules! shared_queries {
         Ok(row.map(|(h, s, r)| (h, s as u16, r)))
     }
 
-    /// One code check's conditional UPDATE; the verification after it, if it applied.
-    pub(super) async fn record_attempt<'e>(
-        db: impl sqlx::Executor<'e, Database = $db>,
-        attempt: &Attempt,
-    ) -> Result<AttemptResult> {
-        let done: Option<(i64, String)> = match attempt {
-            Attempt::Approve { tenant_id, id, code_hash, now } => {
-                sqlx::query_as(
-                    "UPDATE verifications SET status = 'approved', updated_at = $4 \
-                     WHERE tenant_id = $1 AND id = $2 AND status = 'pending' AND code_hash = $3 \
-                     AND expires_at > $4 AND attempts < max_attempts RETURNING attempts, status",
-                )
-                .bind(tenant_id)
-                .bind(id)
-                .bind(code_hash)
-                .bind(now.millis())
-                .fetch_optional(db)
-                .await?
-            }
-            Attempt::Fail { tenant_id, id, now } => {
-                sqlx::query_as(
-                    "UPDATE verifications SET attempts = attempts + 1, updated_at = $3, \
-                       status = CASE WHEN attempts + 1 >= max_attempts THEN 'max_attempts_reached' ELSE status END \
-                     WHERE tenant_id = $1 AND id = $2 AND status = 'pending' AND expires_at > $3 \
-                     RETURNING attempts, status",
-                )
-                .bind(tenant_id)
-                .bind(id)
-                .bind(now.millis())
-                .fetch_optional(db)
-                .await?
-            }
-        };
-        done.map(|(attempts, status)| attempt_result(attempts, &status))
-            .transpose()
-    }
     /// Cancels the number's pending verification (at most one live code per number).
     pub(super) async fn cancel_pending(conn: &mut <$db as sqlx::Database>::Connection, v: &StoredVerification) -> Result<()> {
         sqlx::query(
@@ -586,21 +551,17 @@ macro_rules! shared_queries {
     }
 
     /// Queues verification.approved for a verification just approved.
-    pub(super) async fn verification_approved(
+    async fn verification_approved(
         conn: &mut <$db as sqlx::Database>::Connection,
-        tenant_id: &str,
-        id: &str,
-        at: Timestamp,
+        v: &StoredVerification,
     ) -> Result<()> {
         let event = EventType::VerificationApproved;
-        let endpoints = subscribed(conn, tenant_id, event).await?;
+        let endpoints = subscribed(conn, &v.tenant_id, event).await?;
         if endpoints.is_empty() {
             return Ok(());
         }
-        let sql = format!("SELECT {VERIFICATION_COLUMNS} FROM verifications WHERE id = $1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_one(&mut *conn).await?;
-        let v = Verification::from(&verification_from_row(&row)?);
-        enqueue(conn, tenant_id, &endpoints, event, serde_json::to_value(&v).map_err(encode)?, at).await
+        let payload = serde_json::to_value(Verification::from(v)).map_err(encode)?;
+        enqueue(conn, &v.tenant_id, &endpoints, event, payload, v.updated_at).await
     }
 
     /// The tenant's enabled endpoints that take `event`.
@@ -954,26 +915,130 @@ macro_rules! shared_queries {
         Ok(())
     }
 
-    pub(super) async fn record_attempts(
+    /// Takes the checked verifications from `cache` or reads them, lets `judge`
+    /// decide each check in arrival order (a second check of one verification
+    /// sees the first one's effect), then writes what changed in one statement,
+    /// each row only if it is still as it was taken. Checks whose verification
+    /// changed meanwhile (another process, a resend) are decided again on a
+    /// fresh read. No BEGIN, lock or COMMIT unless an approval queues a webhook.
+    pub(super) async fn check_codes(
         pool: &sqlx::Pool<$db>,
-        attempts: &[Attempt],
-    ) -> Result<Vec<AttemptResult>> {
-        if let [one @ Attempt::Fail { .. }] = attempts {
-            // Alone, a wrong code is one statement: no BEGIN and COMMIT round trips.
-            return Ok(vec![record_attempt(pool, one).await?]);
-        }
-        let mut tx = pool.begin().await?;
-        let mut applied = Vec::with_capacity(attempts.len());
-        for attempt in attempts {
-            let result = record_attempt(&mut *tx, attempt).await?;
-            if let (Attempt::Approve { tenant_id, id, now, .. }, Some(_)) = (attempt, &result) {
-                verification_approved(&mut tx, tenant_id, id, *now).await?;
+        checks: &[CodeCheck],
+        judge: &Judge,
+        cache: &VerificationCache,
+    ) -> Result<Vec<Verdict>> {
+        let mut verdicts: Vec<Option<Verdict>> = vec![None; checks.len()];
+        let mut todo: Vec<usize> = (0..checks.len()).collect();
+        for _ in 0..CHECK_ROUNDS {
+            if todo.is_empty() {
+                break;
             }
-            applied.push(result);
+            // Each verification as taken, and as the checks leave it.
+            let mut found = std::collections::HashMap::new();
+            let mut missing = Vec::new();
+            for &i in &todo {
+                let id = &checks[i].id;
+                if found.contains_key(id) {
+                    continue;
+                }
+                match cache.get(id) {
+                    Some(v) => {
+                        found.insert(id.clone(), (v.clone(), v));
+                    }
+                    None => missing.push(serde_json::json!({"vid": id})),
+                }
+            }
+            if !missing.is_empty() {
+                let sql = format!("SELECT {VERIFICATION_COLUMNS} FROM verifications WHERE id {}", $keys(1, "vid"));
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(serde_json::Value::from(missing).to_string())
+                    .fetch_all(pool)
+                    .await?;
+                for row in &rows {
+                    let v = verification_from_row(row)?;
+                    found.insert(v.id.clone(), (v.clone(), v));
+                }
+            }
+            for &i in &todo {
+                let c = &checks[i];
+                verdicts[i] = Some(match found.get_mut(&c.id) {
+                    Some((_, v)) if v.tenant_id == c.tenant_id => judge(v, c),
+                    _ => Verdict::NotFound,
+                });
+            }
+            let changed: Vec<(&StoredVerification, &StoredVerification)> = found
+                .values()
+                .filter(|(was, v)| (was.status, was.attempts) != (v.status, v.attempts))
+                .map(|(was, v)| (was, v))
+                .collect();
+            let written = if changed.iter().any(|(_, v)| v.status == VerificationStatus::Approved) {
+                let mut tx = pool.begin().await?;
+                let written = write_checked(&mut *tx, &changed).await?;
+                for (_, v) in &changed {
+                    if v.status == VerificationStatus::Approved && written.contains(&v.id) {
+                        verification_approved(&mut tx, v).await?;
+                    }
+                }
+                tx.commit().await?;
+                written
+            } else {
+                write_checked(pool, &changed).await?
+            };
+            let mut stale = std::collections::HashSet::new();
+            for (id, (was, v)) in found {
+                if (was.status, was.attempts) == (v.status, v.attempts) || written.contains(&id) {
+                    cache.put(v);
+                } else {
+                    cache.forget(&id);
+                    stale.insert(id);
+                }
+            }
+            todo.retain(|&i| stale.contains(&checks[i].id));
         }
-        tx.commit().await?;
-        Ok(applied)
+        if !todo.is_empty() {
+            return Err(sqlx::Error::Protocol("verifications kept changing under their checks".into()));
+        }
+        Ok(verdicts.into_iter().map(|v| v.expect("every check was decided")).collect())
     }
+
+    /// Writes checked verifications (`was` → `now` pairs), each only if it is
+    /// still as read; the ids written.
+    async fn write_checked<'e>(
+        db: impl sqlx::Executor<'e, Database = $db>,
+        changed: &[(&StoredVerification, &StoredVerification)],
+    ) -> Result<std::collections::HashSet<String>> {
+        if changed.is_empty() {
+            return Ok(Default::default());
+        }
+        let rows: Vec<serde_json::Value> = changed
+            .iter()
+            .map(|(was, v)| serde_json::json!({
+                "vid": v.id, "st": v.status.as_str(), "n": v.attempts, "at": v.updated_at.millis(),
+                "wst": was.status.as_str(), "wn": was.attempts, "wh": was.code_hash,
+            }))
+            .collect();
+        // The old status is compared with `u.wst`, not a constant 'pending':
+        // with one, stale statistics had PostgreSQL scan the whole pending index (seen here).
+        let sql = format!(
+            "UPDATE verifications SET status = u.st, attempts = u.n, updated_at = u.at \
+             FROM {} WHERE id {} AND id = u.vid \
+               AND status = u.wst AND attempts = u.wn AND code_hash = u.wh \
+             RETURNING id",
+            $rows(1, &[
+                ("vid", "TEXT"), ("st", "TEXT"), ("n", "BIGINT"), ("at", "BIGINT"),
+                ("wst", "TEXT"), ("wn", "BIGINT"), ("wh", "TEXT"),
+            ]),
+            $keys(1, "vid"),
+        );
+        let written: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(serde_json::Value::from(rows).to_string())
+            .fetch_all(db)
+            .await?;
+        Ok(written.into_iter().map(|(id,)| id).collect())
+    }
+
+    /// How many times a batch of checks is decided again when its verifications change meanwhile.
+    const CHECK_ROUNDS: usize = 8;
 
     /// Endpoints failing this long without a success are disabled.
     const FAILING_LIMIT_MS: i64 = 5 * 24 * 3600 * 1000;

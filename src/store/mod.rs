@@ -13,12 +13,11 @@ use async_trait::async_trait;
 use crate::domain::Mode;
 use crate::domain::encoding::Encoding;
 use crate::domain::message::{Message, MessageStatus, Pence, StatusChange, Timestamp};
-use crate::domain::verification::{StoredVerification, Verification, VerificationStatus};
+use crate::domain::verification::{StoredVerification, Verdict, Verification, VerificationStatus};
 use crate::domain::webhook::{Delivery, DeliveryAttempt, EventType};
 
 pub use batch::{
-    AttemptWriter, Batcher, FinishWriter, MessageWriter, attempt_writer, finish_writer,
-    message_writer,
+    Batcher, CheckWriter, FinishWriter, MessageWriter, check_writer, finish_writer, message_writer,
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -304,9 +303,14 @@ pub trait Store: Send + Sync + 'static {
         tenant_id: &str,
         to: &str,
     ) -> Result<Option<StoredVerification>>;
-    /// Applies attempts in order in one transaction: for each, the verification's
-    /// attempts and status after it, or `None` where it took no effect.
-    async fn record_attempts(&self, attempts: &[Attempt]) -> Result<Vec<AttemptResult>>;
+    /// Decides checks in order, each on the verification as the checks before it
+    /// left it (`NotFound` for another tenant's), and keeps what changed.
+    async fn check_codes(
+        &self,
+        checks: &[CodeCheck],
+        judge: &Judge,
+        cache: &VerificationCache,
+    ) -> Result<Vec<Verdict>>;
     /// pending → `status` (expired, canceled).
     async fn close_verification(
         &self,
@@ -384,6 +388,20 @@ pub(crate) fn sqlite_json_rows(param: u8, columns: &[(&str, &str)]) -> String {
     )
 }
 
+/// `key IN` the `column` values of the JSON array bound as `$param`, spelled so that
+/// PostgreSQL looks the keys up in their index: it cannot know how many rows a JSON
+/// table has, and with stale statistics it would rather hash-join a whole table.
+pub(crate) fn pg_json_keys(param: u8, column: &str) -> String {
+    format!(
+        "= ANY(ARRAY(SELECT {column} FROM json_to_recordset(${param}::json) AS k({column} TEXT)))"
+    )
+}
+
+/// The same on SQLite.
+pub(crate) fn sqlite_json_keys(param: u8, column: &str) -> String {
+    format!("IN (SELECT value ->> '{column}' FROM json_each(${param}))")
+}
+
 /// A webhook endpoint as stored.
 #[derive(Clone, PartialEq, Eq)]
 pub struct StoredEndpoint {
@@ -456,26 +474,52 @@ pub enum NextStep {
     },
 }
 
-/// One code check's effect on a verification.
-#[derive(Debug, Clone)]
-pub enum Attempt {
-    /// pending → approved, only while the hash is still `code_hash`, unexpired and not locked.
-    Approve {
-        tenant_id: String,
-        id: String,
-        code_hash: String,
-        now: Timestamp,
-    },
-    /// Counts one wrong code, while pending and unexpired; the last allowed one locks it.
-    Fail {
-        tenant_id: String,
-        id: String,
-        now: Timestamp,
-    },
+/// One code check as asked (the code as typed: never logged, so no Debug).
+pub struct CodeCheck {
+    pub tenant_id: String,
+    /// The verification's id.
+    pub id: String,
+    pub code: String,
+    pub now: Timestamp,
 }
 
-/// A verification's attempts and status after an attempt took effect.
-pub type AttemptResult = Option<(u32, VerificationStatus)>;
+/// Verifications as this process last read or wrote them, so that a check
+/// usually costs no read. Safe when stale: a check's write applies only if the
+/// row is still as the cache had it (else it is read again and decided again),
+/// and what a check decides without writing (closed, malformed) rests on what
+/// never changes once set (a final status, the code length).
+#[derive(Default)]
+pub struct VerificationCache(
+    std::sync::Mutex<std::collections::HashMap<String, StoredVerification>>,
+);
+
+/// Entries the cache holds before it starts again empty.
+const VERIFICATION_CACHE_MAX: usize = 100_000;
+
+impl VerificationCache {
+    pub fn get(&self, id: &str) -> Option<StoredVerification> {
+        self.0
+            .lock()
+            .expect("verification cache lock")
+            .get(id)
+            .cloned()
+    }
+
+    pub fn put(&self, v: StoredVerification) {
+        let mut map = self.0.lock().expect("verification cache lock");
+        if map.len() >= VERIFICATION_CACHE_MAX && !map.contains_key(&v.id) {
+            map.clear();
+        }
+        map.insert(v.id.clone(), v);
+    }
+
+    pub fn forget(&self, id: &str) {
+        self.0.lock().expect("verification cache lock").remove(id);
+    }
+}
+
+/// Decides one check against its verification and changes it to match.
+pub type Judge = dyn Fn(&mut StoredVerification, &CodeCheck) -> Verdict + Send + Sync;
 
 /// What a resend changes.
 pub struct Resend {
@@ -654,14 +698,6 @@ pub(crate) fn migrator(files: &[(i64, &'static str, &'static str)]) -> sqlx::mig
             })
             .collect(),
     )
-}
-
-pub(crate) fn attempt_result(attempts: i64, status: &str) -> Result<(u32, VerificationStatus)> {
-    let bad = || sqlx::Error::Decode("bad stored verification".into());
-    Ok((
-        u32::try_from(attempts).map_err(|_| bad())?,
-        VerificationStatus::parse(status).ok_or_else(bad)?,
-    ))
 }
 
 pub(crate) fn regions(s: &str) -> Vec<String> {

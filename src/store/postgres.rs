@@ -12,6 +12,7 @@ use super::*;
 super::common::shared_queries!(
     sqlx::Postgres,
     super::pg_json_rows,
+    super::pg_json_keys,
     " FOR UPDATE",
     " FOR UPDATE OF r SKIP LOCKED"
 );
@@ -49,6 +50,9 @@ pub struct PgStore {
     pool: PgPool,
 }
 
+/// A pooled connection idle longer than this is checked before use.
+const IDLE_PING_SECONDS: u64 = 5;
+
 impl PgStore {
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
         // Safety nets: nothing waits forever on a lock, and a transaction left
@@ -60,6 +64,18 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(std::time::Duration::from_secs(5))
+            // sqlx pings every connection it hands out: a round trip per query,
+            // measured here as the larger part of a busy API's wait. Only a
+            // connection idle for a while (the server may have restarted) is pinged.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for > std::time::Duration::from_secs(IDLE_PING_SECONDS) {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(options)
             .await?;
         Ok(PgStore { pool })
@@ -379,8 +395,13 @@ impl Store for PgStore {
         latest_verification(&self.pool, tenant_id, to).await
     }
 
-    async fn record_attempts(&self, attempts: &[Attempt]) -> Result<Vec<AttemptResult>> {
-        record_attempts(&self.pool, attempts).await
+    async fn check_codes(
+        &self,
+        checks: &[CodeCheck],
+        judge: &Judge,
+        cache: &VerificationCache,
+    ) -> Result<Vec<Verdict>> {
+        check_codes(&self.pool, checks, judge, cache).await
     }
 
     async fn close_verification(

@@ -13,7 +13,13 @@ use sqlx::sqlite::{
 
 use super::*;
 
-super::common::shared_queries!(sqlx::Sqlite, super::sqlite_json_rows, "", "");
+super::common::shared_queries!(
+    sqlx::Sqlite,
+    super::sqlite_json_rows,
+    super::sqlite_json_keys,
+    "",
+    ""
+);
 
 /// Every file of migrations/sqlite, in order (a test checks none is missing).
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -60,6 +66,8 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))
+            // A file does not hang up: no ping (a round trip to its thread) per query.
+            .test_before_acquire(false)
             .connect_with(options)
             .await?;
         Ok(SqliteStore { pool })
@@ -321,8 +329,13 @@ impl Store for SqliteStore {
         latest_verification(&self.pool, tenant_id, to).await
     }
 
-    async fn record_attempts(&self, attempts: &[Attempt]) -> Result<Vec<AttemptResult>> {
-        record_attempts(&self.pool, attempts).await
+    async fn check_codes(
+        &self,
+        checks: &[CodeCheck],
+        judge: &Judge,
+        cache: &VerificationCache,
+    ) -> Result<Vec<Verdict>> {
+        check_codes(&self.pool, checks, judge, cache).await
     }
 
     async fn close_verification(
