@@ -122,7 +122,9 @@ impl Counters {
     }
 }
 
-/// Where carriers hand final receipts: committed in groups, then the worker is woken.
+/// Where carriers hand final receipts: applied in groups as they arrive. One
+/// whose part is not recorded yet (it overtook its submit_sm_resp) waits in
+/// the store, and the worker's receipts loop is woken for it.
 #[derive(Clone)]
 pub struct ReceiptSink {
     writer: Batcher<CarrierReceipt, ()>,
@@ -134,11 +136,21 @@ impl ReceiptSink {
             let store = store.clone();
             let wake = wake.clone();
             async move {
-                store
-                    .record_carrier_receipts(&batch)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                wake.notify_one();
+                let waiting = match store.record_carrier_receipts(&batch).await {
+                    Ok(waiting) => waiting,
+                    Err(e) => {
+                        // Kept, they are applied by the worker's receipts loop.
+                        tracing::warn!(error = %e, "applying receipts failed; keeping them for later");
+                        store
+                            .keep_carrier_receipts(&batch)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        true
+                    }
+                };
+                if waiting {
+                    wake.notify_one();
+                }
                 Ok(vec![(); batch.len()])
             }
         });

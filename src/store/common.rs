@@ -720,7 +720,37 @@ macro_rules! shared_queries {
         }
     }
 
-    pub(super) async fn record_carrier_receipts(pool: &sqlx::Pool<$db>, receipts: &[CarrierReceipt]) -> Result<()> {
+    /// Applies receipts whose parts exist and keeps the others in
+    /// `carrier_receipts` for later, in one transaction; true if some wait.
+    pub(super) async fn record_carrier_receipts(pool: &sqlx::Pool<$db>, receipts: &[CarrierReceipt]) -> Result<bool> {
+        let Some(now) = receipts.iter().map(|r| r.received_at).max() else { return Ok(false) };
+        let mut tx = pool.begin().await?;
+        let all = receipts
+            .iter()
+            .map(|r| (r.carrier.clone(), r.carrier_message_id.clone(), r.status.as_str().to_string(), r.error.clone()))
+            .collect();
+        let applied = apply_to_parts(&mut tx, all, now).await?;
+        let waiting: Vec<&CarrierReceipt> = receipts
+            .iter()
+            .filter(|r| !applied.contains(&(r.carrier.clone(), r.carrier_message_id.clone())))
+            .collect();
+        keep_receipts(&mut *tx, &waiting).await?;
+        tx.commit().await?;
+        Ok(!waiting.is_empty())
+    }
+
+    /// Only stores receipts, for the appliers.
+    pub(super) async fn keep_carrier_receipts(pool: &sqlx::Pool<$db>, receipts: &[CarrierReceipt]) -> Result<()> {
+        keep_receipts(pool, &receipts.iter().collect::<Vec<_>>()).await
+    }
+
+    async fn keep_receipts<'e>(
+        db: impl sqlx::Executor<'e, Database = $db>,
+        receipts: &[&CarrierReceipt],
+    ) -> Result<()> {
+        if receipts.is_empty() {
+            return Ok(());
+        }
         let rows: Vec<serde_json::Value> = receipts
             .iter()
             .map(|r| {
@@ -735,67 +765,78 @@ macro_rules! shared_queries {
         );
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(serde_json::Value::from(rows).to_string())
-            .execute(pool)
+            .execute(db)
             .await?;
         Ok(())
     }
 
-    /// Applies matched receipts (already taken from `carrier_receipts`) to their
-    /// parts, set-wide; a message whose parts have all ended is delivered if
-    /// every part was, else takes its first other part's status and error.
+    /// Applies receipts (carrier, id, status, error) to their parts, set-wide;
+    /// a message whose parts have all ended is delivered if every part was,
+    /// else takes its first other part's status and error. Returns the
+    /// (carrier, id) of the parts it ended.
     /// The touched messages are locked (where the backend can) in id order, so that two appliers ending the last two parts of
     /// one message see each other's part, and never wait on each other in a cycle.
     pub(super) async fn apply_to_parts(
         conn: &mut <$db as sqlx::Database>::Connection,
         matched: Vec<(String, String, String, Option<String>)>,
         now: Timestamp,
-    ) -> Result<()> {
-        // One receipt per part, in one order: two appliers lock parts alike.
+    ) -> Result<std::collections::HashSet<(String, String)>> {
+        // One receipt per part, in one order.
         let mut matched = matched;
         matched.sort();
         matched.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
-        let rows: Vec<serde_json::Value> = matched
-            .iter()
-            .map(|(car, cid, st, err)| serde_json::json!({"car": car, "cid": cid, "st": st, "err": err}))
-            .collect();
+        // One statement per (carrier, status, error): usually one or two. Each
+        // looks its parts up by key, a plan no table size or statistics can turn
+        // into a scan (a join with the JSON table could: seen here).
+        let mut groups: std::collections::BTreeMap<(&str, &str, Option<&str>), Vec<serde_json::Value>> =
+            Default::default();
+        for (car, cid, st, err) in &matched {
+            groups.entry((car, st, err.as_deref())).or_default().push(serde_json::json!({"cid": cid}));
+        }
         let sql = format!(
-            "UPDATE message_parts SET status = u.st, error = u.err FROM {} \
-             WHERE carrier = u.car AND carrier_message_id = u.cid AND status IS NULL RETURNING message_id",
-            $rows(1, &[("car", "TEXT"), ("cid", "TEXT"), ("st", "TEXT"), ("err", "TEXT")]),
+            "UPDATE message_parts SET status = $2, error = $3 \
+             WHERE carrier = $4 AND carrier_message_id {} AND status IS NULL \
+             RETURNING carrier, carrier_message_id, message_id",
+            $keys(1, "cid"),
         );
-        let mut touched: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-            .bind(serde_json::Value::from(rows).to_string())
-            .fetch_all(&mut *conn)
-            .await?;
+        let mut ended: Vec<(String, String, String)> = Vec::with_capacity(matched.len());
+        for ((car, st, err), cids) in groups {
+            let rows: Vec<(String, String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(serde_json::Value::from(cids).to_string())
+                .bind(st)
+                .bind(err)
+                .bind(car)
+                .fetch_all(&mut *conn)
+                .await?;
+            ended.extend(rows);
+        }
+        let mut touched: Vec<String> = ended.iter().map(|(_, _, id)| id.clone()).collect();
+        let ended = ended.into_iter().map(|(car, cid, _)| (car, cid)).collect();
         touched.sort();
         touched.dedup();
         if touched.is_empty() {
-            return Ok(());
+            return Ok(ended);
         }
         let ids = serde_json::Value::from(
             touched.iter().map(|id| serde_json::json!({"mid": id})).collect::<Vec<_>>(),
         )
         .to_string();
-        let sql = format!(
-            "SELECT id FROM messages WHERE id IN (SELECT u.mid FROM {}) ORDER BY id{}",
-            $rows(1, &[("mid", "TEXT")]),
-            $lock,
-        );
+        let sql = format!("SELECT id FROM messages WHERE id {} ORDER BY id{}", $keys(1, "mid"), $lock);
         sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&ids).execute(&mut *conn).await?;
         // Sent messages none of whose parts is still open, with their outcome.
         let first_other = "FROM message_parts p WHERE p.message_id = m.id AND p.status <> 'delivered' ORDER BY p.part LIMIT 1";
         let sql = format!(
             "SELECT m.id, COALESCE((SELECT p.status {first_other}), 'delivered'), (SELECT p.error {first_other}) \
-             FROM messages m WHERE m.id IN (SELECT u.mid FROM {}) AND m.status = 'sent' \
+             FROM messages m WHERE m.id {} AND m.status = 'sent' \
                AND NOT EXISTS (SELECT 1 FROM message_parts p WHERE p.message_id = m.id AND p.status IS NULL)",
-            $rows(1, &[("mid", "TEXT")]),
+            $keys(1, "mid"),
         );
-        let ended: Vec<(String, String, Option<String>)> =
+        let done: Vec<(String, String, Option<String>)> =
             sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(&ids).fetch_all(&mut *conn).await?;
-        if ended.is_empty() {
-            return Ok(());
+        if done.is_empty() {
+            return Ok(ended);
         }
-        let rows: Vec<serde_json::Value> = ended
+        let rows: Vec<serde_json::Value> = done
             .iter()
             .map(|(id, st, err)| serde_json::json!({"mid": id, "st": st, "err": err}))
             .collect();
@@ -830,7 +871,7 @@ macro_rules! shared_queries {
                 queue_message_webhooks(conn, tenant, id, status, now).await?;
             }
         }
-        Ok(())
+        Ok(ended)
     }
 
     /// Takes up to `limit` stored receipts whose part exists (each once, even
@@ -880,7 +921,8 @@ macro_rules! shared_queries {
             .into_iter()
             .map(|(carrier, cid, id)| (carrier, cid, status[&id].clone(), None))
             .collect();
-        apply_to_parts(conn, matched, now).await
+        apply_to_parts(conn, matched, now).await?;
+        Ok(())
     }
 
     /// Which of these tenants have an enabled webhook endpoint (one query for a batch).

@@ -235,8 +235,11 @@ pub trait Store: Send + Sync + 'static {
     async fn finish_submits(&self, items: &[Finish]) -> Result<Vec<bool>>;
     /// Gives back leases held by `token` (graceful shutdown).
     async fn release_leases(&self, token: &str) -> Result<u64>;
-    /// Keeps final receipts from carriers until they are matched to their parts.
-    async fn record_carrier_receipts(&self, receipts: &[CarrierReceipt]) -> Result<()>;
+    /// Applies final receipts from carriers to their parts, and keeps those
+    /// whose part is not recorded yet, in one transaction; true if some wait.
+    async fn record_carrier_receipts(&self, receipts: &[CarrierReceipt]) -> Result<bool>;
+    /// Only keeps receipts, for `apply_carrier_receipts` (when applying them failed).
+    async fn keep_carrier_receipts(&self, receipts: &[CarrierReceipt]) -> Result<()>;
     /// Matches kept receipts to message parts (each receipt once); a message
     /// whose parts have all ended takes its final status. Returns how many applied.
     async fn apply_carrier_receipts(&self, now: Timestamp, limit: u32) -> Result<u64>;

@@ -268,8 +268,12 @@ impl Store for PgStore {
         release_leases(&self.pool, token).await
     }
 
-    async fn record_carrier_receipts(&self, receipts: &[CarrierReceipt]) -> Result<()> {
+    async fn record_carrier_receipts(&self, receipts: &[CarrierReceipt]) -> Result<bool> {
         record_carrier_receipts(&self.pool, receipts).await
+    }
+
+    async fn keep_carrier_receipts(&self, receipts: &[CarrierReceipt]) -> Result<()> {
+        keep_carrier_receipts(&self.pool, receipts).await
     }
 
     async fn apply_carrier_receipts(&self, now: Timestamp, limit: u32) -> Result<u64> {

@@ -18,9 +18,6 @@ use crate::store::{ClaimedMessage, Finish, FinishWriter, Store, SubmitResult, fi
 
 /// Send loops in one worker.
 const SENDERS: usize = 4;
-/// Receipt transactions run at once (PostgreSQL spreads them over connections;
-/// SQLite takes them in turn).
-const RECEIPT_APPLIERS: usize = 4;
 /// How long idempotency records and sandbox inbox entries are kept.
 const IDEMPOTENCY_TTL_MS: i64 = 24 * 3600 * 1000;
 const SANDBOX_TTL_MS: i64 = 3600 * 1000;
@@ -86,30 +83,19 @@ impl Worker {
         Ok(sent)
     }
 
-    /// Applies due sandbox receipts and stored carrier receipts, in a few
-    /// transactions at once (each takes its own receipts).
+    /// Applies due sandbox receipts, and carrier receipts that were kept
+    /// waiting for their parts.
     pub async fn receipts_once(&self) -> anyhow::Result<usize> {
         let now = self.clock.now();
         let sandbox = self
             .store
             .apply_sandbox_receipts(now, self.cfg.batch_size)
             .await?;
-        // Each on its own: one that fails (a deadlock victim, say) leaves the others' work done.
-        let passes = futures_util::future::join_all(
-            (0..RECEIPT_APPLIERS)
-                .map(|_| self.store.apply_carrier_receipts(now, self.cfg.batch_size)),
-        )
-        .await;
-        let mut applied = sandbox;
-        for pass in passes {
-            match pass {
-                Ok(n) => applied += n,
-                Err(e) => {
-                    tracing::warn!(error = %e, "applying receipts failed; they stay for the next pass")
-                }
-            }
-        }
-        Ok(applied as usize)
+        let carriers = self
+            .store
+            .apply_carrier_receipts(now, self.cfg.batch_size)
+            .await?;
+        Ok((sandbox + carriers) as usize)
     }
 
     /// Leases a batch of due messages to this worker.
