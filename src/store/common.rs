@@ -5,6 +5,11 @@ macro_rules! shared_queries {
     // `$rows(param, columns)`: SQL for a table `u` read from a JSON array of
     // objects bound as `$param` (each backend spells it its own way);
     // `$keys(param, column)`: `IN` that table's `column`, looked up by index;
+    // the worker's batch statements over messages and their parts run
+    // unprepared (`persistent(false)`), so that PostgreSQL plans each for the
+    // tables' current size: a cached plan made while a table was nearly empty
+    // went on scanning all of it once it had grown (seen here: 800 ms a batch
+    // at 300k parts);
     // `$lock`: " FOR UPDATE" where the backend locks rows (PostgreSQL), else "";
     // `$claim_receipts`: how the receipts query claims its rows `r` there
     // (" FOR UPDATE OF r SKIP LOCKED": appliers pass each other by), else "".
@@ -662,7 +667,7 @@ macro_rules! shared_queries {
              RETURNING id, tenant_id, updated_at",
             $rows(1, &[("mid", "TEXT"), ("tok", "TEXT"), ("car", "TEXT"), ("cid", "TEXT"), ("at", "BIGINT")]),
         );
-        let updated: Vec<(String, String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        let updated: Vec<(String, String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(sql)).persistent(false)
             .bind(serde_json::Value::from(rows).to_string())
             .fetch_all(&mut *conn)
             .await?;
@@ -801,7 +806,7 @@ macro_rules! shared_queries {
         );
         let mut ended: Vec<(String, String, String)> = Vec::with_capacity(matched.len());
         for ((car, st, err), cids) in groups {
-            let rows: Vec<(String, String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+            let rows: Vec<(String, String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).persistent(false)
                 .bind(serde_json::Value::from(cids).to_string())
                 .bind(st)
                 .bind(err)
@@ -822,7 +827,7 @@ macro_rules! shared_queries {
         )
         .to_string();
         let sql = format!("SELECT id FROM messages WHERE id {} ORDER BY id{}", $keys(1, "mid"), $lock);
-        sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&ids).execute(&mut *conn).await?;
+        sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false).bind(&ids).execute(&mut *conn).await?;
         // Sent messages none of whose parts is still open, with their outcome.
         let first_other = "FROM message_parts p WHERE p.message_id = m.id AND p.status <> 'delivered' ORDER BY p.part LIMIT 1";
         let sql = format!(
@@ -832,7 +837,7 @@ macro_rules! shared_queries {
             $keys(1, "mid"),
         );
         let done: Vec<(String, String, Option<String>)> =
-            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(&ids).fetch_all(&mut *conn).await?;
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).persistent(false).bind(&ids).fetch_all(&mut *conn).await?;
         if done.is_empty() {
             return Ok(ended);
         }
@@ -845,7 +850,7 @@ macro_rules! shared_queries {
              FROM {} WHERE id = u.mid AND status = 'sent' RETURNING id, tenant_id, status",
             $rows(1, &[("mid", "TEXT"), ("st", "TEXT"), ("err", "TEXT")]),
         );
-        let changed: Vec<(String, String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        let changed: Vec<(String, String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql)).persistent(false)
             .bind(serde_json::Value::from(rows).to_string())
             .bind(now.millis())
             .fetch_all(&mut *conn)
@@ -886,7 +891,7 @@ macro_rules! shared_queries {
              RETURNING carrier, carrier_message_id, status, error",
             $claim_receipts,
         );
-        let matched: Vec<(String, String, String, Option<String>)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        let matched: Vec<(String, String, String, Option<String>)> = sqlx::query_as(sqlx::AssertSqlSafe(sql)).persistent(false)
             .bind(i64::from(limit))
             .fetch_all(&mut *tx)
             .await?;
@@ -913,7 +918,7 @@ macro_rules! shared_queries {
             $rows(1, &[("mid", "TEXT")]),
         );
         let ids: Vec<serde_json::Value> = status.keys().map(|id| serde_json::json!({"mid": id})).collect();
-        let parts: Vec<(String, String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        let parts: Vec<(String, String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql)).persistent(false)
             .bind(serde_json::Value::from(ids).to_string())
             .fetch_all(&mut *conn)
             .await?;
