@@ -1013,9 +1013,13 @@ macro_rules! shared_queries {
                     _ => Verdict::NotFound,
                 });
             }
+            // A check changes a verification's status or attempts, nothing else.
+            let moved = |was: &StoredVerification, v: &StoredVerification| {
+                (was.status, was.attempts) != (v.status, v.attempts)
+            };
             let changed: Vec<(&StoredVerification, &StoredVerification)> = found
                 .values()
-                .filter(|(was, v)| (was.status, was.attempts) != (v.status, v.attempts))
+                .filter(|(was, v)| moved(was, v))
                 .map(|(was, v)| (was, v))
                 .collect();
             let written = if changed.iter().any(|(_, v)| v.status == VerificationStatus::Approved) {
@@ -1033,7 +1037,7 @@ macro_rules! shared_queries {
             };
             let mut stale = std::collections::HashSet::new();
             for (id, (was, v)) in found {
-                if (was.status, was.attempts) == (v.status, v.attempts) || written.contains(&id) {
+                if !moved(&was, &v) || written.contains(&id) {
                     cache.put(v);
                 } else {
                     cache.forget(&id);
