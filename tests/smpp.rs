@@ -15,7 +15,13 @@ use serde_json::{Value, json};
 
 const FINAL: [&str; 4] = ["delivered", "undelivered", "failed", "expired"];
 
+/// `carrier_keys` are added to the carrier's table; a test that sets its own
+/// `max_per_second` replaces the default ceiling here.
 fn config(port: u16, carrier_keys: &str) -> String {
+    let ceiling = match carrier_keys.contains("max_per_second") {
+        true => "",
+        false => "max_per_second = 5000",
+    };
     format!(
         r#"
 [worker]
@@ -30,8 +36,8 @@ port = {port}
 system_id = "line"
 password = "secret"
 window = 10
-max_per_second = 5000
 reconnect_max_seconds = 1
+{ceiling}
 {carrier_keys}
 
 [routing]
@@ -337,6 +343,32 @@ async fn throttling_slows_down_then_sends(backend: Backend) {
     app.stop().await;
 }
 
+/// `max_per_second` spaces submissions out, measured by the SMSC's clock: 21
+/// parts at 20 per second span at least a second, although the window (10)
+/// and the worker (one batch) would send them all at once.
+async fn rate_ceiling_spaces_submissions(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let smsc = Smsc::start(dir.path(), &[]).await;
+    let (app, worker) = spawn(backend, &smsc, "max_per_second = 20").await;
+    wait_for_state(&app, CarrierState::Bound).await;
+    let mut ids = Vec::new();
+    for i in 0..21 {
+        ids.push(send_live(&app, "+447400123456", &format!("paced {i}")).await);
+    }
+    until_final(&app, &worker, &ids).await;
+    let times: Vec<i64> = smsc
+        .accepted()
+        .iter()
+        .map(|r| r["at_ms"].as_i64().unwrap())
+        .collect();
+    assert_eq!(times.len(), 21);
+    let span = times.iter().max().unwrap() - times.iter().min().unwrap();
+    // 20 intervals of 50 ms; a turn may go up to 1 ms early (the timer's
+    // resolution), and the two clocks read the same instants a little apart.
+    assert!(span >= 950, "21 parts at 20/s arrived within {span} ms");
+    app.stop().await;
+}
+
 /// The SMSC dies with submissions outstanding and comes back: every message
 /// is accepted by an SMSC exactly once (counted on its side) and ends delivered.
 async fn smsc_killed_mid_load(backend: Backend) {
@@ -434,6 +466,7 @@ for_each_backend!(
     multipart_ucs2,
     bind_failure_then_recovery,
     throttling_slows_down_then_sends,
+    rate_ceiling_spaces_submissions,
     smsc_killed_mid_load,
     mobile_originated_is_recorded,
 );

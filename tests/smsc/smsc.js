@@ -283,6 +283,7 @@ function handleSubmit(session, pdu) {
     const raw = rawMessage(pdu);
     const { udh, body } = splitUdh(raw, pdu.esm_class);
     const rec = {
+      at_ms: Date.now(),
       message_id: ids.resp,
       receipt_id: ids.receipt,
       ...addresses,

@@ -40,6 +40,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest a message waits for a window slot and its turn under the rate
 /// ceiling before it goes back to the queue (leases last at least a minute by default).
 const MAX_TURN_WAIT: Duration = Duration::from_secs(20);
+/// tokio's timers fire on millisecond ticks.
+const TIMER_RESOLUTION: Duration = Duration::from_millis(1);
 
 struct Settings {
     address: String,
@@ -316,15 +318,22 @@ impl SmppCarrier {
         session.respond(seq, status, DeliverSmResp::default());
     }
 
-    /// Waits for this part's turn under the rate ceiling.
+    /// Waits for this part's turn under the rate ceiling. A turn less than the
+    /// timer's resolution away goes at once: sleeping for it would wait for the
+    /// next millisecond tick, and a burst of parts freed by one read of
+    /// responses would each lose up to a millisecond of the window. The
+    /// ceiling still holds over any span longer than that millisecond.
     async fn pace(&self) {
+        let now = Instant::now();
         let slot = {
             let mut next = self.next_slot.lock().expect("pace lock");
-            let slot = (*next).max(Instant::now());
+            let slot = (*next).max(now);
             *next = slot + self.cfg.interval;
             slot
         };
-        tokio::time::sleep_until(slot).await;
+        if slot > now + TIMER_RESOLUTION {
+            tokio::time::sleep_until(slot).await;
+        }
     }
 
     fn throttled_for(&self) -> Option<Duration> {
