@@ -485,7 +485,7 @@ macro_rules! shared_queries {
     }
 
     /// Ends a submission that no carrier took (failed, expired) if `token` still
-    /// holds the lease: the status, its history row and its webhooks.
+    /// holds the lease: the status, its history and its webhooks.
     async fn end_unsent(
         conn: &mut <$db as sqlx::Database>::Connection,
         f: &Finish,
@@ -493,11 +493,13 @@ macro_rules! shared_queries {
         code: &str,
         message: &str,
     ) -> Result<bool> {
-        let tenant: Option<String> = sqlx::query_scalar(
+        let sql = format!(
             "UPDATE messages SET status = $3, error_code = $4, error_message = $5, body = NULL, \
-               lease_until = NULL, lease_token = NULL, updated_at = $6 \
+               lease_until = NULL, lease_token = NULL, updated_at = $6, {} \
              WHERE id = $1 AND lease_token = $2 AND status = 'queued' RETURNING tenant_id",
-        )
+            history_append("$3", "$6"),
+        );
+        let tenant: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
         .bind(&f.id)
         .bind(&f.token)
         .bind(status.as_str())
@@ -507,25 +509,8 @@ macro_rules! shared_queries {
         .fetch_optional(&mut *conn)
         .await?;
         let Some(tenant) = tenant else { return Ok(false) };
-        message_changed(conn, &tenant, &f.id, status, f.now).await?;
+        queue_message_webhooks(conn, &tenant, &f.id, status, f.now).await?;
         Ok(true)
-    }
-
-    /// Records a message's new status in its history and queues its webhooks.
-    async fn message_changed(
-        conn: &mut <$db as sqlx::Database>::Connection,
-        tenant_id: &str,
-        id: &str,
-        status: MessageStatus,
-        at: Timestamp,
-    ) -> Result<()> {
-        sqlx::query("INSERT INTO message_events (message_id, status, at) VALUES ($1, $2, $3)")
-            .bind(id)
-            .bind(status.as_str())
-            .bind(at.millis())
-            .execute(&mut *conn)
-            .await?;
-        queue_message_webhooks(conn, tenant_id, id, status, at).await
     }
 
     /// Queues the webhooks of a message's new status (its history already recorded).
@@ -543,15 +528,7 @@ macro_rules! shared_queries {
         }
         let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_one(&mut *conn).await?;
-        let mut message = [message_from_row(&row)?];
-        let history: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT message_id, status, at FROM message_events WHERE message_id = $1 ORDER BY id",
-        )
-        .bind(id)
-        .fetch_all(&mut *conn)
-        .await?;
-        attach_history(&mut message, history);
-        let [message] = message;
+        let message = message_from_row(&row)?;
         enqueue(conn, tenant_id, &endpoints, event, serde_json::to_value(&message).map_err(encode)?, at).await
     }
 
@@ -662,9 +639,10 @@ macro_rules! shared_queries {
             // `u`'s names differ from theirs.
             "UPDATE messages SET status = 'sent', carrier = u.car, carrier_message_id = u.cid, \
                error_code = NULL, error_message = NULL, body = NULL, lease_until = NULL, lease_token = NULL, \
-               updated_at = u.at \
+               updated_at = u.at, {} \
              FROM {} WHERE id = u.mid AND lease_token = u.tok AND status = 'queued' \
              RETURNING id, tenant_id, updated_at",
+            history_append("'sent'", "u.at"),
             $rows(1, &[("mid", "TEXT"), ("tok", "TEXT"), ("car", "TEXT"), ("cid", "TEXT"), ("at", "BIGINT")]),
         );
         let updated: Vec<(String, String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(sql)).persistent(false)
@@ -675,16 +653,6 @@ macro_rules! shared_queries {
         if done.is_empty() {
             return Ok(done);
         }
-        let events: Vec<serde_json::Value> =
-            updated.iter().map(|(id, _, at)| serde_json::json!({"id": id, "at": at})).collect();
-        let sql = format!(
-            "INSERT INTO message_events (message_id, status, at) SELECT u.id, 'sent', u.at FROM {}",
-            $rows(1, &[("id", "TEXT"), ("at", "BIGINT")]),
-        );
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(serde_json::Value::from(events).to_string())
-            .execute(&mut *conn)
-            .await?;
         parts.retain(|p| p["id"].as_str().is_some_and(|id| done.contains(id)));
         // One row per carrier id: a carrier that repeats an id within a batch
         // (one id for every part, say) must not fail the whole batch; the last wins.
@@ -846,27 +814,15 @@ macro_rules! shared_queries {
             .map(|(id, st, err)| serde_json::json!({"mid": id, "st": st, "err": err}))
             .collect();
         let sql = format!(
-            "UPDATE messages SET status = u.st, updated_at = $2, error_code = COALESCE(u.err, error_code) \
+            "UPDATE messages SET status = u.st, updated_at = $2, error_code = COALESCE(u.err, error_code), {} \
              FROM {} WHERE id = u.mid AND status = 'sent' RETURNING id, tenant_id, status",
+            history_append("u.st", "$2"),
             $rows(1, &[("mid", "TEXT"), ("st", "TEXT"), ("err", "TEXT")]),
         );
         let changed: Vec<(String, String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql)).persistent(false)
             .bind(serde_json::Value::from(rows).to_string())
             .bind(now.millis())
             .fetch_all(&mut *conn)
-            .await?;
-        let rows: Vec<serde_json::Value> = changed
-            .iter()
-            .map(|(id, _, st)| serde_json::json!({"mid": id, "st": st}))
-            .collect();
-        let sql = format!(
-            "INSERT INTO message_events (message_id, status, at) SELECT u.mid, u.st, $2 FROM {}",
-            $rows(1, &[("mid", "TEXT"), ("st", "TEXT")]),
-        );
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(serde_json::Value::from(rows).to_string())
-            .bind(now.millis())
-            .execute(&mut *conn)
             .await?;
         let listening = tenants_with_endpoints(conn, changed.iter().map(|(_, t, _)| t.as_str())).await?;
         for (id, tenant, status) in &changed {

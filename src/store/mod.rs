@@ -589,7 +589,30 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Arc<dyn 
 
 /// The columns `message_from_row` reads, in SELECT order.
 pub(crate) const MESSAGE_COLUMNS: &str = "id, to_number, sender, mode, status, encoding, segments, \
-     price_pence, reference, error_code, error_message, created_at, updated_at";
+     price_pence, reference, error_code, error_message, created_at, updated_at, history";
+
+/// The SQL that records a status change in `messages.history`, from the SQL
+/// expressions of the new status and its time: one "status:at " entry appended.
+pub(crate) fn history_append(status: &str, at: &str) -> String {
+    format!("history = history || {status} || ':' || {at} || ' '")
+}
+
+/// A message's history: queued at its creation, then the stored entries.
+fn parse_history(created_at: Timestamp, stored: &str) -> Option<Vec<StatusChange>> {
+    let queued = StatusChange {
+        status: MessageStatus::Queued,
+        at: created_at,
+    };
+    std::iter::once(Some(queued))
+        .chain(stored.split_whitespace().map(|entry| {
+            let (status, at) = entry.split_once(':')?;
+            Some(StatusChange {
+                status: MessageStatus::parse(status)?,
+                at: Timestamp(at.parse().ok()?),
+            })
+        }))
+        .collect()
+}
 
 /// Builds an API message from a row of `MESSAGE_COLUMNS` (either backend).
 pub(crate) fn message_from_row<'r, R>(row: &'r R) -> Result<Message>
@@ -618,27 +641,9 @@ where
         error_message: row.try_get(10)?,
         created_at: Timestamp(row.try_get(11)?),
         updated_at: Timestamp(row.try_get(12)?),
-        // Every message starts queued; later changes are rows in message_events.
-        status_history: vec![StatusChange {
-            status: MessageStatus::Queued,
-            at: Timestamp(row.try_get(11)?),
-        }],
+        status_history: parse_history(Timestamp(row.try_get(11)?), &row.try_get::<String, _>(13)?)
+            .ok_or_else(|| bad("history"))?,
     })
-}
-
-/// Attaches `(message_id, status, at)` events, oldest first, to their messages.
-pub(crate) fn attach_history(messages: &mut [Message], events: Vec<(String, String, i64)>) {
-    for (id, status, at) in events {
-        if let (Some(m), Some(status)) = (
-            messages.iter_mut().find(|m| m.id == id),
-            MessageStatus::parse(&status),
-        ) {
-            m.status_history.push(StatusChange {
-                status,
-                at: Timestamp(at),
-            });
-        }
-    }
 }
 
 /// Builds a claimed message from `id, tenant_id, mode, to_number, sender, body,
@@ -708,4 +713,24 @@ pub(crate) fn regions(s: &str) -> Vec<String> {
         .filter(|r| !r.is_empty())
         .map(str::to_string)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_reads_back_what_the_updates_append() {
+        let h = parse_history(Timestamp(5), "sent:7 delivered:9 ").unwrap();
+        let got: Vec<(&str, i64)> = h.iter().map(|c| (c.status.as_str(), c.at.0)).collect();
+        assert_eq!(got, [("queued", 5), ("sent", 7), ("delivered", 9)]);
+        assert_eq!(parse_history(Timestamp(5), "").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_damaged_history_is_an_error_not_a_guess() {
+        assert!(parse_history(Timestamp(5), "sent:x ").is_none());
+        assert!(parse_history(Timestamp(5), "teleported:7 ").is_none());
+        assert!(parse_history(Timestamp(5), "sent ").is_none());
+    }
 }

@@ -44,6 +44,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "drop_messages_carrier_id",
         include_str!("../../migrations/postgres/0005_drop_messages_carrier_id.sql"),
     ),
+    (
+        6,
+        "history_in_messages",
+        include_str!("../../migrations/postgres/0006_history_in_messages.sql"),
+    ),
 ];
 
 pub struct PgStore {
@@ -79,15 +84,6 @@ impl PgStore {
             .connect_with(options)
             .await?;
         Ok(PgStore { pool })
-    }
-
-    async fn history(&self, ids: &[String]) -> Result<Vec<(String, String, i64)>> {
-        sqlx::query_as(
-            "SELECT message_id, status, at FROM message_events WHERE message_id = ANY($1) ORDER BY id",
-        )
-        .bind(ids)
-        .fetch_all(&self.pool)
-        .await
     }
 }
 
@@ -206,12 +202,7 @@ impl Store for PgStore {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        let Some(row) = row else { return Ok(None) };
-        let mut msgs = [message_from_row(&row)?];
-        let events = self.history(&[id.to_string()]).await?;
-        attach_history(&mut msgs, events);
-        let [m] = msgs;
-        Ok(Some(m))
+        row.map(|row| message_from_row(&row)).transpose()
     }
 
     async fn list_messages(&self, tenant_id: &str, f: &MessageFilter) -> Result<Vec<Message>> {
@@ -228,13 +219,7 @@ impl Store for PgStore {
             .bind(i64::from(f.limit))
             .fetch_all(&self.pool)
             .await?;
-        let mut msgs = rows
-            .iter()
-            .map(message_from_row)
-            .collect::<Result<Vec<_>>>()?;
-        let ids: Vec<String> = msgs.iter().map(|m| m.id.clone()).collect();
-        attach_history(&mut msgs, self.history(&ids).await?);
-        Ok(msgs)
+        rows.iter().map(message_from_row).collect()
     }
 
     async fn claim_messages(

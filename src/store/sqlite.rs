@@ -48,6 +48,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "drop_messages_carrier_id",
         include_str!("../../migrations/sqlite/0005_drop_messages_carrier_id.sql"),
     ),
+    (
+        6,
+        "history_in_messages",
+        include_str!("../../migrations/sqlite/0006_history_in_messages.sql"),
+    ),
 ];
 
 pub struct SqliteStore {
@@ -71,17 +76,6 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         Ok(SqliteStore { pool })
-    }
-
-    async fn history(&self, ids: &[String]) -> Result<Vec<(String, String, i64)>> {
-        let ids = serde_json::to_string(ids).expect("strings serialize");
-        sqlx::query_as(
-            "SELECT message_id, status, at FROM message_events \
-             WHERE message_id IN (SELECT value FROM json_each(?1)) ORDER BY id",
-        )
-        .bind(ids)
-        .fetch_all(&self.pool)
-        .await
     }
 }
 
@@ -147,12 +141,7 @@ impl Store for SqliteStore {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        let Some(row) = row else { return Ok(None) };
-        let mut msgs = [message_from_row(&row)?];
-        let events = self.history(&[id.to_string()]).await?;
-        attach_history(&mut msgs, events);
-        let [m] = msgs;
-        Ok(Some(m))
+        row.map(|row| message_from_row(&row)).transpose()
     }
 
     async fn list_messages(&self, tenant_id: &str, f: &MessageFilter) -> Result<Vec<Message>> {
@@ -169,13 +158,7 @@ impl Store for SqliteStore {
             .bind(i64::from(f.limit))
             .fetch_all(&self.pool)
             .await?;
-        let mut msgs = rows
-            .iter()
-            .map(message_from_row)
-            .collect::<Result<Vec<_>>>()?;
-        let ids: Vec<String> = msgs.iter().map(|m| m.id.clone()).collect();
-        attach_history(&mut msgs, self.history(&ids).await?);
-        Ok(msgs)
+        rows.iter().map(message_from_row).collect()
     }
 
     async fn claim_messages(
