@@ -42,12 +42,10 @@ impl Encoding {
 
 /// Septets a character takes in GSM-7, or `None` when it has no GSM-7 form.
 fn gsm_septets(c: char) -> Option<usize> {
-    if GSM_BASIC.contains(c) {
+    if gsm_basic(c).is_some() {
         Some(1)
-    } else if GSM_EXTENSION.contains(c) {
-        Some(2)
     } else {
-        None
+        gsm_extension(c).map(|_| 2)
     }
 }
 
@@ -134,14 +132,34 @@ fn parts(widths: &[usize], single: usize, multi: usize) -> u32 {
     count
 }
 
-/// GSM 03.38 code of a character, one byte per septet (unpacked): extension
-/// characters are the escape 0x1B and their code.
-fn gsm_code(c: char) -> Option<Vec<u8>> {
-    if let Some(i) = GSM_BASIC.chars().position(|b| b == c) {
-        // The basic table's 0x1B is the escape, which GSM_BASIC leaves out.
-        return Some(vec![if i >= 0x1B { i as u8 + 1 } else { i as u8 }]);
+/// GSM 03.38 basic-table codes of the ASCII characters (0xFF: none).
+static GSM_ASCII: std::sync::LazyLock<[u8; 128]> = std::sync::LazyLock::new(|| {
+    let mut table = [0xFF; 128];
+    for (i, c) in GSM_BASIC.chars().enumerate().filter(|(_, c)| c.is_ascii()) {
+        table[c as usize] = basic_code(i);
     }
-    let ext = match c {
+    table
+});
+
+/// The code of GSM_BASIC's i-th character: the table's 0x1B is the escape,
+/// which GSM_BASIC leaves out.
+fn basic_code(i: usize) -> u8 {
+    if i >= 0x1B { i as u8 + 1 } else { i as u8 }
+}
+
+/// A character's code in the GSM 03.38 basic table. Most text is ASCII: its
+/// codes come from a table, not a search.
+fn gsm_basic(c: char) -> Option<u8> {
+    if c.is_ascii() {
+        Some(GSM_ASCII[c as usize]).filter(|&code| code != 0xFF)
+    } else {
+        GSM_BASIC.chars().position(|b| b == c).map(basic_code)
+    }
+}
+
+/// A character's code in the extension table (sent after the escape 0x1B).
+fn gsm_extension(c: char) -> Option<u8> {
+    Some(match c {
         '\u{000C}' => 0x0A,
         '^' => 0x14,
         '{' => 0x28,
@@ -153,8 +171,17 @@ fn gsm_code(c: char) -> Option<Vec<u8>> {
         '|' => 0x40,
         '€' => 0x65,
         _ => return None,
-    };
-    Some(vec![0x1B, ext])
+    })
+}
+
+/// GSM 03.38 code of a character, one byte per septet (unpacked): extension
+/// characters are the escape 0x1B and their code.
+fn gsm_code(c: char) -> Option<Vec<u8>> {
+    match (gsm_basic(c), gsm_extension(c)) {
+        (Some(code), _) => Some(vec![code]),
+        (None, Some(ext)) => Some(vec![0x1B, ext]),
+        (None, None) => None,
+    }
 }
 
 /// The text as carriers take it, one payload per part (without UDH): GSM-7
@@ -207,9 +234,7 @@ pub fn decode_gsm7(bytes: &[u8]) -> String {
     for &b in bytes {
         if escaped {
             escaped = false;
-            let ext = GSM_EXTENSION
-                .chars()
-                .find(|&c| gsm_code(c).is_some_and(|code| code[1] == b));
+            let ext = GSM_EXTENSION.chars().find(|&c| gsm_extension(c) == Some(b));
             out.push(ext.unwrap_or('?'));
         } else if b == 0x1B {
             escaped = true;
@@ -270,6 +295,34 @@ mod tests {
         assert_eq!(count_segments(&"a".repeat(306)), (Encoding::Gsm7, 2));
         assert_eq!(count_segments(&"a".repeat(307)), (Encoding::Gsm7, 3));
         assert_eq!(count_segments(&"a".repeat(1530)), (Encoding::Gsm7, 10));
+    }
+
+    #[test]
+    fn every_gsm_character_has_its_code() {
+        // Spot checks against GSM 03.38, then every character both ways.
+        for (c, code) in [
+            ('@', 0x00),
+            ('$', 0x02),
+            ('\n', 0x0A),
+            ('_', 0x11),
+            (' ', 0x20),
+        ] {
+            assert_eq!(gsm_code(c), Some(vec![code]), "{c:?}");
+        }
+        for (c, code) in [
+            ('A', 0x41),
+            ('a', 0x61),
+            ('£', 0x01),
+            ('é', 0x05),
+            ('à', 0x7F),
+        ] {
+            assert_eq!(gsm_code(c), Some(vec![code]), "{c:?}");
+        }
+        assert_eq!(gsm_code('€'), Some(vec![0x1B, 0x65]));
+        assert_eq!(gsm_code('`'), None);
+        let all = format!("{GSM_BASIC}{GSM_EXTENSION}");
+        let encoded = encode_parts(&all, Encoding::Gsm7).concat();
+        assert_eq!(decode_gsm7(&encoded), all);
     }
 
     #[test]
