@@ -49,6 +49,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "history_in_messages",
         include_str!("../../migrations/postgres/0006_history_in_messages.sql"),
     ),
+    (
+        7,
+        "drop_hot_foreign_keys",
+        include_str!("../../migrations/postgres/0007_drop_hot_foreign_keys.sql"),
+    ),
 ];
 
 pub struct PgStore {
