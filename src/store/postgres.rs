@@ -234,6 +234,16 @@ impl Store for PgStore {
         token: &str,
         limit: u32,
     ) -> Result<Vec<ClaimedMessage>> {
+        let mut tx = self.pool.begin().await?;
+        // The claim must walk messages_due in order and stop after `limit`.
+        // Planned from statistics of a shorter queue (2 rows, say), a bitmap
+        // scan of every due message and a sort look as cheap, and cost the
+        // whole queue per claim: seen in a third of the claims of a 10 s run,
+        // and at 215 µs a message in a run where the queue had grown. Without
+        // sorts the ordered index scan is the plan left.
+        sqlx::query("SET LOCAL enable_sort = off")
+            .execute(&mut *tx)
+            .await?;
         let rows = sqlx::query(
             "UPDATE messages SET lease_until = $2, lease_token = $3, attempts = attempts + 1 \
              WHERE id IN (SELECT id FROM messages WHERE status = 'queued' AND next_attempt_at <= $1 \
@@ -245,8 +255,9 @@ impl Store for PgStore {
         .bind(lease_until.millis())
         .bind(token)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
+        tx.commit().await?;
         rows.iter().map(claimed_from_row).collect()
     }
 
