@@ -238,9 +238,9 @@ impl Store for PgStore {
         // The claim must walk messages_due in order and stop after `limit`.
         // Planned from statistics of a shorter queue (2 rows, say), a bitmap
         // scan of every due message and a sort look as cheap, and cost the
-        // whole queue per claim: seen in a third of the claims of a 10 s run,
-        // and at 215 µs a message in a run where the queue had grown. Without
-        // sorts the ordered index scan is the plan left.
+        // whole queue per claim: 92 of the 231 claims slower than 3 ms in
+        // three 10 s runs, and 215 µs a message in a run where the queue had
+        // grown. Without sorts the ordered index scan is the plan left.
         sqlx::query("SET LOCAL enable_sort = off")
             .execute(&mut *tx)
             .await?;
