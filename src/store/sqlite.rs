@@ -385,7 +385,7 @@ impl Store for SqliteStore {
         let rows: Vec<(String, String, String, String, i64)> = sqlx::query_as(
             "UPDATE webhook_deliveries SET lease_until = $2, lease_token = $3, attempts = attempts + 1 \
              WHERE id IN (SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= $1 \
-               AND (lease_until IS NULL OR lease_until <= $1) ORDER BY next_attempt_at, id LIMIT $4) \
+               AND (lease_until IS NULL OR lease_until <= $1) ORDER BY next_attempt_at LIMIT $4) \
              RETURNING id, tenant_id, endpoint_id, payload, attempts",
         )
         .bind(now.millis())
