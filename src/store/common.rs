@@ -876,9 +876,8 @@ macro_rules! shared_queries {
     ) -> Result<()> {
         let status: std::collections::HashMap<String, String> = due.into_iter().collect();
         let sql = format!(
-            "SELECT carrier, carrier_message_id, message_id FROM message_parts \
-             WHERE message_id IN (SELECT u.mid FROM {})",
-            $rows(1, &[("mid", "TEXT")]),
+            "SELECT carrier, carrier_message_id, message_id FROM message_parts WHERE message_id {}",
+            $keys(1, "mid"),
         );
         let ids: Vec<serde_json::Value> = status.keys().map(|id| serde_json::json!({"mid": id})).collect();
         let parts: Vec<(String, String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql)).persistent(false)

@@ -318,9 +318,10 @@ impl Store for PgStore {
     async fn apply_sandbox_receipts(&self, now: Timestamp, limit: u32) -> Result<u64> {
         let mut tx = self.pool.begin().await?;
         let due: Vec<(String, String)> = sqlx::query_as(
-            "UPDATE sandbox_messages SET receipt_done = TRUE WHERE message_id IN \
-               (SELECT message_id FROM sandbox_messages WHERE NOT receipt_done AND receipt_due <= $1 \
-                ORDER BY receipt_due LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING message_id, receipt_status",
+            // By key: as `IN (…)` PostgreSQL hash-joined the whole table to the batch.
+            "UPDATE sandbox_messages SET receipt_done = TRUE WHERE message_id = ANY(ARRAY( \
+               SELECT message_id FROM sandbox_messages WHERE NOT receipt_done AND receipt_due <= $1 \
+                ORDER BY receipt_due LIMIT $2 FOR UPDATE SKIP LOCKED)) RETURNING message_id, receipt_status",
         )
         .bind(now.millis())
         .bind(i64::from(limit))
