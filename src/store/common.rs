@@ -36,6 +36,16 @@ macro_rules! shared_queries {
         })
     }
 
+    pub(super) async fn get_message(pool: &sqlx::Pool<$db>, tenant_id: &str, id: &str) -> Result<Option<Message>> {
+        let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE tenant_id = $1 AND id = $2");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant_id)
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+        row.map(|row| message_from_row(&row)).transpose()
+    }
+
     pub(super) async fn tenant_exists(pool: &sqlx::Pool<$db>, tenant_id: &str) -> Result<bool> {
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tenants WHERE id = $1)")
             .bind(tenant_id)

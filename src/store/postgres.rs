@@ -215,14 +215,7 @@ impl Store for PgStore {
     }
 
     async fn get_message(&self, tenant_id: &str, id: &str) -> Result<Option<Message>> {
-        let sql =
-            format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE tenant_id = $1 AND id = $2");
-        let row = sqlx::query(AssertSqlSafe(sql))
-            .bind(tenant_id)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|row| message_from_row(&row)).transpose()
+        get_message(&self.pool, tenant_id, id).await
     }
 
     async fn list_messages(&self, tenant_id: &str, f: &MessageFilter) -> Result<Vec<Message>> {
