@@ -8,9 +8,9 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use crate::Line;
-use crate::clock::Clock;
 use crate::config::{Config, LogFormat};
 use crate::domain::Mode;
+use crate::infra::clock::Clock;
 
 #[derive(Parser)]
 #[command(
@@ -172,7 +172,7 @@ async fn serve(line: Line) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {} (`listen`): {e}", line.config.listen))?;
     tracing::info!(listen = %line.config.listen, role = ?line.config.role, "line is serving");
-    let (trigger, shutdown) = crate::shutdown::channel();
+    let (trigger, shutdown) = crate::infra::shutdown::channel();
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("shutting down: finishing in-flight work");

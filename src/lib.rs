@@ -2,13 +2,13 @@
 
 pub mod carrier;
 pub mod cli;
-pub mod clock;
 pub mod config;
 pub mod domain;
-pub mod error;
 pub mod http;
-pub mod shutdown;
+pub mod infra;
+pub mod receipts;
 pub mod store;
+pub mod usecase;
 pub mod webhook;
 pub mod worker;
 
@@ -19,18 +19,19 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
-use crate::carrier::{Carriers, ReceiptSink};
-use crate::clock::{Clock, new_id};
+use crate::carrier::Carriers;
 use crate::config::Config;
 use crate::domain::Mode;
 use crate::domain::api_key::ApiKey;
+use crate::domain::ids::new_id;
 use crate::domain::otp::HashKey;
 use crate::http::AppState;
 use crate::http::extract::AuthCache;
-use crate::shutdown::Shutdown;
-use crate::store::{
-    CheckWriter, MessageWriter, Store, Tenant, VerificationCache, check_writer, message_writer,
-};
+use crate::infra::clock::Clock;
+use crate::infra::shutdown::Shutdown;
+use crate::receipts::ReceiptSink;
+use crate::store::{NewApiKey, Store, Tenant};
+use crate::usecase::Core;
 use crate::webhook::Dispatcher;
 use crate::worker::Worker;
 
@@ -40,14 +41,10 @@ pub struct Line {
     pub config: Arc<Config>,
     pub store: Arc<dyn Store>,
     pub clock: Clock,
-    /// Wakes this process's sender when messages are queued.
-    wake: Arc<Notify>,
-    /// Wakes this process's receipt applier when receipts are stored.
+    /// What the use cases run on (the API's and, later, the dashboard's).
+    core: Core,
+    /// Wakes this process's receipt applier when receipts are kept waiting.
     receipts_wake: Arc<Notify>,
-    writer: MessageWriter,
-    checks: CheckWriter,
-    verifications: Arc<VerificationCache>,
-    hash_key: HashKey,
     pub carriers: Arc<Carriers>,
     receipts: ReceiptSink,
 }
@@ -82,7 +79,8 @@ impl Line {
             }
             configured => HashKey::new(configured),
         };
-        let verifications = Arc::new(VerificationCache::default());
+        let config = Arc::new(config);
+        let core = Core::new(config.clone(), store.clone(), clock.clone(), hash_key);
         let receipts_wake = Arc::new(Notify::new());
         let receipts = ReceiptSink::start(store.clone(), receipts_wake.clone());
         let carriers = Arc::new(Carriers::new(
@@ -92,14 +90,10 @@ impl Line {
             receipts.clone(),
         ));
         Ok(Line {
-            config: Arc::new(config),
-            writer: message_writer(store.clone()),
-            checks: check_writer(store.clone(), hash_key.clone(), verifications.clone()),
-            verifications,
-            hash_key,
+            config,
+            core,
             store,
             clock,
-            wake: Arc::new(Notify::new()),
             receipts_wake,
             carriers,
             receipts,
@@ -108,15 +102,8 @@ impl Line {
 
     pub fn state(&self) -> AppState {
         AppState {
-            config: self.config.clone(),
-            store: self.store.clone(),
-            clock: self.clock.clone(),
-            wake: self.wake.clone(),
+            core: self.core.clone(),
             auth_cache: Arc::new(AuthCache::default()),
-            writer: self.writer.clone(),
-            checks: self.checks.clone(),
-            verifications: self.verifications.clone(),
-            hash_key: self.hash_key.clone(),
             carriers: self.carriers.clone(),
             receipts: self.receipts.clone(),
         }
@@ -135,7 +122,7 @@ impl Line {
             self.carriers.clone(),
             self.config.worker.clone(),
             Duration::from_secs(self.config.limits.message_validity_seconds),
-            self.wake.clone(),
+            self.core.wake.clone(),
             self.receipts_wake.clone(),
         )
     }
@@ -172,14 +159,14 @@ impl Line {
         let key = ApiKey::generate(mode);
         let id = new_id("key");
         self.store
-            .create_api_key(
-                tenant_id,
-                &id,
+            .create_api_key(&NewApiKey {
+                id: id.clone(),
+                tenant_id: tenant_id.to_string(),
                 mode,
-                &key.hash(),
-                &key.hint(),
-                self.clock.now(),
-            )
+                key_hash: key.hash(),
+                hint: key.hint(),
+                created_at: self.clock.now(),
+            })
             .await?;
         Ok((id, key))
     }

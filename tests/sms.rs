@@ -508,7 +508,7 @@ async fn a_worker_killed_mid_batch_loses_and_repeats_nothing(app: TestApp) {
     // two of those, and dies.
     let now = app.clock.now();
     let claimed = store
-        .claim_messages(now, now.plus_ms(60_000), "dead-worker", 100)
+        .claim_messages(&claim(now, "dead-worker"))
         .await
         .unwrap();
     assert_eq!(claimed.len(), 10);
@@ -537,7 +537,7 @@ async fn a_worker_killed_mid_batch_loses_and_repeats_nothing(app: TestApp) {
     app.clock.advance(Duration::from_secs(61));
     let later = app.clock.now();
     let retaken = store
-        .claim_messages(later, later.plus_ms(60_000), "worker-b", 100)
+        .claim_messages(&claim(later, "worker-b"))
         .await
         .unwrap();
     assert_eq!(retaken.len(), 8);
@@ -646,6 +646,15 @@ on_both_backends!(
 );
 
 /// An outcome recorded under the dead worker's lease.
+fn claim(now: line::domain::message::Timestamp, token: &str) -> line::store::Claim {
+    line::store::Claim {
+        now,
+        lease_until: now.plus_ms(60_000),
+        token: token.into(),
+        limit: 100,
+    }
+}
+
 fn finish(
     id: &str,
     result: line::store::SubmitResult,

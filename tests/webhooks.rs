@@ -517,7 +517,12 @@ async fn a_dispatcher_killed_mid_delivery_loses_nothing(app: TestApp) {
     let claimed = app
         .line
         .store
-        .claim_deliveries(now, now.plus_ms(60_000), "dead", 10)
+        .claim_deliveries(&line::store::Claim {
+            now,
+            lease_until: now.plus_ms(60_000),
+            token: "dead".into(),
+            limit: 10,
+        })
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);
@@ -680,7 +685,7 @@ async fn delivery_time_guard_refuses_internal_addresses() {
             tenant_id: app.tenant_id.clone(),
             url,
             description: None,
-            events: None,
+            events: line::domain::webhook::EventSet::All,
             secret: line::domain::webhook::new_secret(),
             previous_secret: None,
             previous_secret_until: None,

@@ -13,10 +13,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::Serialize;
-use tokio::sync::Notify;
 
 use crate::config::IdBase;
-use crate::store::{Batcher, CarrierReceipt, ClaimedMessage, Store};
+use crate::store::ClaimedMessage;
 
 pub use http::{HttpCarrier, ReceiptError, SIGNATURE_HEADER, verify_receipt_signature};
 pub use routes::Carriers;
@@ -119,47 +118,6 @@ impl Counters {
             self.receipts.load(Ordering::Relaxed),
             self.errors.lock().expect("counters lock").clone(),
         )
-    }
-}
-
-/// Where carriers hand final receipts: applied in groups as they arrive. One
-/// whose part is not recorded yet (it overtook its submit_sm_resp) waits in
-/// the store, and the worker's receipts loop is woken for it.
-#[derive(Clone)]
-pub struct ReceiptSink {
-    writer: Batcher<CarrierReceipt, ()>,
-}
-
-impl ReceiptSink {
-    pub fn start(store: std::sync::Arc<dyn Store>, wake: std::sync::Arc<Notify>) -> Self {
-        let writer = Batcher::start(move |batch: Vec<CarrierReceipt>| {
-            let store = store.clone();
-            let wake = wake.clone();
-            async move {
-                let waiting = match store.record_carrier_receipts(&batch).await {
-                    Ok(waiting) => waiting,
-                    Err(e) => {
-                        // Kept, they are applied by the worker's receipts loop.
-                        tracing::warn!(error = %e, "applying receipts failed; keeping them for later");
-                        store
-                            .keep_carrier_receipts(&batch)
-                            .await
-                            .map_err(|e| e.to_string())?;
-                        true
-                    }
-                };
-                if waiting {
-                    wake.notify_one();
-                }
-                Ok(vec![(); batch.len()])
-            }
-        });
-        ReceiptSink { writer }
-    }
-
-    /// Returns once the receipt is durable: only then may the carrier be told we have it.
-    pub async fn record(&self, receipt: CarrierReceipt) -> anyhow::Result<()> {
-        self.writer.submit(receipt).await
     }
 }
 

@@ -5,10 +5,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use super::{Carrier, CarrierStatus, HttpCarrier, ReceiptSink, Sandbox, SmppCarrier};
-use crate::clock::Clock;
+use super::{Carrier, CarrierStatus, HttpCarrier, Sandbox, SmppCarrier};
 use crate::config::{CarrierKind, Config};
 use crate::domain::Mode;
+use crate::infra::clock::Clock;
+use crate::receipts::ReceiptSink;
 use crate::store::Store;
 
 /// The name test keys' messages are recorded under.

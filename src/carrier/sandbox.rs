@@ -11,10 +11,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{Accepted, Carrier, CarrierError, CarrierState, CarrierStatus, Counters};
-use crate::clock::Clock;
 use crate::domain::Mode;
 use crate::domain::message::MessageStatus;
 use crate::domain::phone::PhoneNumber;
+use crate::infra::clock::Clock;
 use crate::store::{ClaimedMessage, NewSandboxMessage, Store};
 
 pub struct Sandbox {

@@ -119,6 +119,25 @@ pub struct Message {
     pub status_history: Vec<StatusChange>,
 }
 
+/// A part's final status (none yet while its receipt is awaited) and the carrier's error.
+pub type PartEnd = (Option<MessageStatus>, Option<String>);
+
+/// A message's final status from its parts' (in part order), once every part
+/// has one: delivered if every part was, else the first other part's status
+/// and error. `None` while some part has no final status yet.
+pub fn final_status(parts: &[PartEnd]) -> Option<(MessageStatus, Option<String>)> {
+    if parts.is_empty() || parts.iter().any(|(status, _)| status.is_none()) {
+        return None;
+    }
+    Some(
+        parts
+            .iter()
+            .find(|(status, _)| *status != Some(MessageStatus::Delivered))
+            .map(|(status, error)| (status.expect("every part has ended"), error.clone()))
+            .unwrap_or((MessageStatus::Delivered, None)),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,6 +148,29 @@ mod tests {
             assert_eq!(MessageStatus::parse(st.as_str()), Some(st));
         }
         assert_eq!(MessageStatus::parse("nope"), None);
+    }
+
+    #[test]
+    fn a_message_ends_when_its_last_part_does() {
+        use MessageStatus::*;
+        let part = |s: Option<MessageStatus>, e: Option<&str>| (s, e.map(str::to_string));
+        assert_eq!(
+            final_status(&[part(Some(Delivered), None)]),
+            Some((Delivered, None))
+        );
+        assert_eq!(
+            final_status(&[part(Some(Delivered), None), part(None, None)]),
+            None
+        );
+        assert_eq!(final_status(&[]), None);
+        assert_eq!(
+            final_status(&[
+                part(Some(Delivered), None),
+                part(Some(Undelivered), Some("001")),
+                part(Some(Failed), Some("002")),
+            ]),
+            Some((Undelivered, Some("001".into())))
+        );
     }
 
     #[test]

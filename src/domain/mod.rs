@@ -2,6 +2,7 @@
 
 pub mod api_key;
 pub mod encoding;
+pub mod ids;
 pub mod message;
 pub mod otp;
 pub mod phone;

@@ -62,6 +62,103 @@ impl EventType {
     }
 }
 
+/// The event types an endpoint takes: all of them, or a non-empty list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventSet {
+    All,
+    Only(Vec<EventType>),
+}
+
+impl EventSet {
+    pub fn contains(&self, event: EventType) -> bool {
+        match self {
+            EventSet::All => true,
+            EventSet::Only(list) => list.contains(&event),
+        }
+    }
+
+    /// As the API shows it: `null` for all.
+    pub fn to_list(&self) -> Option<Vec<EventType>> {
+        match self {
+            EventSet::All => None,
+            EventSet::Only(list) => Some(list.clone()),
+        }
+    }
+
+    /// As stored: comma-separated names, `NULL` for all.
+    pub fn to_column(&self) -> Option<String> {
+        self.to_list().map(|list| {
+            list.iter()
+                .map(|e| e.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+    }
+
+    /// Reads the stored form; `None` if it names an unknown type.
+    pub fn from_column(column: Option<&str>) -> Option<Self> {
+        match column {
+            None => Some(EventSet::All),
+            Some(list) => list
+                .split(',')
+                .map(EventType::parse)
+                .collect::<Option<Vec<_>>>()
+                .map(EventSet::Only),
+        }
+    }
+}
+
+/// The body of every webhook: `{"type", "timestamp", "data"}`.
+pub fn envelope(event: EventType, at: Timestamp, data: serde_json::Value) -> String {
+    serde_json::json!({"type": event.as_str(), "timestamp": at, "data": data}).to_string()
+}
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryStatus {
+    /// Due now or at `next_attempt_at`.
+    Pending,
+    Succeeded,
+    /// No attempts left.
+    Failed,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Succeeded => "succeeded",
+            DeliveryStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Pending, Self::Succeeded, Self::Failed]
+            .into_iter()
+            .find(|d| d.as_str() == s)
+    }
+}
+
+/// Endpoints failing this long without a success are disabled.
+pub const FAILING_LIMIT_MS: i64 = 5 * 24 * 3600 * 1000;
+
+/// Why an endpoint that has been failing since `failing_since` is disabled
+/// after a failed attempt at `at`, if it is.
+pub fn disable_reason(
+    asked: Option<&str>,
+    failing_since: Option<Timestamp>,
+    at: Timestamp,
+) -> Option<String> {
+    match asked {
+        Some(reason) => Some(reason.to_string()),
+        None if failing_since.is_some_and(|s| at.millis() - s.millis() >= FAILING_LIMIT_MS) => {
+            Some("failing for five days without a success".to_string())
+        }
+        None => None,
+    }
+}
+
 /// A signing secret: `whsec_` + base64 of 32 random bytes (Standard Webhooks).
 pub fn new_secret() -> String {
     let bytes: [u8; 32] = rand::random();
@@ -109,8 +206,7 @@ pub struct Delivery {
     /// `whd_…`; also the `webhook-id` header, the same on every attempt.
     pub id: String,
     pub event_type: EventType,
-    /// pending, succeeded or failed (no attempts left).
-    pub status: String,
+    pub status: DeliveryStatus,
     pub next_attempt_at: Option<Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
@@ -175,6 +271,38 @@ mod tests {
         for ip in ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "172.32.0.1"] {
             assert!(!is_internal(ip.parse().unwrap()), "{ip}");
         }
+    }
+
+    #[test]
+    fn event_sets_round_trip_through_their_column() {
+        let some = EventSet::Only(vec![
+            EventType::MessageSent,
+            EventType::VerificationApproved,
+        ]);
+        let column = some.to_column();
+        assert_eq!(
+            column.as_deref(),
+            Some("message.sent,verification.approved")
+        );
+        assert_eq!(EventSet::from_column(column.as_deref()), Some(some.clone()));
+        assert_eq!(EventSet::from_column(None), Some(EventSet::All));
+        assert_eq!(EventSet::from_column(Some("message.sent,teleported")), None);
+        assert!(some.contains(EventType::MessageSent));
+        assert!(!some.contains(EventType::MessageFailed));
+        assert!(EventSet::All.contains(EventType::MessageFailed));
+    }
+
+    #[test]
+    fn endpoints_are_disabled_after_five_days_of_failures() {
+        let day = 24 * 3600 * 1000;
+        let since = Some(Timestamp(0));
+        assert_eq!(disable_reason(None, since, Timestamp(5 * day - 1)), None);
+        assert!(disable_reason(None, since, Timestamp(5 * day)).is_some());
+        assert_eq!(disable_reason(None, None, Timestamp(9 * day)), None);
+        assert_eq!(
+            disable_reason(Some("410 Gone"), None, Timestamp(0)).as_deref(),
+            Some("410 Gone")
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use axum::routing::post;
 
 use super::AppState;
 use crate::carrier::ReceiptError;
-use crate::error::{ApiError, Problem};
+use crate::http::error::{ApiError, Problem, ProblemCode};
 
 /// Records an HTTP carrier's receipts. Body: `{"id", "status", "error"?}` or an
 /// array of them; header `X-Line-Signature: sha256=<hex HMAC-SHA256 of the body>`.
@@ -40,9 +40,7 @@ pub async fn receipts(
         .receipts(&body, signature, app.clock.now())
         .map_err(|e| match e {
             ReceiptError::Unauthorized => ApiError::unauthorized(),
-            ReceiptError::Invalid(detail) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_receipt", detail)
-            }
+            ReceiptError::Invalid(detail) => ApiError::new(ProblemCode::InvalidReceipt, detail),
         })?;
     for r in receipts {
         app.receipts.record(r).await.map_err(ApiError::internal)?;

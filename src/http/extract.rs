@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use super::AppState;
 use crate::domain::api_key::{ApiKey, hex};
-use crate::error::ApiError;
+use crate::http::error::{ApiError, ProblemCode};
 use crate::store::AuthContext;
 
 /// A JSON body, plus (when the request has an `Idempotency-Key`) a digest of
@@ -32,8 +32,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
         let bytes = Bytes::from_request(req, state).await.map_err(|r| {
             if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "request_too_large",
+                    ProblemCode::RequestTooLarge,
                     "the request body is too large",
                 )
             } else {
@@ -42,15 +41,13 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
         })?;
         let json: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
             ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_json",
+                ProblemCode::InvalidJson,
                 format!("the body is not valid JSON: {e}"),
             )
         })?;
         if !json.is_object() {
             return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_json",
+                ProblemCode::InvalidJson,
                 "the body must be a JSON object",
             ));
         }

@@ -3,7 +3,6 @@ use std::fmt::Write;
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -11,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use crate::carrier::{CarrierState, CarrierStatus};
-use crate::error::ApiError;
+use crate::http::error::{ApiError, ProblemCode};
 
 /// Liveness: the process is up.
 #[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "alive")))]
@@ -23,7 +22,7 @@ pub async fn healthz() -> Json<Value> {
 /// carrier that is down does not make the service unready (messages wait for it).
 #[utoipa::path(get, path = "/readyz", tag = "health", responses(
     (status = 200, description = "ready"),
-    (status = 503, description = "the database is unreachable", body = crate::error::Problem),
+    (status = 503, description = "the database is unreachable", body = crate::http::error::Problem),
 ))]
 pub async fn readyz(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
     match app.store.ping().await {
@@ -33,8 +32,7 @@ pub async fn readyz(State(app): State<AppState>) -> Result<Json<Value>, ApiError
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
             Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not_ready",
+                ProblemCode::NotReady,
                 "the database is unreachable",
             ))
         }

@@ -1,9 +1,9 @@
 //! The HTTP API: routes, extractors, the request-id middleware.
 
 mod carriers;
+pub mod error;
 pub mod extract;
 mod health;
-mod limits;
 mod openapi;
 mod otp;
 mod sandbox;
@@ -15,42 +15,38 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::Response;
-use tokio::sync::Notify;
+use axum::response::{IntoResponse, Response};
 use tower_http::catch_panic::CatchPanicLayer;
 use tracing::Instrument;
 
-use crate::carrier::{Carriers, ReceiptSink};
-use crate::clock::{Clock, new_id};
-use crate::config::Config;
-use crate::domain::otp::HashKey;
-use crate::error::{ApiError, REQUEST_ID};
-use crate::store::{CheckWriter, MessageWriter, Store, VerificationCache};
+use crate::carrier::Carriers;
+use crate::domain::ids::new_id;
+use crate::receipts::ReceiptSink;
+use crate::usecase::Core;
+use crate::usecase::idempotency::Answer;
+use error::{ApiError, ProblemCode, REQUEST_ID};
 use extract::AuthCache;
 
 pub use openapi::ApiDoc;
 
+/// What handlers see: the use cases' core, and what only HTTP needs.
 #[derive(Clone)]
 pub struct AppState {
-    pub config: Arc<Config>,
-    pub store: Arc<dyn Store>,
-    pub clock: Clock,
-    /// Wakes this process's worker when new work is queued.
-    pub wake: Arc<Notify>,
+    pub core: Core,
     pub auth_cache: Arc<AuthCache>,
-    /// Commits new messages in groups.
-    pub writer: MessageWriter,
-    /// Commits code checks in groups.
-    pub checks: CheckWriter,
-    /// Verifications as this process last saw them (see `VerificationCache`).
-    pub verifications: Arc<VerificationCache>,
-    /// Keys the hashes of codes and message bodies.
-    pub hash_key: HashKey,
     pub carriers: Arc<Carriers>,
-    /// Where carriers' receipts are recorded.
+    /// Where HTTP carriers' receipts are recorded.
     pub receipts: ReceiptSink,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Core;
+
+    fn deref(&self) -> &Core {
+        &self.core
+    }
 }
 
 pub fn router(state: AppState) -> Router {
@@ -66,8 +62,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::not_found("endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
+                ProblemCode::MethodNotAllowed,
                 "this endpoint does not support that method",
             )
         })
@@ -81,13 +76,17 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Runs a multi-statement write to its end even if the client goes away: a
-/// request future dropped halfway through a transaction would leave it to the
-/// connection pool to clean up, holding row locks meanwhile.
-pub async fn detached<T: Send + 'static>(
-    write: impl std::future::Future<Output = crate::store::Result<T>> + Send + 'static,
-) -> Result<T, ApiError> {
-    Ok(tokio::spawn(write).await.map_err(ApiError::internal)??)
+/// A use case's answer as a JSON response; a replay says so in `idempotent-replayed`.
+pub fn answer(a: Answer) -> Response {
+    let status = StatusCode::from_u16(a.status).unwrap_or(StatusCode::OK);
+    let mut response =
+        (status, [(header::CONTENT_TYPE, "application/json")], a.body).into_response();
+    if a.replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    response
 }
 
 /// Gives every request an id (in errors, the `x-request-id` header and the log)

@@ -1,200 +1,18 @@
-//! One-time-password verifications: start, verify, resend, cancel, read.
-//! Codes exist in plaintext only in the SMS on its way out; we keep an HMAC.
-
-use std::time::Duration;
+//! POST /v1/otp and its verify, resend and cancel; GET /v1/otp/{id}.
+//! The rules are in `usecase::otp`.
 
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
+use super::AppState;
 use super::extract::{ApiJson, Auth, IdempotencyKey};
-use super::limits::{admit, charge, too_many};
-use super::sms::{compose, destination, json_response, replay};
-use super::{AppState, detached};
-use crate::clock::new_id;
-use crate::domain::encoding::SmsBody;
-use crate::domain::otp::{MAX_LENGTH, MIN_LENGTH, OtpCode, OtpText, TemplateError};
-use crate::domain::phone::{Masked, PhoneNumber};
-use crate::domain::verification::{StoredVerification, Verdict, Verification, VerificationStatus};
-use crate::error::{ApiError, Problem};
-use crate::store::{AuthContext, CodeCheck, CreateOutcome, IdempotencyRecord, NewMessage, Resend};
-
-const MAX_BRAND: usize = 30;
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct StartVerification {
-    /// E.164 or UK national format.
-    pub to: String,
-    /// Digits in the code, 4–10 (default 6).
-    pub length: Option<u32>,
-    /// How long the code works, 60–3600 s (default 600).
-    pub ttl_seconds: Option<u32>,
-    /// Wrong codes allowed before the verification locks, 1–10 (default 5).
-    pub max_attempts: Option<u32>,
-    /// Shown in the text (default: the tenant's name); at most 30 characters.
-    pub brand: Option<String>,
-    /// Must contain `{code}`; may use `{brand}` and `{minutes}`; must fit one segment.
-    pub template: Option<String>,
-    /// Adds the WebOTP / Android autofill line `@{app_domain} #{code}`.
-    pub app_domain: Option<String>,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CheckCode {
-    pub code: String,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CheckCodeFor {
-    pub to: String,
-    pub code: String,
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct CheckResult {
-    pub id: String,
-    pub status: VerificationStatus,
-    pub valid: bool,
-    pub attempts_remaining: u32,
-}
-
-fn within(
-    value: Option<u32>,
-    default: u32,
-    range: std::ops::RangeInclusive<u32>,
-    param: &str,
-) -> Result<u32, ApiError> {
-    let v = value.unwrap_or(default);
-    if range.contains(&v) {
-        Ok(v)
-    } else {
-        Err(ApiError::invalid(
-            param,
-            format!(
-                "`{param}` must be between {} and {}",
-                range.start(),
-                range.end()
-            ),
-        ))
-    }
-}
-
-fn valid_domain(d: &str) -> bool {
-    (3..=253).contains(&d.len())
-        && d.contains('.')
-        && d.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
-}
-
-/// 409 for a verification that no longer takes codes.
-fn closed(status: VerificationStatus) -> ApiError {
-    ApiError::new(
-        StatusCode::CONFLICT,
-        "verification_closed",
-        format!(
-            "this verification is {} and takes no more codes",
-            status.as_str()
-        ),
-    )
-    .with("verification_status", status.as_str())
-}
-
-/// The SMS that carries `code` for this verification.
-fn code_message(
-    app: &AppState,
-    auth: &AuthContext,
-    v: &StoredVerification,
-    code: &OtpCode,
-) -> Result<NewMessage, ApiError> {
-    let text = OtpText {
-        template: v.template.as_deref(),
-        brand: &v.brand,
-        minutes: u64::from(v.ttl_seconds).div_ceil(60),
-        app_domain: v.app_domain.as_deref(),
-    };
-    let body = SmsBody::parse(text.render(code.digits())).map_err(ApiError::internal)?;
-    let to = PhoneNumber::from_stored(v.to.clone());
-    Ok(compose(
-        app,
-        auth,
-        &to,
-        &body,
-        &app.config.default_sender,
-        None,
-    ))
-}
-
-/// Reads a verification, marking it expired if its time is up.
-async fn load(app: &AppState, tenant_id: &str, id: &str) -> Result<StoredVerification, ApiError> {
-    let v = app
-        .store
-        .get_verification(tenant_id, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("verification"))?;
-    settle(app, v).await
-}
-
-/// Reads a verification that must still be pending (else 409).
-async fn load_pending(
-    app: &AppState,
-    tenant_id: &str,
-    id: &str,
-) -> Result<StoredVerification, ApiError> {
-    let v = load(app, tenant_id, id).await?;
-    if v.status == VerificationStatus::Pending {
-        Ok(v)
-    } else {
-        Err(closed(v.status))
-    }
-}
-
-async fn settle(app: &AppState, mut v: StoredVerification) -> Result<StoredVerification, ApiError> {
-    let now = app.clock.now();
-    if v.status == VerificationStatus::Pending && now >= v.expires_at {
-        if app
-            .store
-            .close_verification(&v.tenant_id, &v.id, VerificationStatus::Expired, now)
-            .await?
-        {
-            v.status = VerificationStatus::Expired;
-            v.updated_at = now;
-        } else {
-            return Box::pin(load(app, &v.tenant_id, &v.id)).await;
-        }
-    }
-    Ok(v)
-}
-
-fn send_limit_key(tenant_id: &str, to: &str) -> String {
-    format!("otp-to:{tenant_id}:{to}")
-}
-
-async fn admit_send(app: &AppState, tenant_id: &str, to: &str) -> Result<(), ApiError> {
-    let l = &app.config.limits;
-    admit(
-        app,
-        &send_limit_key(tenant_id, to),
-        l.otp_sends_per_number,
-        Duration::from_secs(l.otp_sends_per_number_window_seconds),
-        "too many codes were sent to this number",
-    )
-    .await
-}
+use crate::domain::verification::Verification;
+use crate::http::error::{ApiError, Problem};
+use crate::usecase::idempotency::Idempotent;
+use crate::usecase::otp::{self, CheckCode, CheckCodeFor, CheckResult, StartVerification};
 
 /// Start a verification: a fresh code goes out by SMS.
 #[utoipa::path(post, path = "/v1/otp", tag = "otp", request_body = StartVerification,
@@ -207,169 +25,14 @@ async fn admit_send(app: &AppState, tenant_id: &str, to: &str) -> Result<(), Api
         (status = 429, description = "rate_limited, with Retry-After", body = Problem),
     ),
     security(("api_key" = [])))]
-#[tracing::instrument(skip_all, fields(tenant = %auth.tenant.id))]
 pub async fn start(
     State(app): State<AppState>,
     Auth(auth): Auth,
-    IdempotencyKey(idem_key): IdempotencyKey,
+    IdempotencyKey(key): IdempotencyKey,
     ApiJson { value: req, digest }: ApiJson<StartVerification>,
 ) -> Result<Response, ApiError> {
-    let to = destination(&auth, &req.to)?;
-    let length = within(req.length, 6, MIN_LENGTH..=MAX_LENGTH, "length")?;
-    let ttl_seconds = within(req.ttl_seconds, 600, 60..=3600, "ttl_seconds")?;
-    let max_attempts = within(req.max_attempts, 5, 1..=10, "max_attempts")?;
-    let brand = req
-        .brand
-        .as_deref()
-        .unwrap_or(&auth.tenant.name)
-        .trim()
-        .to_string();
-    if brand.is_empty() || brand.chars().count() > MAX_BRAND {
-        return Err(ApiError::invalid(
-            "brand",
-            format!("`brand` must be 1–{MAX_BRAND} characters"),
-        ));
-    }
-    if req.app_domain.as_deref().is_some_and(|d| !valid_domain(d)) {
-        return Err(ApiError::invalid(
-            "app_domain",
-            "`app_domain` must be a host name such as example.com",
-        ));
-    }
-    let text = OtpText {
-        template: req.template.as_deref(),
-        brand: &brand,
-        minutes: u64::from(ttl_seconds).div_ceil(60),
-        app_domain: req.app_domain.as_deref(),
-    };
-    text.check().map_err(|e| {
-        let param = match (&e, &req.template) {
-            (TemplateError::TooLong(_), None) => "brand",
-            _ => "template",
-        };
-        ApiError::invalid(param, format!("the text {e}"))
-    })?;
-    let idem = idem_key.zip(digest);
-    // A repeated request is answered as the first was, before any limit counts it again.
-    if let Some((key, hash)) = &idem
-        && let Some((stored_hash, status, response)) =
-            app.store.find_idempotency(&auth.tenant.id, key).await?
-    {
-        return replay(hash, &stored_hash, status, response);
-    }
-    admit(
-        &app,
-        &format!("otp-start:{}", auth.tenant.id),
-        app.config.limits.otp_starts_per_minute,
-        Duration::from_secs(60),
-        "too many verifications were started",
-    )
-    .await?;
-    admit_send(&app, &auth.tenant.id, to.e164()).await?;
-
-    let now = app.clock.now();
-    let id = new_id("otp");
-    let code = OtpCode::generate(length);
-    let mut v = StoredVerification {
-        code_hash: app.hash_key.code_hash(&id, &code),
-        id,
-        tenant_id: auth.tenant.id.clone(),
-        mode: auth.mode,
-        to: to.e164().to_string(),
-        status: VerificationStatus::Pending,
-        code_length: length,
-        max_attempts,
-        attempts: 0,
-        sends: 1,
-        ttl_seconds,
-        brand,
-        template: req.template,
-        app_domain: req.app_domain,
-        message_id: String::new(),
-        last_sent_at: now,
-        expires_at: now.plus_ms(i64::from(ttl_seconds) * 1000),
-        created_at: now,
-        updated_at: now,
-    };
-    let msg = code_message(&app, &auth, &v, &code)?;
-    drop(code);
-    charge(&app, &auth, msg.price).await?;
-    v.message_id = msg.id.clone();
-    let response = serde_json::to_string(&Verification::from(&v)).map_err(ApiError::internal)?;
-    let idem = idem.map(|(key, request_hash)| IdempotencyRecord {
-        key,
-        request_hash,
-        status: StatusCode::CREATED.as_u16(),
-        response: response.clone(),
-    });
-    let (id, to) = (v.id.clone(), v.to.clone());
-    let (store, record, created) = (app.store.clone(), idem.clone(), v.clone());
-    let outcome =
-        detached(async move { store.create_verification(&v, &msg, record.as_ref()).await }).await?;
-    match outcome {
-        CreateOutcome::Created => {
-            app.verifications.put(created);
-            app.wake.notify_one();
-            tracing::info!(verification_id = %id, to = %Masked(&to), "verification started");
-            Ok(json_response(StatusCode::CREATED, response, false))
-        }
-        CreateOutcome::Existing {
-            request_hash,
-            status,
-            response,
-        } => replay(
-            &idem
-                .expect("only a keyed request finds a record")
-                .request_hash,
-            &request_hash,
-            status,
-            response,
-        ),
-    }
-}
-
-/// Checks a code; the right one approves the verification, once.
-async fn check(
-    app: &AppState,
-    tenant_id: &str,
-    id: &str,
-    code: String,
-) -> Result<Json<CheckResult>, ApiError> {
-    let verdict = app
-        .checks
-        .submit(CodeCheck {
-            tenant_id: tenant_id.to_string(),
-            id: id.to_string(),
-            code,
-            now: app.clock.now(),
-        })
-        .await?;
-    match verdict {
-        Verdict::NotFound => Err(ApiError::not_found("verification")),
-        Verdict::Closed(status) => Err(closed(status)),
-        Verdict::Malformed { length } => Err(ApiError::invalid(
-            "code",
-            format!("`code` must be {length} digits"),
-        )),
-        Verdict::Checked {
-            valid,
-            status,
-            attempts_remaining,
-        } => {
-            // Approvals and lock-outs are audit events; ordinary wrong codes are debug.
-            if status == VerificationStatus::Pending {
-                tracing::debug!(verification_id = %id, "wrong code");
-            } else {
-                tracing::info!(verification_id = %id, status = status.as_str(), valid, "code checked");
-            }
-            Ok(Json(CheckResult {
-                id: id.to_string(),
-                status,
-                valid,
-                attempts_remaining,
-            }))
-        }
-    }
+    let idem = Idempotent::new(key, digest);
+    Ok(super::answer(otp::start(&app, &auth, req, &idem).await?))
 }
 
 /// Check a code for a verification.
@@ -388,7 +51,9 @@ pub async fn verify(
     Path(id): Path<String>,
     ApiJson { value: req, .. }: ApiJson<CheckCode>,
 ) -> Result<Json<CheckResult>, ApiError> {
-    check(&app, &auth.tenant.id, &id, req.code).await
+    Ok(Json(
+        otp::check(&app, &auth.tenant.id, &id, req.code).await?,
+    ))
 }
 
 /// Check a code for the newest pending verification of a number.
@@ -405,13 +70,9 @@ pub async fn verify_number(
     Auth(auth): Auth,
     ApiJson { value: req, .. }: ApiJson<CheckCodeFor>,
 ) -> Result<Json<CheckResult>, ApiError> {
-    let to = destination(&auth, &req.to)?;
-    let v = app
-        .store
-        .latest_verification(&auth.tenant.id, to.e164())
-        .await?
-        .ok_or_else(|| ApiError::not_found("verification for this number"))?;
-    check(&app, &auth.tenant.id, &v.id, req.code).await
+    Ok(Json(
+        otp::check_number(&app, &auth, &req.to, req.code).await?,
+    ))
 }
 
 /// Send a fresh code; the previous one stops working.
@@ -429,48 +90,7 @@ pub async fn resend(
     Auth(auth): Auth,
     Path(id): Path<String>,
 ) -> Result<Json<Verification>, ApiError> {
-    let v = load_pending(&app, &auth.tenant.id, &id).await?;
-    let limits = &app.config.limits;
-    let now = app.clock.now();
-    if v.sends >= limits.otp_max_sends {
-        return Err(too_many(
-            "this verification has had all its sends; start a new one when it expires",
-            v.expires_at.millis() - now.millis(),
-        ));
-    }
-    let wait =
-        v.last_sent_at.millis() + limits.otp_resend_cooldown_seconds as i64 * 1000 - now.millis();
-    if wait > 0 {
-        return Err(too_many("a code was sent moments ago", wait));
-    }
-    admit_send(&app, &auth.tenant.id, &v.to).await?;
-    let code = OtpCode::generate(v.code_length);
-    let msg = code_message(&app, &auth, &v, &code)?;
-    let code_hash = app.hash_key.code_hash(&v.id, &code);
-    drop(code);
-    charge(&app, &auth, msg.price).await?;
-    let resent = Resend {
-        tenant_id: auth.tenant.id.clone(),
-        id: v.id.clone(),
-        sends: v.sends,
-        code_hash,
-        expires_at: now.plus_ms(i64::from(v.ttl_seconds) * 1000),
-        now,
-    };
-    let store = app.store.clone();
-    if !detached(async move { store.resend_verification(&resent, &msg).await }).await? {
-        let v = load(&app, &auth.tenant.id, &id).await?;
-        return Err(if v.status == VerificationStatus::Pending {
-            too_many("a code was sent moments ago", 1000)
-        } else {
-            closed(v.status)
-        });
-    }
-    app.wake.notify_one();
-    tracing::info!(verification_id = %id, "code resent");
-    Ok(Json(Verification::from(
-        &load(&app, &auth.tenant.id, &id).await?,
-    )))
+    Ok(Json(otp::resend(&app, &auth, &id).await?))
 }
 
 /// Cancel a pending verification.
@@ -483,22 +103,7 @@ pub async fn cancel(
     Auth(auth): Auth,
     Path(id): Path<String>,
 ) -> Result<Json<Verification>, ApiError> {
-    load_pending(&app, &auth.tenant.id, &id).await?;
-    if !app
-        .store
-        .close_verification(
-            &auth.tenant.id,
-            &id,
-            VerificationStatus::Canceled,
-            app.clock.now(),
-        )
-        .await?
-    {
-        return Err(closed(load(&app, &auth.tenant.id, &id).await?.status));
-    }
-    Ok(Json(Verification::from(
-        &load(&app, &auth.tenant.id, &id).await?,
-    )))
+    Ok(Json(otp::cancel(&app, &auth.tenant.id, &id).await?))
 }
 
 /// A verification.
@@ -511,9 +116,7 @@ pub async fn get_one(
     Auth(auth): Auth,
     Path(id): Path<String>,
 ) -> Result<Json<Verification>, ApiError> {
-    Ok(Json(Verification::from(
-        &load(&app, &auth.tenant.id, &id).await?,
-    )))
+    Ok(Json(otp::get(&app, &auth.tenant.id, &id).await?))
 }
 
 pub fn router() -> Router<AppState> {

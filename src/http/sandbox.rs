@@ -2,17 +2,16 @@
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::extract::{ApiQuery, Auth};
-use super::sms::destination;
 use crate::domain::Mode;
-use crate::error::{ApiError, Problem};
+use crate::http::error::{ApiError, Problem, ProblemCode};
 use crate::store::SandboxMessage;
+use crate::usecase::sms::destination;
 
 /// The inbox keeps what a handset received for one hour.
 const INBOX_WINDOW_MS: i64 = 3600 * 1000;
@@ -42,8 +41,7 @@ pub async fn inbox(
 ) -> Result<axum::Json<Inbox>, ApiError> {
     if auth.mode != Mode::Test {
         return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "test_key_required",
+            ProblemCode::TestKeyRequired,
             "the sandbox inbox is available to test keys only",
         ));
     }

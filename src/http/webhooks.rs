@@ -11,10 +11,10 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::extract::{ApiJson, ApiQuery, Auth, page_limit};
-use crate::clock::new_id;
-use crate::domain::webhook::{Delivery, Endpoint, EventType, new_secret};
-use crate::error::{ApiError, Problem};
-use crate::store::{Rotation, StoredEndpoint};
+use crate::domain::ids::new_id;
+use crate::domain::webhook::{Delivery, Endpoint, EventSet, EventType, new_secret};
+use crate::http::error::{ApiError, Problem, ProblemCode};
+use crate::store::{Page, Rotation, StoredEndpoint};
 use crate::webhook::check_destination;
 
 const MAX_DESCRIPTION: usize = 200;
@@ -63,15 +63,19 @@ pub struct ListQuery {
     pub starting_after: Option<String>,
 }
 
+fn page(starting_after: Option<String>, limit: u32) -> Page {
+    Page {
+        starting_after,
+        limit,
+    }
+}
+
 fn view(e: &StoredEndpoint, with_secret: bool) -> Endpoint {
     Endpoint {
         id: e.id.clone(),
         url: e.url.clone(),
         description: e.description.clone(),
-        events: e
-            .events
-            .as_deref()
-            .map(|list| list.split(',').filter_map(EventType::parse).collect()),
+        events: e.events.to_list(),
         enabled: e.enabled,
         disabled_reason: e.disabled_reason.clone(),
         secret: with_secret.then(|| e.secret.clone()),
@@ -85,27 +89,21 @@ async fn checked_url(app: &AppState, url: &str) -> Result<String, ApiError> {
         .await
         .map(|u| u.to_string())
         .map_err(|e| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_webhook_url",
-                format!("`url` {e}"),
-            )
-            .param("url")
+            ApiError::new(ProblemCode::InvalidWebhookUrl, format!("`url` {e}")).param("url")
         })
 }
 
-fn events_column(events: Option<Vec<EventType>>) -> Result<Option<String>, ApiError> {
+fn event_set(events: Option<Vec<EventType>>) -> Result<EventSet, ApiError> {
     match events {
-        None => Ok(None),
+        None => Ok(EventSet::All),
         Some(list) if list.is_empty() => Err(ApiError::invalid(
             "events",
             "`events` must name at least one event type; omit it (or send null) for all",
         )),
-        Some(list) => {
-            let mut names: Vec<&str> = list.iter().map(|e| e.as_str()).collect();
-            names.sort_unstable();
-            names.dedup();
-            Ok(Some(names.join(",")))
+        Some(mut list) => {
+            list.sort_unstable_by_key(|e| e.as_str());
+            list.dedup();
+            Ok(EventSet::Only(list))
         }
     }
 }
@@ -143,7 +141,7 @@ pub async fn create(
         tenant_id: auth.tenant.id.clone(),
         url,
         description: checked_description(req.description)?,
-        events: events_column(req.events)?,
+        events: event_set(req.events)?,
         secret: new_secret(),
         previous_secret: None,
         previous_secret_until: None,
@@ -168,7 +166,7 @@ pub async fn list(
     let limit = page_limit(q.limit)?;
     let mut rows = app
         .store
-        .list_endpoints(&auth.tenant.id, q.starting_after.as_deref(), limit + 1)
+        .list_endpoints(&auth.tenant.id, &page(q.starting_after, limit + 1))
         .await?;
     let has_more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
@@ -206,7 +204,7 @@ pub async fn update(
         e.url = checked_url(&app, url).await?;
     }
     if let Some(events) = req.events {
-        e.events = events_column(events)?;
+        e.events = event_set(events)?;
     }
     if req.description.is_some() {
         e.description = checked_description(req.description)?;
@@ -290,7 +288,7 @@ pub async fn deliveries(
     let limit = page_limit(q.limit)?;
     let mut data = app
         .store
-        .list_deliveries(&auth.tenant.id, &id, q.starting_after.as_deref(), limit + 1)
+        .list_deliveries(&auth.tenant.id, &id, &page(q.starting_after, limit + 1))
         .await?;
     let has_more = data.len() > limit as usize;
     data.truncate(limit as usize);

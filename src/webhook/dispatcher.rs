@@ -5,18 +5,17 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use futures_util::StreamExt;
-use hmac::{Hmac, Mac};
 use rand::Rng;
-use sha2::Sha256;
 
-use super::check_destination;
-use crate::clock::{Clock, new_id};
+use super::guard::{GuardedResolver, check_destination};
+use super::signing::signature;
 use crate::config::WebhooksConfig;
+use crate::domain::ids::new_id;
 use crate::domain::message::Timestamp;
-use crate::shutdown::Shutdown;
-use crate::store::{AttemptRecord, ClaimedDelivery, NextStep, Store, StoredEndpoint};
+use crate::infra::clock::Clock;
+use crate::infra::shutdown::Shutdown;
+use crate::store::{AttemptRecord, Claim, ClaimedDelivery, NextStep, Store, StoredEndpoint};
 
 /// Endpoints being delivered to at once.
 const CONCURRENCY: usize = 16;
@@ -33,30 +32,10 @@ pub struct Dispatcher {
     token: String,
 }
 
-/// The Standard Webhooks signature header value for one body: `v1,<base64>`
-/// per secret, space separated.
-pub fn signature(secrets: &[&str], id: &str, timestamp: i64, body: &str) -> String {
-    secrets
-        .iter()
-        .filter_map(|secret| {
-            let key = base64::engine::general_purpose::STANDARD
-                .decode(secret.strip_prefix("whsec_").unwrap_or(secret))
-                .ok()?;
-            let mut mac = Hmac::<Sha256>::new_from_slice(&key).ok()?;
-            mac.update(format!("{id}.{timestamp}.{body}").as_bytes());
-            Some(format!(
-                "v1,{}",
-                base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
-            ))
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 impl Dispatcher {
     pub fn new(store: Arc<dyn Store>, clock: Clock, cfg: WebhooksConfig) -> Self {
         let client = reqwest::Client::builder()
-            .dns_resolver(Arc::new(super::GuardedResolver {
+            .dns_resolver(Arc::new(GuardedResolver {
                 allow_private: cfg.allow_private_addresses,
             }))
             .connect_timeout(Duration::from_secs(5))
@@ -78,10 +57,13 @@ impl Dispatcher {
     pub async fn run_once(&self) -> anyhow::Result<usize> {
         let now = self.clock.now();
         let lease_until = now.plus_ms(self.cfg.lease_seconds as i64 * 1000);
-        let mut batch = self
-            .store
-            .claim_deliveries(now, lease_until, &self.token, self.cfg.batch_size)
-            .await?;
+        let claim = Claim {
+            now,
+            lease_until,
+            token: self.token.clone(),
+            limit: self.cfg.batch_size,
+        };
+        let mut batch = self.store.claim_deliveries(&claim).await?;
         let n = batch.len();
         batch.sort_by(|a, b| a.id.cmp(&b.id)); // ids grow with time
         // In claim order (oldest first) one endpoint at a time, endpoints side by

@@ -1,5 +1,6 @@
-//! Background work: sending queued messages, applying sandbox receipts and
-//! cleaning expired records. Every loop has a `run_once` that tests call.
+//! The sending stage: claims queued messages with a lease, hands them to their
+//! carriers and records the outcomes in groups; also runs the receipts applier
+//! beside it and cleans expired records. Every loop has a `run_once` that tests call.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,12 +10,15 @@ use rand::Rng;
 use tokio::sync::Notify;
 
 use crate::carrier::{CarrierError, Carriers};
-use crate::clock::{Clock, new_id};
 use crate::config::WorkerConfig;
+use crate::domain::ids::new_id;
 use crate::domain::message::Timestamp;
 use crate::domain::phone::Masked;
-use crate::shutdown::Shutdown;
-use crate::store::{ClaimedMessage, Finish, FinishWriter, Store, SubmitResult, finish_writer};
+use crate::infra::batch::Batcher;
+use crate::infra::clock::Clock;
+use crate::infra::shutdown::Shutdown;
+use crate::receipts::Applier;
+use crate::store::{Claim, ClaimedMessage, Finish, Store, SubmitResult};
 
 /// Send loops in one worker.
 const SENDERS: usize = 4;
@@ -31,7 +35,7 @@ pub struct Worker {
     /// Marks this worker's leases; a late finish under another token is refused.
     token: String,
     wake: Arc<Notify>,
-    receipts_wake: Arc<Notify>,
+    receipts: Applier,
     /// Records outcomes in groups.
     finishes: FinishWriter,
 }
@@ -48,13 +52,13 @@ impl Worker {
         receipts_wake: Arc<Notify>,
     ) -> Self {
         Worker {
+            receipts: Applier::new(store.clone(), clock.clone(), cfg.batch_size, receipts_wake),
             clock,
             carriers,
             cfg,
             validity_ms: validity.as_millis() as i64,
             token: new_id("lease"),
             wake,
-            receipts_wake,
             finishes: finish_writer(store.clone()),
             store,
         }
@@ -83,29 +87,22 @@ impl Worker {
         Ok(sent)
     }
 
-    /// Applies due sandbox receipts, and carrier receipts that were kept
-    /// waiting for their parts.
+    /// Applies due receipts (see `receipts::Applier`).
     pub async fn receipts_once(&self) -> anyhow::Result<usize> {
-        let now = self.clock.now();
-        let sandbox = self
-            .store
-            .apply_sandbox_receipts(now, self.cfg.batch_size)
-            .await?;
-        let carriers = self
-            .store
-            .apply_carrier_receipts(now, self.cfg.batch_size)
-            .await?;
-        Ok((sandbox + carriers) as usize)
+        self.receipts.run_once().await
     }
 
     /// Leases a batch of due messages to this worker.
     pub async fn claim(&self) -> anyhow::Result<Vec<ClaimedMessage>> {
         let now = self.clock.now();
         let lease_until = now.plus_ms(self.cfg.lease_seconds as i64 * 1000);
-        Ok(self
-            .store
-            .claim_messages(now, lease_until, &self.token, self.cfg.batch_size)
-            .await?)
+        let claim = Claim {
+            now,
+            lease_until,
+            token: self.token.clone(),
+            limit: self.cfg.batch_size,
+        };
+        Ok(self.store.claim_messages(&claim).await?)
     }
 
     /// Hands one claimed message to its carrier and records the outcome.
@@ -207,18 +204,7 @@ impl Worker {
                 }
             }
         }));
-        let receipts = async {
-            let mut shutdown = shutdown.clone();
-            while !shutdown.is_set() {
-                if !self.pass("applying receipts", self.receipts_once()).await {
-                    tokio::select! {
-                        _ = self.receipts_wake.notified() => {}
-                        _ = tokio::time::sleep(idle) => {}
-                        _ = shutdown.wait() => {}
-                    }
-                }
-            }
-        };
+        let receipts = self.receipts.run(shutdown.clone(), idle);
         tokio::join!(sending, receipts);
         match self.store.release_leases(&self.token).await {
             Ok(n) if n > 0 => tracing::info!(released = n, "worker released its leases"),
@@ -237,4 +223,35 @@ impl Worker {
             }
         }
     }
+}
+
+/// Submission outcomes, committed in groups.
+type FinishWriter = Batcher<Finish, bool>;
+
+/// If a group fails, its items are written one by one, so that one bad item
+/// cannot hold back the outcomes of messages the carrier already took.
+fn finish_writer(store: Arc<dyn Store>) -> FinishWriter {
+    Batcher::start(move |batch: Vec<Finish>| {
+        let store = store.clone();
+        async move {
+            match store.finish_submits(&batch).await {
+                Ok(recorded) => Ok(recorded),
+                Err(e) if batch.len() > 1 => {
+                    tracing::warn!(error = %e, "a group of outcomes failed; writing them one by one");
+                    let mut recorded = Vec::with_capacity(batch.len());
+                    for item in batch {
+                        recorded.push(match store.finish_submits(std::slice::from_ref(&item)).await {
+                            Ok(r) => r[0],
+                            Err(e) => {
+                                tracing::error!(message_id = %item.id, error = %e, "recording an outcome failed");
+                                false
+                            }
+                        });
+                    }
+                    Ok(recorded)
+                }
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    })
 }

@@ -7,9 +7,10 @@ pub mod smsc;
 use std::time::Duration;
 
 use line::Line;
-use line::clock::{Clock, new_id};
 use line::config::Config;
-use line::shutdown::{ShutdownTrigger, channel};
+use line::domain::ids::new_id;
+use line::infra::clock::Clock;
+use line::infra::shutdown::{ShutdownTrigger, channel};
 use serde_json::Value;
 use sqlx::Connection;
 

@@ -24,14 +24,13 @@ use tokio::time::Instant;
 use receipt::{Deliver, parse_deliver, status_name};
 use session::{Session, SessionError};
 
-use super::{
-    Accepted, Carrier, CarrierError, CarrierState, CarrierStatus, Counters, ReceiptSink,
-    normalize_id,
-};
-use crate::clock::{Clock, new_id};
+use super::{Accepted, Carrier, CarrierError, CarrierState, CarrierStatus, Counters, normalize_id};
 use crate::config::{CarrierConfig, IdBase};
 use crate::domain::encoding::{Encoding, encode_parts};
+use crate::domain::ids::new_id;
 use crate::domain::message::MessageStatus;
+use crate::infra::clock::Clock;
+use crate::receipts::ReceiptSink;
 use crate::store::{CarrierReceipt, ClaimedMessage, InboundMessage, Store};
 
 /// How long submissions pause after the SMSC asks us to slow down.

@@ -21,8 +21,3 @@ impl Clock {
             .fetch_add(by.as_millis() as i64, Ordering::Relaxed);
     }
 }
-
-/// A new id with its type prefix: `msg_01J…`. ULIDs sort by creation time.
-pub fn new_id(prefix: &str) -> String {
-    format!("{prefix}_{}", ulid::Ulid::new().to_string().to_lowercase())
-}

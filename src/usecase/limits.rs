@@ -3,17 +3,15 @@
 
 use std::time::Duration;
 
-use axum::http::StatusCode;
-
-use super::AppState;
+use super::Core;
+use super::error::{ApiError, ProblemCode};
 use crate::domain::Mode;
 use crate::domain::message::Pence;
-use crate::error::ApiError;
 use crate::store::AuthContext;
 
 /// Admits one event under `key`: at most `limit` per `period`, else 429 with Retry-After.
 pub async fn admit(
-    app: &AppState,
+    app: &Core,
     key: &str,
     limit: u32,
     period: Duration,
@@ -27,22 +25,12 @@ pub async fn admit(
         .await?
     {
         None => Ok(()),
-        Some(wait_ms) => Err(too_many(what, wait_ms)),
+        Some(wait_ms) => Err(ApiError::too_many(what, wait_ms)),
     }
 }
 
-pub fn too_many(what: &str, wait_ms: i64) -> ApiError {
-    let secs = ((wait_ms + 999) / 1000).max(1) as u64;
-    ApiError::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        "rate_limited",
-        format!("{what}; try again in {secs} s"),
-    )
-    .retry_after(secs)
-}
-
 /// Counts a live send's price against the tenant's monthly cap (402 once it would pass it).
-pub async fn charge(app: &AppState, auth: &AuthContext, price: Pence) -> Result<(), ApiError> {
+pub async fn charge(app: &Core, auth: &AuthContext, price: Pence) -> Result<(), ApiError> {
     let cap = app.config.limits.monthly_spend_cap_pence;
     if auth.mode == Mode::Test || cap.0 == 0 || price.0 == 0 {
         return Ok(());
@@ -59,8 +47,7 @@ pub async fn charge(app: &AppState, auth: &AuthContext, price: Pence) -> Result<
         Ok(())
     } else {
         Err(ApiError::new(
-            StatusCode::PAYMENT_REQUIRED,
-            "spend_cap_reached",
+            ProblemCode::SpendCapReached,
             format!("this send would pass the monthly spend cap of {}p", cap.0),
         ))
     }

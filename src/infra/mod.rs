@@ -1,0 +1,5 @@
+//! Plumbing that belongs to no stage: the clock, group commit, the shutdown signal.
+
+pub mod batch;
+pub mod clock;
+pub mod shutdown;

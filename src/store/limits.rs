@@ -1,0 +1,60 @@
+//! Counters that hold across every process sharing the database.
+
+use async_trait::async_trait;
+
+use super::sql::{Db, sql};
+use super::{LimitStore, Result, SqlStore};
+use crate::domain::message::Timestamp;
+
+#[async_trait]
+impl<D: Db> LimitStore for SqlStore<D> {
+    async fn rate_limit(
+        &self,
+        key: &str,
+        now: Timestamp,
+        interval_ms: i64,
+        period_ms: i64,
+    ) -> Result<Option<i64>> {
+        let mut conn = self.conn().await?;
+        // The theoretical arrival time moves on by one interval per admitted
+        // event, from now at the earliest; refused if that passes the period.
+        let admitted: Option<i64> = sql::<D>(
+            "INSERT INTO rate_limits (key, tat) VALUES ($1, $2 + $3) \
+             ON CONFLICT (key) DO UPDATE \
+             SET tat = CASE WHEN rate_limits.tat > $2 THEN rate_limits.tat ELSE $2 END + $3 \
+             WHERE CASE WHEN rate_limits.tat > $2 THEN rate_limits.tat ELSE $2 END + $3 - $2 <= $4 \
+             RETURNING tat",
+        )
+        .bind(key)
+        .bind(now.millis())
+        .bind(interval_ms)
+        .bind(period_ms)
+        .fetch_optional(&mut conn)
+        .await?;
+        if admitted.is_some() {
+            return Ok(None);
+        }
+        let tat: i64 = sql::<D>("SELECT tat FROM rate_limits WHERE key = $1")
+            .bind(key)
+            .fetch_one(&mut conn)
+            .await?;
+        Ok(Some(
+            (tat.max(now.millis()) + interval_ms - period_ms - now.millis()).max(1),
+        ))
+    }
+
+    async fn add_spend(&self, tenant_id: &str, month: &str, pence: i64, cap: i64) -> Result<bool> {
+        let row: Option<i64> = sql::<D>(
+            "INSERT INTO spend (tenant_id, month, pence) SELECT $1, $2, $3 WHERE $3 <= $4 \
+             ON CONFLICT (tenant_id, month) DO UPDATE SET pence = spend.pence + $3 \
+             WHERE spend.pence + $3 <= $4 RETURNING pence",
+        )
+        .bind(tenant_id)
+        .bind(month)
+        .bind(pence)
+        .bind(cap)
+        .fetch_optional(&mut *self.conn().await?)
+        .await?;
+        Ok(row.is_some())
+    }
+}

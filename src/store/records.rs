@@ -1,0 +1,292 @@
+//! The records the store reads and writes, beside the domain's own types.
+
+use crate::domain::Mode;
+use crate::domain::encoding::Encoding;
+use crate::domain::message::{MessageStatus, Pence, Timestamp};
+use crate::domain::verification::StoredVerification;
+use crate::domain::webhook::EventSet;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    pub id: String,
+    pub name: String,
+    /// ISO regions this tenant may send to.
+    pub allowed_regions: Vec<String>,
+}
+
+/// Who a request acts for: resolved from an API key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthContext {
+    pub tenant: Tenant,
+    pub key_id: String,
+    pub mode: Mode,
+}
+
+/// An API key to store: only its hash and a hint of it.
+#[derive(Debug, Clone)]
+pub struct NewApiKey {
+    pub id: String,
+    pub tenant_id: String,
+    pub mode: Mode,
+    pub key_hash: String,
+    /// The key's first and last characters, to tell keys apart.
+    pub hint: String,
+    pub created_at: Timestamp,
+}
+
+/// A queue claim: up to `limit` due items at `now`, leased to `token` until `lease_until`.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub now: Timestamp,
+    pub lease_until: Timestamp,
+    pub token: String,
+    pub limit: u32,
+}
+
+/// One page of a list, newest first: `limit` items older than `starting_after`.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    pub starting_after: Option<String>,
+    pub limit: u32,
+}
+
+/// A message to insert, fully validated.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub id: String,
+    pub tenant_id: String,
+    pub mode: Mode,
+    pub to: String,
+    pub from: String,
+    pub body: String,
+    pub body_hmac: String,
+    pub encoding: Encoding,
+    pub segments: u32,
+    pub price: Pence,
+    pub reference: Option<String>,
+    pub created_at: Timestamp,
+}
+
+/// The first answer to a request with an `Idempotency-Key`, kept to answer its repeats.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    /// A digest of the request's path and canonical body.
+    pub request_hash: String,
+    pub status: u16,
+    /// The JSON body answered.
+    pub body: String,
+}
+
+/// A request's idempotency record, written in the same transaction as its effect.
+#[derive(Debug, Clone)]
+pub struct IdempotencyRecord {
+    pub key: String,
+    pub response: StoredResponse,
+}
+
+/// A message waiting to be written, with its idempotency record if it has a key.
+#[derive(Debug, Clone)]
+pub struct PendingMessage {
+    pub message: NewMessage,
+    pub idem: Option<IdempotencyRecord>,
+}
+
+#[derive(Debug, Clone)]
+pub enum CreateOutcome {
+    Created,
+    /// The key was used before: what was stored then.
+    Existing(StoredResponse),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct MessageFilter {
+    pub status: Option<MessageStatus>,
+    pub to: Option<String>,
+    pub starting_after: Option<String>,
+    pub limit: u32,
+}
+
+/// A message claimed by a worker, with what a carrier needs to send it.
+#[derive(Clone)]
+pub struct ClaimedMessage {
+    pub id: String,
+    pub tenant_id: String,
+    pub mode: Mode,
+    pub to: String,
+    pub from: String,
+    pub body: String,
+    pub encoding: Encoding,
+    pub segments: u32,
+    pub created_at: Timestamp,
+    pub attempts: u32,
+}
+
+impl std::fmt::Debug for ClaimedMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClaimedMessage")
+            .field("id", &self.id)
+            .field("attempts", &self.attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A claimed message's outcome, to record under the worker's lease token.
+#[derive(Debug, Clone)]
+pub struct Finish {
+    pub id: String,
+    pub token: String,
+    pub result: SubmitResult,
+    pub now: Timestamp,
+}
+
+/// What became of one claimed message.
+#[derive(Debug, Clone)]
+pub enum SubmitResult {
+    /// Accepted; one normalised carrier id per part, in order.
+    Sent {
+        carrier: String,
+        carrier_message_ids: Vec<String>,
+    },
+    Retry {
+        at: Timestamp,
+        error: String,
+    },
+    Failed {
+        code: String,
+        message: String,
+    },
+    Expired,
+}
+
+/// A carrier's final word on one part, under its normalised carrier id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CarrierReceipt {
+    pub carrier: String,
+    pub carrier_message_id: String,
+    pub status: MessageStatus,
+    /// The carrier's error, e.g. an SMPP receipt's `err:` field.
+    pub error: Option<String>,
+    pub received_at: Timestamp,
+}
+
+/// A message a handset sent to one of our numbers.
+#[derive(Clone)]
+pub struct InboundMessage {
+    pub id: String,
+    pub carrier: String,
+    pub from: String,
+    pub to: String,
+    pub body: Option<String>,
+    pub received_at: Timestamp,
+}
+
+/// A handset in the sandbox and what it received.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct SandboxMessage {
+    pub message_id: String,
+    pub to: String,
+    pub from: String,
+    pub body: String,
+    pub received_at: Timestamp,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewSandboxMessage {
+    pub message_id: String,
+    pub tenant_id: String,
+    pub to: String,
+    pub from: String,
+    /// What the handset shows; kept for test keys only (`None` for live ones).
+    pub body: Option<String>,
+    pub received_at: Timestamp,
+    pub receipt: MessageStatus,
+    pub receipt_due: Timestamp,
+}
+
+/// A webhook endpoint as stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredEndpoint {
+    pub id: String,
+    pub tenant_id: String,
+    pub url: String,
+    pub description: Option<String>,
+    pub events: EventSet,
+    pub secret: String,
+    pub previous_secret: Option<String>,
+    pub previous_secret_until: Option<Timestamp>,
+    pub enabled: bool,
+    pub disabled_reason: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl std::fmt::Debug for StoredEndpoint {
+    // Secrets never print.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredEndpoint")
+            .field("id", &self.id)
+            .field("enabled", &self.enabled)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A new signing secret; the old one keeps signing until `previous_until`.
+pub struct Rotation {
+    pub tenant_id: String,
+    pub id: String,
+    pub secret: String,
+    pub previous_until: Timestamp,
+    pub now: Timestamp,
+}
+
+/// A delivery claimed by a dispatcher.
+#[derive(Debug, Clone)]
+pub struct ClaimedDelivery {
+    pub id: String,
+    pub tenant_id: String,
+    pub endpoint_id: String,
+    pub payload: String,
+    /// Attempts so far, this one included.
+    pub attempts: u32,
+}
+
+/// What became of one delivery attempt.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    pub delivery_id: String,
+    pub endpoint_id: String,
+    pub token: String,
+    pub at: Timestamp,
+    pub status_code: Option<u16>,
+    pub response: Option<String>,
+    pub duration_ms: i64,
+    pub error: Option<String>,
+    pub next: NextStep,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NextStep {
+    Succeeded,
+    RetryAt(Timestamp),
+    /// No more attempts; with a reason, the endpoint is disabled too.
+    Failed {
+        disable_endpoint: Option<String>,
+    },
+}
+
+/// A verification as a code check found it (`was`) and left it (`now`).
+#[derive(Debug, Clone, Copy)]
+pub struct CheckedPair<'a> {
+    pub was: &'a StoredVerification,
+    pub now: &'a StoredVerification,
+}
+
+/// What a resend changes.
+pub struct Resend {
+    pub tenant_id: String,
+    pub id: String,
+    pub sends: u32,
+    pub code_hash: String,
+    pub expires_at: Timestamp,
+    pub now: Timestamp,
+}

@@ -1,0 +1,218 @@
+//! What shared queries need of a backend: binding and reading our few column
+//! types, running a statement on a connection, and the SQL that differs.
+//!
+//! sqlx's own bounds (`T: Encode<DB>`, `&mut DB::Connection: Executor`) are not
+//! implied by a trait, so generic code would repeat them on every function.
+//! Here they are stated once, as supertraits of [`Db`], and every shared query
+//! is a plain generic function over `D: Db`, written once for both backends.
+
+use std::future::Future;
+
+use sqlx::database::HasStatementCache;
+use sqlx::query::Query;
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, Row, Type};
+
+use super::Result;
+use super::records::{CreateOutcome, NewMessage, PendingMessage};
+use crate::domain::message::Timestamp;
+
+/// A statement with its arguments, for backend `D`.
+pub type Statement<D> = Query<'static, D, <D as Database>::Arguments>;
+
+/// A value a statement can bind.
+pub trait Bind<T>: Database {
+    fn bind(q: Statement<Self>, value: T) -> Statement<Self>;
+}
+
+impl<'t, D: Database, T> Bind<T> for D
+where
+    T: Encode<'t, D> + Type<D>,
+{
+    fn bind(q: Statement<D>, value: T) -> Statement<D> {
+        q.bind(value)
+    }
+}
+
+/// A value a row's column can be read as.
+pub trait Get<T>: Database {
+    fn get(row: &Self::Row, index: usize) -> Result<T>;
+}
+
+impl<D: Database, T> Get<T> for D
+where
+    T: for<'r> Decode<'r, D> + Type<D>,
+    usize: ColumnIndex<D::Row>,
+{
+    fn get(row: &D::Row, index: usize) -> Result<T> {
+        Ok(row.try_get(index)?)
+    }
+}
+
+/// A backend: PostgreSQL or SQLite.
+pub trait Db:
+    Database<Arguments: sqlx::IntoArguments<Self>>
+    + HasStatementCache
+    + Bind<i64>
+    + Bind<bool>
+    + Bind<String>
+    + Bind<Option<i64>>
+    + Bind<Option<String>>
+    + for<'a> Bind<&'a str>
+    + for<'a> Bind<&'a String>
+    + for<'a> Bind<Option<&'a str>>
+    + for<'a> Bind<&'a Option<String>>
+    + Get<i64>
+    + Get<bool>
+    + Get<String>
+    + Get<Option<i64>>
+    + Get<Option<String>>
+{
+    /// Every file of the backend's migrations folder, in order: (version, name, SQL).
+    const MIGRATIONS: &'static [(i64, &'static str, &'static str)];
+
+    fn executor<'c>(conn: &'c mut Self::Connection) -> impl Executor<'c, Database = Self>;
+    fn rows_affected(result: &Self::QueryResult) -> u64;
+
+    /// SQL for a table `u` of `columns` (name, SQL type) read from the JSON
+    /// array of objects bound as `$param`.
+    fn json_rows(param: u8, columns: &[(&str, &str)]) -> String;
+    /// `= ANY (…)` / `IN (…)` the `column` values of the JSON array bound as
+    /// `$param`, spelled so that the keys are looked up in their index.
+    fn json_keys(param: u8, column: &str) -> String;
+    /// A text parameter where its type must be stated (`$2::text IS NULL`).
+    fn text(param: u8) -> String;
+    /// " FOR UPDATE" where the backend locks rows, else "".
+    const LOCK: &'static str;
+    /// How the receipts applier claims stored receipts `r` (" FOR UPDATE OF r
+    /// SKIP LOCKED": appliers pass each other by), else "".
+    const CLAIM_RECEIPTS: &'static str;
+
+    /// Inserts queued messages (their first status at `created_at`).
+    fn insert_messages(
+        conn: &mut Self::Connection,
+        batch: &[&NewMessage],
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// `Store::create_messages`, in the backend's best way.
+    fn create_messages(
+        pool: &sqlx::Pool<Self>,
+        batch: &[PendingMessage],
+    ) -> impl Future<Output = Result<Vec<CreateOutcome>>> + Send;
+    /// Starts a transaction for a queue claim (PostgreSQL plans it to stop after the batch).
+    fn claim_tx(
+        pool: &sqlx::Pool<Self>,
+    ) -> impl Future<Output = Result<sqlx::Transaction<'static, Self>>> + Send;
+    /// "FOR UPDATE SKIP LOCKED" where claimers can pass each other by, else "".
+    const SKIP_LOCKED: &'static str;
+    /// Marks due sandbox receipts taken; their (message id, status).
+    fn take_sandbox_receipts(
+        conn: &mut Self::Connection,
+        now: Timestamp,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<(String, String)>>> + Send;
+    /// Makes starts for one number take turns (PostgreSQL; SQLite has one writer).
+    fn serialize_starts(
+        conn: &mut Self::Connection,
+        tenant_id: &str,
+        to: &str,
+    ) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// A statement being built for backend `D`.
+pub struct Sql<D: Db>(Statement<D>);
+
+/// Starts a statement; a `format!`ed one must say `sqlx::AssertSqlSafe`.
+pub fn sql<D: Db>(text: impl sqlx::SqlSafeStr) -> Sql<D> {
+    Sql(sqlx::query(text))
+}
+
+impl<D: Db> Sql<D> {
+    pub fn bind<T>(self, value: T) -> Self
+    where
+        D: Bind<T>,
+    {
+        Sql(D::bind(self.0, value))
+    }
+
+    /// Plans the statement anew on each run instead of caching a plan: the
+    /// worker's batch statements over messages and their parts, because a plan
+    /// cached while a table was nearly empty went on scanning all of it once
+    /// it had grown (seen here: 800 ms a batch at 300k parts).
+    pub fn unprepared(self) -> Self {
+        Sql(self.0.persistent(false))
+    }
+
+    /// Runs it; how many rows it changed.
+    pub async fn execute(self, conn: &mut D::Connection) -> Result<u64> {
+        let done = self.0.execute(D::executor(conn)).await?;
+        Ok(D::rows_affected(&done))
+    }
+
+    pub async fn fetch_all<T: FromRow<D>>(self, conn: &mut D::Connection) -> Result<Vec<T>> {
+        let rows = self.0.fetch_all(D::executor(conn)).await?;
+        rows.iter().map(T::from_row).collect()
+    }
+
+    pub async fn fetch_optional<T: FromRow<D>>(
+        self,
+        conn: &mut D::Connection,
+    ) -> Result<Option<T>> {
+        let row = self.0.fetch_optional(D::executor(conn)).await?;
+        row.as_ref().map(T::from_row).transpose()
+    }
+
+    pub async fn fetch_one<T: FromRow<D>>(self, conn: &mut D::Connection) -> Result<T> {
+        T::from_row(&self.0.fetch_one(D::executor(conn)).await?)
+    }
+}
+
+/// What a row is read as: a column value, a tuple of them, or a record.
+pub trait FromRow<D: Database>: Sized {
+    fn from_row(row: &D::Row) -> Result<Self>;
+}
+
+/// A row, read column by column.
+pub struct Columns<'r, D: Database>(pub &'r D::Row);
+
+impl<D: Database> Columns<'_, D> {
+    pub fn get<T>(&self, index: usize) -> Result<T>
+    where
+        D: Get<T>,
+    {
+        D::get(self.0, index)
+    }
+}
+
+macro_rules! scalar_from_row {
+    ($($t:ty),*) => {$(
+        impl<D: Db> FromRow<D> for $t {
+            fn from_row(row: &D::Row) -> Result<Self> {
+                Columns::<D>(row).get(0)
+            }
+        }
+    )*};
+}
+scalar_from_row!(i64, bool, String, Option<i64>, Option<String>);
+
+macro_rules! tuple_from_row {
+    ($($t:ident $i:tt),+) => {
+        impl<D: Database, $($t),+> FromRow<D> for ($($t,)+)
+        where
+            $(D: Get<$t>),+
+        {
+            fn from_row(row: &D::Row) -> Result<Self> {
+                let r = Columns::<D>(row);
+                Ok(($(r.get::<$t>($i)?,)+))
+            }
+        }
+    };
+}
+tuple_from_row!(A 0, B 1);
+tuple_from_row!(A 0, B 1, C 2);
+tuple_from_row!(A 0, B 1, C 2, E 3);
+tuple_from_row!(A 0, B 1, C 2, E 3, F 4);
+tuple_from_row!(A 0, B 1, C 2, E 3, F 4, G 5);
+
+/// A JSON array of objects, bound as one text parameter for `json_rows`/`json_keys`.
+pub fn json_param(rows: Vec<serde_json::Value>) -> String {
+    serde_json::Value::from(rows).to_string()
+}

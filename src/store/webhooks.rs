@@ -1,0 +1,283 @@
+//! Webhook endpoints and their deliveries. (What a change fires: `outbox.rs`.)
+
+use async_trait::async_trait;
+use sqlx::AssertSqlSafe;
+
+use super::rows::ENDPOINT_COLUMNS;
+use super::sql::{Db, sql};
+use super::{
+    AttemptRecord, Claim, ClaimedDelivery, NextStep, Page, Result, Rotation, SqlStore, StoreError,
+    StoredEndpoint, WebhookStore,
+};
+use crate::domain::message::Timestamp;
+use crate::domain::webhook::{
+    Delivery, DeliveryAttempt, DeliveryStatus, EventType, disable_reason,
+};
+
+/// Without a cursor, "~" sorts after every id.
+fn cursor(page: &Page) -> &str {
+    page.starting_after.as_deref().unwrap_or("~")
+}
+
+#[async_trait]
+impl<D: Db> WebhookStore for SqlStore<D> {
+    async fn create_endpoint(&self, e: &StoredEndpoint) -> Result<()> {
+        sql::<D>(
+            "INSERT INTO webhook_endpoints (id, tenant_id, url, description, events, secret, \
+               enabled, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&e.id)
+        .bind(&e.tenant_id)
+        .bind(&e.url)
+        .bind(&e.description)
+        .bind(e.events.to_column())
+        .bind(&e.secret)
+        .bind(e.enabled)
+        .bind(e.created_at.millis())
+        .bind(e.updated_at.millis())
+        .execute(&mut *self.conn().await?)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_endpoints(&self, tenant_id: &str, page: &Page) -> Result<Vec<StoredEndpoint>> {
+        let text = format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE tenant_id = $1 AND id < $2 \
+             ORDER BY id DESC LIMIT $3"
+        );
+        sql::<D>(AssertSqlSafe(text))
+            .bind(tenant_id)
+            .bind(cursor(page))
+            .bind(i64::from(page.limit))
+            .fetch_all(&mut *self.conn().await?)
+            .await
+    }
+
+    async fn get_endpoint(&self, tenant_id: &str, id: &str) -> Result<Option<StoredEndpoint>> {
+        let text = format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE tenant_id = $1 AND id = $2"
+        );
+        sql::<D>(AssertSqlSafe(text))
+            .bind(tenant_id)
+            .bind(id)
+            .fetch_optional(&mut *self.conn().await?)
+            .await
+    }
+
+    async fn update_endpoint(&self, e: &StoredEndpoint) -> Result<bool> {
+        let done = sql::<D>(
+            "UPDATE webhook_endpoints SET url = $3, description = $4, events = $5, enabled = $6, \
+               disabled_reason = $7, updated_at = $8 WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(&e.tenant_id)
+        .bind(&e.id)
+        .bind(&e.url)
+        .bind(&e.description)
+        .bind(e.events.to_column())
+        .bind(e.enabled)
+        .bind(&e.disabled_reason)
+        .bind(e.updated_at.millis())
+        .execute(&mut *self.conn().await?)
+        .await?;
+        Ok(done == 1)
+    }
+
+    async fn delete_endpoint(&self, tenant_id: &str, id: &str) -> Result<bool> {
+        let done = sql::<D>("DELETE FROM webhook_endpoints WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant_id)
+            .bind(id)
+            .execute(&mut *self.conn().await?)
+            .await?;
+        Ok(done == 1)
+    }
+
+    async fn rotate_endpoint_secret(&self, r: &Rotation) -> Result<bool> {
+        let done = sql::<D>(
+            "UPDATE webhook_endpoints SET previous_secret = secret, previous_secret_until = $4, \
+               secret = $3, updated_at = $5 WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(&r.tenant_id)
+        .bind(&r.id)
+        .bind(&r.secret)
+        .bind(r.previous_until.millis())
+        .bind(r.now.millis())
+        .execute(&mut *self.conn().await?)
+        .await?;
+        Ok(done == 1)
+    }
+
+    async fn claim_deliveries(&self, c: &Claim) -> Result<Vec<ClaimedDelivery>> {
+        let mut tx = D::claim_tx(&self.pool).await?;
+        let text = format!(
+            "UPDATE webhook_deliveries SET lease_until = $2, lease_token = $3, \
+               attempts = attempts + 1 \
+             WHERE id IN (SELECT id FROM webhook_deliveries WHERE status = 'pending' \
+               AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until <= $1) \
+               ORDER BY next_attempt_at LIMIT $4{}) \
+             RETURNING id, tenant_id, endpoint_id, payload, attempts",
+            D::SKIP_LOCKED,
+        );
+        let rows: Vec<(String, String, String, String, i64)> = sql::<D>(AssertSqlSafe(text))
+            .bind(c.now.millis())
+            .bind(c.lease_until.millis())
+            .bind(&c.token)
+            .bind(i64::from(c.limit))
+            .fetch_all(&mut tx)
+            .await?;
+        tx.commit().await?;
+        rows.into_iter()
+            .map(|(id, tenant_id, endpoint_id, payload, attempts)| {
+                Ok(ClaimedDelivery {
+                    id,
+                    tenant_id,
+                    endpoint_id,
+                    payload,
+                    attempts: u32::try_from(attempts)
+                        .map_err(|_| StoreError::Corrupt("attempts".into()))?,
+                })
+            })
+            .collect()
+    }
+
+    async fn finish_delivery(&self, r: &AttemptRecord) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let (status, next_at) = match &r.next {
+            NextStep::Succeeded => (DeliveryStatus::Succeeded, r.at),
+            NextStep::RetryAt(at) => (DeliveryStatus::Pending, *at),
+            NextStep::Failed { .. } => (DeliveryStatus::Failed, r.at),
+        };
+        let done = sql::<D>(
+            "UPDATE webhook_deliveries SET status = $3, next_attempt_at = $4, lease_until = NULL, \
+               lease_token = NULL, updated_at = $5 \
+             WHERE id = $1 AND lease_token = $2 AND status = 'pending'",
+        )
+        .bind(&r.delivery_id)
+        .bind(&r.token)
+        .bind(status.as_str())
+        .bind(next_at.millis())
+        .bind(r.at.millis())
+        .execute(&mut tx)
+        .await?;
+        if done == 0 {
+            return Ok(false);
+        }
+        sql::<D>(
+            "INSERT INTO webhook_attempts (delivery_id, at, status_code, response, duration_ms, \
+               error) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&r.delivery_id)
+        .bind(r.at.millis())
+        .bind(r.status_code.map(i64::from))
+        .bind(&r.response)
+        .bind(r.duration_ms)
+        .bind(&r.error)
+        .execute(&mut tx)
+        .await?;
+        if r.next == NextStep::Succeeded {
+            sql::<D>("UPDATE webhook_endpoints SET failing_since = NULL WHERE id = $1")
+                .bind(&r.endpoint_id)
+                .execute(&mut tx)
+                .await?;
+        } else {
+            let since: Option<Option<i64>> = sql::<D>(
+                "UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, $2) \
+                 WHERE id = $1 RETURNING failing_since",
+            )
+            .bind(&r.endpoint_id)
+            .bind(r.at.millis())
+            .fetch_optional(&mut tx)
+            .await?;
+            let asked = match &r.next {
+                NextStep::Failed { disable_endpoint } => disable_endpoint.as_deref(),
+                _ => None,
+            };
+            let since = since.flatten().map(Timestamp);
+            if let Some(reason) = disable_reason(asked, since, r.at) {
+                sql::<D>(
+                    "UPDATE webhook_endpoints SET enabled = FALSE, disabled_reason = $2, \
+                       updated_at = $3 WHERE id = $1 AND enabled = TRUE",
+                )
+                .bind(&r.endpoint_id)
+                .bind(reason)
+                .bind(r.at.millis())
+                .execute(&mut tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn list_deliveries(
+        &self,
+        tenant_id: &str,
+        endpoint_id: &str,
+        page: &Page,
+    ) -> Result<Vec<Delivery>> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<(String, String, String, i64, i64, i64)> = sql::<D>(
+            "SELECT id, event_type, status, next_attempt_at, created_at, updated_at \
+             FROM webhook_deliveries WHERE tenant_id = $1 AND endpoint_id = $2 AND id < $3 \
+             ORDER BY id DESC LIMIT $4",
+        )
+        .bind(tenant_id)
+        .bind(endpoint_id)
+        .bind(cursor(page))
+        .bind(i64::from(page.limit))
+        .fetch_all(&mut conn)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (id, event_type, status, next, created_at, updated_at) in rows {
+            let attempts: Vec<(i64, Option<i64>, Option<String>, i64, Option<String>)> = sql::<D>(
+                "SELECT at, status_code, response, duration_ms, error FROM webhook_attempts \
+                 WHERE delivery_id = $1 ORDER BY id",
+            )
+            .bind(&id)
+            .fetch_all(&mut conn)
+            .await?;
+            let status = DeliveryStatus::parse(&status)
+                .ok_or_else(|| StoreError::Corrupt("delivery status".into()))?;
+            out.push(Delivery {
+                event_type: EventType::parse(&event_type)
+                    .ok_or_else(|| StoreError::Corrupt("event type".into()))?,
+                next_attempt_at: (status == DeliveryStatus::Pending).then_some(Timestamp(next)),
+                id,
+                status,
+                created_at: Timestamp(created_at),
+                updated_at: Timestamp(updated_at),
+                attempts: attempts
+                    .into_iter()
+                    .map(|(at, code, response, duration_ms, error)| DeliveryAttempt {
+                        at: Timestamp(at),
+                        status_code: code.and_then(|c| u16::try_from(c).ok()),
+                        response,
+                        duration_ms,
+                        error,
+                    })
+                    .collect(),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn replay_delivery(
+        &self,
+        tenant_id: &str,
+        endpoint_id: &str,
+        id: &str,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let done = sql::<D>(
+            "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $4, \
+               lease_until = NULL, lease_token = NULL, updated_at = $4 \
+             WHERE tenant_id = $1 AND endpoint_id = $2 AND id = $3",
+        )
+        .bind(tenant_id)
+        .bind(endpoint_id)
+        .bind(id)
+        .bind(now.millis())
+        .execute(&mut *self.conn().await?)
+        .await?;
+        Ok(done == 1)
+    }
+}

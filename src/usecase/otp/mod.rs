@@ -1,0 +1,416 @@
+//! One-time-password verifications: start, verify, resend, cancel, read.
+//! Codes exist in plaintext only in the SMS on its way out; we keep an HMAC.
+
+use std::time::Duration;
+
+mod checks;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::error::{ApiError, ProblemCode};
+use super::idempotency::{Answer, Idempotent};
+use super::limits::{admit, charge};
+use super::sms::{compose, destination};
+use super::{Core, detached};
+use crate::domain::encoding::SmsBody;
+use crate::domain::ids::new_id;
+use crate::domain::otp::{MAX_LENGTH, MIN_LENGTH, OtpCode, OtpText, TemplateError};
+use crate::domain::phone::{Masked, PhoneNumber};
+use crate::domain::verification::{StoredVerification, Verdict, Verification, VerificationStatus};
+use crate::store::{AuthContext, CreateOutcome, NewMessage, Resend};
+
+pub use checks::{CheckWriter, CodeCheck, VerificationCache, check_writer};
+
+const MAX_BRAND: usize = 30;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartVerification {
+    /// E.164 or UK national format.
+    pub to: String,
+    /// Digits in the code, 4–10 (default 6).
+    pub length: Option<u32>,
+    /// How long the code works, 60–3600 s (default 600).
+    pub ttl_seconds: Option<u32>,
+    /// Wrong codes allowed before the verification locks, 1–10 (default 5).
+    pub max_attempts: Option<u32>,
+    /// Shown in the text (default: the tenant's name); at most 30 characters.
+    pub brand: Option<String>,
+    /// Must contain `{code}`; may use `{brand}` and `{minutes}`; must fit one segment.
+    pub template: Option<String>,
+    /// Adds the WebOTP / Android autofill line `@{app_domain} #{code}`.
+    pub app_domain: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckCode {
+    pub code: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckCodeFor {
+    pub to: String,
+    pub code: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CheckResult {
+    pub id: String,
+    pub status: VerificationStatus,
+    pub valid: bool,
+    pub attempts_remaining: u32,
+}
+
+fn within(
+    value: Option<u32>,
+    default: u32,
+    range: std::ops::RangeInclusive<u32>,
+    param: &str,
+) -> Result<u32, ApiError> {
+    let v = value.unwrap_or(default);
+    if range.contains(&v) {
+        Ok(v)
+    } else {
+        Err(ApiError::invalid(
+            param,
+            format!(
+                "`{param}` must be between {} and {}",
+                range.start(),
+                range.end()
+            ),
+        ))
+    }
+}
+
+fn valid_domain(d: &str) -> bool {
+    (3..=253).contains(&d.len())
+        && d.contains('.')
+        && d.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+/// 409 for a verification that no longer takes codes.
+fn closed(status: VerificationStatus) -> ApiError {
+    ApiError::new(
+        ProblemCode::VerificationClosed,
+        format!(
+            "this verification is {} and takes no more codes",
+            status.as_str()
+        ),
+    )
+    .with("verification_status", status.as_str())
+}
+
+/// The SMS that carries `code` for this verification.
+fn code_message(
+    app: &Core,
+    auth: &AuthContext,
+    v: &StoredVerification,
+    code: &OtpCode,
+) -> Result<NewMessage, ApiError> {
+    let text = OtpText {
+        template: v.template.as_deref(),
+        brand: &v.brand,
+        minutes: u64::from(v.ttl_seconds).div_ceil(60),
+        app_domain: v.app_domain.as_deref(),
+    };
+    let body = SmsBody::parse(text.render(code.digits())).map_err(ApiError::internal)?;
+    let to = PhoneNumber::from_stored(v.to.clone());
+    Ok(compose(
+        app,
+        auth,
+        &to,
+        &body,
+        &app.config.default_sender,
+        None,
+    ))
+}
+
+/// Reads a verification, marking it expired if its time is up.
+async fn load(app: &Core, tenant_id: &str, id: &str) -> Result<StoredVerification, ApiError> {
+    let v = app
+        .store
+        .get_verification(tenant_id, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("verification"))?;
+    settle(app, v).await
+}
+
+/// Reads a verification that must still be pending (else 409).
+async fn load_pending(
+    app: &Core,
+    tenant_id: &str,
+    id: &str,
+) -> Result<StoredVerification, ApiError> {
+    let v = load(app, tenant_id, id).await?;
+    if v.status == VerificationStatus::Pending {
+        Ok(v)
+    } else {
+        Err(closed(v.status))
+    }
+}
+
+async fn settle(app: &Core, mut v: StoredVerification) -> Result<StoredVerification, ApiError> {
+    let now = app.clock.now();
+    if v.status == VerificationStatus::Pending && now >= v.expires_at {
+        if app
+            .store
+            .close_verification(&v.tenant_id, &v.id, VerificationStatus::Expired, now)
+            .await?
+        {
+            v.status = VerificationStatus::Expired;
+            v.updated_at = now;
+        } else {
+            return Box::pin(load(app, &v.tenant_id, &v.id)).await;
+        }
+    }
+    Ok(v)
+}
+
+fn send_limit_key(tenant_id: &str, to: &str) -> String {
+    format!("otp-to:{tenant_id}:{to}")
+}
+
+async fn admit_send(app: &Core, tenant_id: &str, to: &str) -> Result<(), ApiError> {
+    let l = &app.config.limits;
+    admit(
+        app,
+        &send_limit_key(tenant_id, to),
+        l.otp_sends_per_number,
+        Duration::from_secs(l.otp_sends_per_number_window_seconds),
+        "too many codes were sent to this number",
+    )
+    .await
+}
+
+/// Starts a verification: a fresh code goes out by SMS. Answers 201.
+#[tracing::instrument(skip_all, fields(tenant = %auth.tenant.id))]
+pub async fn start(
+    app: &Core,
+    auth: &AuthContext,
+    req: StartVerification,
+    idem: &Idempotent,
+) -> Result<Answer, ApiError> {
+    let to = destination(auth, &req.to)?;
+    let length = within(req.length, 6, MIN_LENGTH..=MAX_LENGTH, "length")?;
+    let ttl_seconds = within(req.ttl_seconds, 600, 60..=3600, "ttl_seconds")?;
+    let max_attempts = within(req.max_attempts, 5, 1..=10, "max_attempts")?;
+    let brand = req
+        .brand
+        .as_deref()
+        .unwrap_or(&auth.tenant.name)
+        .trim()
+        .to_string();
+    if brand.is_empty() || brand.chars().count() > MAX_BRAND {
+        return Err(ApiError::invalid(
+            "brand",
+            format!("`brand` must be 1–{MAX_BRAND} characters"),
+        ));
+    }
+    if req.app_domain.as_deref().is_some_and(|d| !valid_domain(d)) {
+        return Err(ApiError::invalid(
+            "app_domain",
+            "`app_domain` must be a host name such as example.com",
+        ));
+    }
+    let text = OtpText {
+        template: req.template.as_deref(),
+        brand: &brand,
+        minutes: u64::from(ttl_seconds).div_ceil(60),
+        app_domain: req.app_domain.as_deref(),
+    };
+    text.check().map_err(|e| {
+        let param = match (&e, &req.template) {
+            (TemplateError::TooLong(_), None) => "brand",
+            _ => "template",
+        };
+        ApiError::invalid(param, format!("the text {e}"))
+    })?;
+    // A repeated request is answered as the first was, before any limit counts it again.
+    if let Some(earlier) = idem.earlier(&*app.store, &auth.tenant.id).await? {
+        return Ok(earlier);
+    }
+    admit(
+        app,
+        &format!("otp-start:{}", auth.tenant.id),
+        app.config.limits.otp_starts_per_minute,
+        Duration::from_secs(60),
+        "too many verifications were started",
+    )
+    .await?;
+    admit_send(app, &auth.tenant.id, to.e164()).await?;
+
+    let now = app.clock.now();
+    let id = new_id("otp");
+    let code = OtpCode::generate(length);
+    let mut v = StoredVerification {
+        code_hash: app.hash_key.code_hash(&id, &code),
+        id,
+        tenant_id: auth.tenant.id.clone(),
+        mode: auth.mode,
+        to: to.e164().to_string(),
+        status: VerificationStatus::Pending,
+        code_length: length,
+        max_attempts,
+        attempts: 0,
+        sends: 1,
+        ttl_seconds,
+        brand,
+        template: req.template,
+        app_domain: req.app_domain,
+        message_id: String::new(),
+        last_sent_at: now,
+        expires_at: now.plus_ms(i64::from(ttl_seconds) * 1000),
+        created_at: now,
+        updated_at: now,
+    };
+    let msg = code_message(app, auth, &v, &code)?;
+    drop(code);
+    charge(app, auth, msg.price).await?;
+    v.message_id = msg.id.clone();
+    const CREATED: u16 = 201;
+    let response = serde_json::to_string(&Verification::from(&v)).map_err(ApiError::internal)?;
+    let record = idem.record(CREATED, &response);
+    let (id, to) = (v.id.clone(), v.to.clone());
+    let (store, created) = (app.store.clone(), v.clone());
+    let outcome =
+        detached(async move { store.create_verification(&v, &msg, record.as_ref()).await }).await?;
+    if matches!(outcome, CreateOutcome::Created) {
+        app.verifications.put(created);
+        app.wake.notify_one();
+        tracing::info!(verification_id = %id, to = %Masked(&to), "verification started");
+    }
+    idem.answer(outcome, CREATED, response)
+}
+
+/// Checks a code; the right one approves the verification, once.
+pub async fn check(
+    app: &Core,
+    tenant_id: &str,
+    id: &str,
+    code: String,
+) -> Result<CheckResult, ApiError> {
+    let verdict = app
+        .checks
+        .submit(CodeCheck {
+            tenant_id: tenant_id.to_string(),
+            id: id.to_string(),
+            code,
+            now: app.clock.now(),
+        })
+        .await?;
+    match verdict {
+        Verdict::NotFound => Err(ApiError::not_found("verification")),
+        Verdict::Closed(status) => Err(closed(status)),
+        Verdict::Malformed { length } => Err(ApiError::invalid(
+            "code",
+            format!("`code` must be {length} digits"),
+        )),
+        Verdict::Checked {
+            valid,
+            status,
+            attempts_remaining,
+        } => {
+            // Approvals and lock-outs are audit events; ordinary wrong codes are debug.
+            if status == VerificationStatus::Pending {
+                tracing::debug!(verification_id = %id, "wrong code");
+            } else {
+                tracing::info!(verification_id = %id, status = status.as_str(), valid, "code checked");
+            }
+            Ok(CheckResult {
+                id: id.to_string(),
+                status,
+                valid,
+                attempts_remaining,
+            })
+        }
+    }
+}
+
+/// Checks a code for the newest pending verification of a number.
+pub async fn check_number(
+    app: &Core,
+    auth: &AuthContext,
+    to: &str,
+    code: String,
+) -> Result<CheckResult, ApiError> {
+    let to = destination(auth, to)?;
+    let v = app
+        .store
+        .latest_verification(&auth.tenant.id, to.e164())
+        .await?
+        .ok_or_else(|| ApiError::not_found("verification for this number"))?;
+    check(app, &auth.tenant.id, &v.id, code).await
+}
+
+/// Sends a fresh code; the previous one stops working.
+pub async fn resend(app: &Core, auth: &AuthContext, id: &str) -> Result<Verification, ApiError> {
+    let v = load_pending(app, &auth.tenant.id, id).await?;
+    let limits = &app.config.limits;
+    let now = app.clock.now();
+    if v.sends >= limits.otp_max_sends {
+        return Err(ApiError::too_many(
+            "this verification has had all its sends; start a new one when it expires",
+            v.expires_at.millis() - now.millis(),
+        ));
+    }
+    let wait =
+        v.last_sent_at.millis() + limits.otp_resend_cooldown_seconds as i64 * 1000 - now.millis();
+    if wait > 0 {
+        return Err(ApiError::too_many("a code was sent moments ago", wait));
+    }
+    admit_send(app, &auth.tenant.id, &v.to).await?;
+    let code = OtpCode::generate(v.code_length);
+    let msg = code_message(app, auth, &v, &code)?;
+    let code_hash = app.hash_key.code_hash(&v.id, &code);
+    drop(code);
+    charge(app, auth, msg.price).await?;
+    let resent = Resend {
+        tenant_id: auth.tenant.id.clone(),
+        id: v.id.clone(),
+        sends: v.sends,
+        code_hash,
+        expires_at: now.plus_ms(i64::from(v.ttl_seconds) * 1000),
+        now,
+    };
+    let store = app.store.clone();
+    if !detached(async move { store.resend_verification(&resent, &msg).await }).await? {
+        let v = load(app, &auth.tenant.id, id).await?;
+        return Err(if v.status == VerificationStatus::Pending {
+            ApiError::too_many("a code was sent moments ago", 1000)
+        } else {
+            closed(v.status)
+        });
+    }
+    app.wake.notify_one();
+    tracing::info!(verification_id = %id, "code resent");
+    Ok(Verification::from(&load(app, &auth.tenant.id, id).await?))
+}
+
+/// Cancels a pending verification.
+pub async fn cancel(app: &Core, tenant_id: &str, id: &str) -> Result<Verification, ApiError> {
+    load_pending(app, tenant_id, id).await?;
+    if !app
+        .store
+        .close_verification(tenant_id, id, VerificationStatus::Canceled, app.clock.now())
+        .await?
+    {
+        return Err(closed(load(app, tenant_id, id).await?.status));
+    }
+    get(app, tenant_id, id).await
+}
+
+/// A verification (expired if its time is up).
+pub async fn get(app: &Core, tenant_id: &str, id: &str) -> Result<Verification, ApiError> {
+    Ok(Verification::from(&load(app, tenant_id, id).await?))
+}

@@ -1,0 +1,202 @@
+//! Send an SMS: check the destination, body and sender, count it against the
+//! spend cap, and commit it to the queue (in groups) before answering.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::Core;
+use super::error::{ApiError, ProblemCode};
+use super::idempotency::{Answer, Idempotent};
+use super::limits::charge;
+use crate::domain::Mode;
+use crate::domain::encoding::{BodyError, SmsBody};
+use crate::domain::ids::new_id;
+use crate::domain::message::{Message, MessageStatus, Pence, StatusChange};
+use crate::domain::phone::PhoneNumber;
+use crate::domain::sender::Sender;
+use crate::infra::batch::Batcher;
+use crate::store::{AuthContext, CreateOutcome, NewMessage, PendingMessage, Store};
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendSms {
+    /// E.164 (`+447400123456`) or UK national format (`07400 123456`).
+    pub to: String,
+    /// The text; GSM-7 or UCS-2 is chosen automatically; at most 10 segments.
+    pub body: String,
+    /// Alphanumeric sender ID (1–11 characters) or an E.164 number; defaults to the configured sender.
+    pub from: Option<String>,
+    /// Your own reference, up to 128 characters, returned with the message.
+    pub reference: Option<String>,
+}
+
+const MAX_REFERENCE: usize = 128;
+
+/// Parses a destination for this key's mode and checks the tenant's allowlist.
+pub fn destination(auth: &AuthContext, to: &str) -> Result<PhoneNumber, ApiError> {
+    let number = PhoneNumber::parse(to, auth.mode).map_err(|e| {
+        ApiError::new(ProblemCode::InvalidPhoneNumber, format!("`to` {e}")).param("to")
+    })?;
+    if !auth
+        .tenant
+        .allowed_regions
+        .iter()
+        .any(|r| r == number.region())
+    {
+        return Err(ApiError::new(
+            ProblemCode::DestinationNotAllowed,
+            format!(
+                "this account may send to {} only; {} is not allowed",
+                auth.tenant.allowed_regions.join(", "),
+                number.region()
+            ),
+        )
+        .param("to"));
+    }
+    Ok(number)
+}
+
+/// Queues a message; answers 202 with it once it is committed.
+pub async fn send(
+    app: &Core,
+    auth: &AuthContext,
+    req: SendSms,
+    idem: &Idempotent,
+) -> Result<Answer, ApiError> {
+    let to = destination(auth, &req.to)?;
+    let body = SmsBody::parse(req.body).map_err(|e| match e {
+        BodyError::Empty => ApiError::invalid("body", "`body` must not be empty"),
+        BodyError::TooLong { .. } => {
+            ApiError::new(ProblemCode::BodyTooLong, e.to_string()).param("body")
+        }
+    })?;
+    let from = match &req.from {
+        Some(f) => {
+            Sender::parse(f).map_err(|e| ApiError::invalid("from", format!("`from` {e}")))?
+        }
+        None => app.config.default_sender.clone(),
+    };
+    if req
+        .reference
+        .as_ref()
+        .is_some_and(|r| r.chars().count() > MAX_REFERENCE)
+    {
+        return Err(ApiError::invalid(
+            "reference",
+            format!("`reference` is longer than {MAX_REFERENCE} characters"),
+        ));
+    }
+    // A repeated request is answered as the first was, before the cap counts it again.
+    if let Some(earlier) = idem.earlier(&*app.store, &auth.tenant.id).await? {
+        return Ok(earlier);
+    }
+    let new = compose(app, auth, &to, &body, &from, req.reference);
+    charge(app, auth, new.price).await?;
+    let now = new.created_at;
+    let message = Message {
+        id: new.id.clone(),
+        to: new.to.clone(),
+        from: new.from.clone(),
+        mode: new.mode,
+        status: MessageStatus::Queued,
+        encoding: new.encoding,
+        segments: new.segments,
+        price_pence: new.price,
+        reference: new.reference.clone(),
+        error_code: None,
+        error_message: None,
+        created_at: now,
+        updated_at: now,
+        status_history: vec![StatusChange {
+            status: MessageStatus::Queued,
+            at: now,
+        }],
+    };
+    let response = serde_json::to_string(&message).map_err(ApiError::internal)?;
+    const ACCEPTED: u16 = 202;
+    let (id, segments) = (new.id.clone(), new.segments);
+    let outcome = app
+        .messages
+        .submit(PendingMessage {
+            message: new,
+            idem: idem.record(ACCEPTED, &response),
+        })
+        .await?;
+    if matches!(outcome, CreateOutcome::Created) {
+        app.wake.notify_one();
+        tracing::debug!(message_id = %id, to = %to.masked(), segments, "message queued");
+    }
+    idem.answer(outcome, ACCEPTED, response)
+}
+
+/// A queued message for this key's tenant and mode, priced (test keys cost nothing).
+pub fn compose(
+    app: &Core,
+    auth: &AuthContext,
+    to: &PhoneNumber,
+    body: &SmsBody,
+    from: &Sender,
+    reference: Option<String>,
+) -> NewMessage {
+    let price = match auth.mode {
+        Mode::Test => Pence(0),
+        Mode::Live => app.config.prices.sms_segment_pence.times(body.segments()),
+    };
+    NewMessage {
+        id: new_id("msg"),
+        tenant_id: auth.tenant.id.clone(),
+        mode: auth.mode,
+        to: to.e164().to_string(),
+        from: from.as_str().to_string(),
+        body_hmac: app.hash_key.body_hash(body.text()),
+        body: body.text().to_string(),
+        encoding: body.encoding(),
+        segments: body.segments(),
+        price,
+        reference,
+        created_at: app.clock.now(),
+    }
+}
+
+/// New messages, committed in groups.
+pub type MessageWriter = Batcher<PendingMessage, CreateOutcome>;
+
+pub fn message_writer(store: Arc<dyn Store>) -> MessageWriter {
+    Batcher::start(move |batch| {
+        let store = store.clone();
+        async move {
+            create_in_rounds(&*store, batch)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    })
+}
+
+/// `create_messages` wants no two items with one (tenant, key): those that
+/// repeat one go in a later round, where they find the first one's record.
+async fn create_in_rounds(
+    store: &dyn Store,
+    batch: Vec<PendingMessage>,
+) -> crate::store::Result<Vec<CreateOutcome>> {
+    let mut outcomes: Vec<Option<CreateOutcome>> = vec![None; batch.len()];
+    let mut left: Vec<(usize, PendingMessage)> = batch.into_iter().enumerate().collect();
+    while !left.is_empty() {
+        let mut seen = HashSet::new();
+        let (now, later): (Vec<_>, Vec<_>) = left.into_iter().partition(|(_, p)| match &p.idem {
+            Some(i) => seen.insert((p.message.tenant_id.clone(), i.key.clone())),
+            None => true,
+        });
+        let (slots, items): (Vec<usize>, Vec<PendingMessage>) = now.into_iter().unzip();
+        for (slot, outcome) in slots.into_iter().zip(store.create_messages(&items).await?) {
+            outcomes[slot] = Some(outcome);
+        }
+        left = later;
+    }
+    Ok(outcomes
+        .into_iter()
+        .map(|o| o.expect("every item had a round"))
+        .collect())
+}
