@@ -8,8 +8,9 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use crate::Line;
-use crate::config::{Config, LogFormat};
+use crate::config::{Config, LogFormat, Role};
 use crate::domain::Mode;
+use crate::domain::ids::{KeyId, TenantId};
 use crate::infra::clock::Clock;
 
 #[derive(Parser)]
@@ -30,9 +31,9 @@ struct Cli {
 enum Command {
     /// Serve the API and run the workers (the default).
     Serve {
-        /// Run only part of the service: all, api or worker.
-        #[arg(long)]
-        role: Option<String>,
+        /// Run only part of the service (default: `role` in the configuration, else all).
+        #[arg(long, value_enum)]
+        role: Option<Role>,
     },
     /// Bring the database schema up to date, then exit.
     Migrate,
@@ -62,12 +63,12 @@ enum KeyCommand {
     /// Create an API key for a tenant (shown once).
     Create {
         #[arg(long)]
-        tenant: String,
+        tenant: TenantId,
         #[arg(long, value_enum)]
         mode: Mode,
     },
     /// Revoke an API key by its id (key_…).
-    Revoke { key_id: String },
+    Revoke { key_id: KeyId },
 }
 
 pub fn main() -> ExitCode {
@@ -80,13 +81,7 @@ pub fn main() -> ExitCode {
         }
     };
     if let Some(Command::Serve { role: Some(role) }) = &cli.command {
-        match serde_json::from_value(serde_json::Value::String(role.clone())) {
-            Ok(r) => config.role = r,
-            Err(_) => {
-                eprintln!("configuration error: `--role` must be all, api or worker");
-                return ExitCode::from(2);
-            }
-        }
+        config.role = *role;
     }
     init_logging(config.log_format);
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
@@ -168,30 +163,34 @@ async fn serve(line: Line) -> anyhow::Result<()> {
             first.test_key.expose()
         );
     }
+    // Registered before the port opens: a SIGTERM that comes as soon as the
+    // port answers must find the handler there, not end the process.
+    let signal = shutdown_signal()?;
     let listener = tokio::net::TcpListener::bind(line.config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {} (`listen`): {e}", line.config.listen))?;
     tracing::info!(listen = %line.config.listen, role = ?line.config.role, "line is serving");
     let (trigger, shutdown) = crate::infra::shutdown::channel();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        signal.await;
         tracing::info!("shutting down: finishing in-flight work");
         trigger.trigger();
     });
     line.serve(listener, shutdown).await
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Completes on SIGTERM or Ctrl-C; the SIGTERM handler is in place on return.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    Ok(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+    })
 }

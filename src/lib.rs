@@ -23,7 +23,7 @@ use crate::carrier::Carriers;
 use crate::config::Config;
 use crate::domain::Mode;
 use crate::domain::api_key::ApiKey;
-use crate::domain::ids::new_id;
+use crate::domain::ids::{KeyId, TenantId};
 use crate::domain::otp::HashKey;
 use crate::http::AppState;
 use crate::http::extract::AuthCache;
@@ -135,7 +135,7 @@ impl Line {
         );
         let tenant = self
             .store
-            .create_tenant(&new_id("ten"), name, self.clock.now())
+            .create_tenant(&TenantId::generate(), name, self.clock.now())
             .await?;
         let test_key = self.create_key(&tenant.id, Mode::Test).await?.1;
         let live_key = self.create_key(&tenant.id, Mode::Live).await?.1;
@@ -149,19 +149,19 @@ impl Line {
     /// Returns the key's id and the key itself (shown once; only its hash is kept).
     pub async fn create_key(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         mode: Mode,
-    ) -> anyhow::Result<(String, ApiKey)> {
+    ) -> anyhow::Result<(KeyId, ApiKey)> {
         anyhow::ensure!(
             self.store.tenant_exists(tenant_id).await?,
             "no tenant {tenant_id}"
         );
         let key = ApiKey::generate(mode);
-        let id = new_id("key");
+        let id = KeyId::generate();
         self.store
             .create_api_key(&NewApiKey {
                 id: id.clone(),
-                tenant_id: tenant_id.to_string(),
+                tenant_id: tenant_id.clone(),
                 mode,
                 key_hash: key.hash(),
                 hint: key.hint(),

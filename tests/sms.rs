@@ -656,12 +656,12 @@ fn claim(now: line::domain::message::Timestamp, token: &str) -> line::store::Cla
 }
 
 fn finish(
-    id: &str,
+    id: &line::domain::ids::MessageId,
     result: line::store::SubmitResult,
     now: line::domain::message::Timestamp,
 ) -> line::store::Finish {
     line::store::Finish {
-        id: id.to_string(),
+        id: id.clone(),
         token: "dead-worker".into(),
         result,
         now,

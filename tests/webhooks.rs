@@ -681,7 +681,7 @@ async fn delivery_time_guard_refuses_internal_addresses() {
     app.line
         .store
         .create_endpoint(&line::store::StoredEndpoint {
-            id: "wh_sneaky".into(),
+            id: "wh_sneaky".to_string().into(),
             tenant_id: app.tenant_id.clone(),
             url,
             description: None,

@@ -221,7 +221,7 @@ impl Carrier for HttpCarrier {
                 .await
                 .ok()
                 .and_then(|v| serde_json::from_value::<Id>(v.get("id")?.clone()).ok())
-                .map_or_else(|| msg.id.clone(), |id| id.text());
+                .map_or_else(|| msg.id.to_string(), |id| id.text());
             return Ok(Accepted {
                 carrier_message_ids: vec![super::normalize_id(&id, crate::config::IdBase::Text)],
             });

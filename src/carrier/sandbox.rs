@@ -77,7 +77,7 @@ impl Carrier for Sandbox {
             .map_err(|e| CarrierError::Transient(format!("sandbox store: {e}")))?;
         // Our own id is the carrier's: its receipts come from `sandbox_messages`.
         Ok(Accepted {
-            carrier_message_ids: vec![msg.id.clone()],
+            carrier_message_ids: vec![msg.id.to_string()],
         })
     }
 

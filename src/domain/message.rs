@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::ids::MessageId;
 use super::{Mode, encoding::Encoding};
 
 /// queued → sent → delivered | undelivered | failed | expired
@@ -100,8 +101,7 @@ pub struct StatusChange {
 /// once the carrier accepts the message and may carry a one-time code.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Message {
-    /// `msg_…`
-    pub id: String,
+    pub id: MessageId,
     pub to: String,
     pub from: String,
     pub mode: Mode,

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::Mode;
+use super::ids::{MessageId, TenantId, VerificationId};
 use super::message::Timestamp;
 use super::otp::OtpCode;
 
@@ -44,8 +45,8 @@ impl VerificationStatus {
 /// A verification as stored (the code only as its keyed hash).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredVerification {
-    pub id: String,
-    pub tenant_id: String,
+    pub id: VerificationId,
+    pub tenant_id: TenantId,
     pub mode: Mode,
     pub to: String,
     pub status: VerificationStatus,
@@ -58,7 +59,7 @@ pub struct StoredVerification {
     pub brand: String,
     pub template: Option<String>,
     pub app_domain: Option<String>,
-    pub message_id: String,
+    pub message_id: MessageId,
     pub last_sent_at: Timestamp,
     pub expires_at: Timestamp,
     pub created_at: Timestamp,
@@ -105,7 +106,7 @@ impl StoredVerification {
                 length: self.code_length,
             };
         };
-        let valid = matches(&self.id, &code, &self.code_hash);
+        let valid = matches(self.id.as_str(), &code, &self.code_hash);
         if valid {
             self.status = VerificationStatus::Approved;
         } else {
@@ -126,8 +127,7 @@ impl StoredVerification {
 /// A verification as the API returns it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Verification {
-    /// `otp_…`
-    pub id: String,
+    pub id: VerificationId,
     pub status: VerificationStatus,
     pub to: String,
     pub mode: Mode,
@@ -136,7 +136,7 @@ pub struct Verification {
     pub attempts_remaining: u32,
     pub max_attempts: u32,
     /// The SMS that carried the latest code.
-    pub message_id: String,
+    pub message_id: MessageId,
     pub sends: u32,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
@@ -167,8 +167,8 @@ mod tests {
 
     fn pending(max_attempts: u32) -> StoredVerification {
         StoredVerification {
-            id: "otp_1".into(),
-            tenant_id: "ten_1".into(),
+            id: "otp_1".to_string().into(),
+            tenant_id: "ten_1".to_string().into(),
             mode: Mode::Test,
             to: "+447700900123".into(),
             status: VerificationStatus::Pending,
@@ -181,7 +181,7 @@ mod tests {
             brand: "Acme".into(),
             template: None,
             app_domain: None,
-            message_id: "msg_1".into(),
+            message_id: "msg_1".to_string().into(),
             last_sent_at: Timestamp(0),
             expires_at: Timestamp(600_000),
             created_at: Timestamp(0),

@@ -6,6 +6,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::ids::{DeliveryId, EndpointId};
 use super::message::{MessageStatus, Timestamp};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -171,8 +172,7 @@ pub fn new_secret() -> String {
 /// An endpoint as the API returns it (the secret only on create and rotation).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Endpoint {
-    /// `wh_…`
-    pub id: String,
+    pub id: EndpointId,
     pub url: String,
     pub description: Option<String>,
     /// The event types sent here; `null` = all of them.
@@ -203,8 +203,7 @@ pub struct DeliveryAttempt {
 /// An event on its way to one endpoint, with every attempt.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Delivery {
-    /// `whd_…`; also the `webhook-id` header, the same on every attempt.
-    pub id: String,
+    pub id: DeliveryId,
     pub event_type: EventType,
     pub status: DeliveryStatus,
     pub next_attempt_at: Option<Timestamp>,

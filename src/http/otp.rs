@@ -9,6 +9,7 @@ use axum::routing::{get, post};
 
 use super::AppState;
 use super::extract::{ApiJson, Auth, IdempotencyKey};
+use crate::domain::ids::VerificationId;
 use crate::domain::verification::Verification;
 use crate::http::error::{ApiError, Problem};
 use crate::usecase::idempotency::Idempotent;
@@ -48,7 +49,7 @@ pub async fn start(
 pub async fn verify(
     State(app): State<AppState>,
     Auth(auth): Auth,
-    Path(id): Path<String>,
+    Path(id): Path<VerificationId>,
     ApiJson { value: req, .. }: ApiJson<CheckCode>,
 ) -> Result<Json<CheckResult>, ApiError> {
     Ok(Json(
@@ -88,7 +89,7 @@ pub async fn verify_number(
 pub async fn resend(
     State(app): State<AppState>,
     Auth(auth): Auth,
-    Path(id): Path<String>,
+    Path(id): Path<VerificationId>,
 ) -> Result<Json<Verification>, ApiError> {
     Ok(Json(otp::resend(&app, &auth, &id).await?))
 }
@@ -101,7 +102,7 @@ pub async fn resend(
 pub async fn cancel(
     State(app): State<AppState>,
     Auth(auth): Auth,
-    Path(id): Path<String>,
+    Path(id): Path<VerificationId>,
 ) -> Result<Json<Verification>, ApiError> {
     Ok(Json(otp::cancel(&app, &auth.tenant.id, &id).await?))
 }
@@ -114,7 +115,7 @@ pub async fn cancel(
 pub async fn get_one(
     State(app): State<AppState>,
     Auth(auth): Auth,
-    Path(id): Path<String>,
+    Path(id): Path<VerificationId>,
 ) -> Result<Json<Verification>, ApiError> {
     Ok(Json(otp::get(&app, &auth.tenant.id, &id).await?))
 }

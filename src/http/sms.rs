@@ -9,6 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::extract::{ApiJson, ApiQuery, Auth, IdempotencyKey, page_limit};
+use crate::domain::ids::MessageId;
 use crate::domain::message::{Message, MessageStatus};
 use crate::http::error::{ApiError, Problem};
 use crate::store::MessageFilter;
@@ -43,7 +44,7 @@ pub async fn send(
 pub async fn get_one(
     State(app): State<AppState>,
     Auth(auth): Auth,
-    Path(id): Path<String>,
+    Path(id): Path<MessageId>,
 ) -> Result<axum::Json<Message>, ApiError> {
     app.store
         .get_message(&auth.tenant.id, &id)

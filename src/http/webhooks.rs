@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::extract::{ApiJson, ApiQuery, Auth, page_limit};
-use crate::domain::ids::new_id;
+use crate::domain::ids::{DeliveryId, EndpointId, TenantId};
 use crate::domain::webhook::{Delivery, Endpoint, EventSet, EventType, new_secret};
 use crate::http::error::{ApiError, Problem, ProblemCode};
 use crate::store::{Page, Rotation, StoredEndpoint};
@@ -118,7 +118,11 @@ fn checked_description(d: Option<String>) -> Result<Option<String>, ApiError> {
     }
 }
 
-async fn load(app: &AppState, tenant_id: &str, id: &str) -> Result<StoredEndpoint, ApiError> {
+async fn load(
+    app: &AppState,
+    tenant_id: &TenantId,
+    id: &EndpointId,
+) -> Result<StoredEndpoint, ApiError> {
     app.store
         .get_endpoint(tenant_id, id)
         .await?
@@ -137,7 +141,7 @@ pub async fn create(
     let url = checked_url(&app, &req.url).await?;
     let now = app.clock.now();
     let endpoint = StoredEndpoint {
-        id: new_id("wh"),
+        id: EndpointId::generate(),
         tenant_id: auth.tenant.id.clone(),
         url,
         description: checked_description(req.description)?,
@@ -183,7 +187,7 @@ pub async fn list(
 pub async fn get_one(
     State(app): State<AppState>,
     Auth(auth): Auth,
-    Path(id): Path<String>,
+    Path(id): Path<EndpointId>,
 ) -> Result<Json<Endpoint>, ApiError> {
     Ok(Json(view(&load(&app, &auth.tenant.id, &id).await?, false)))
 }
@@ -196,7 +200,7 @@ pub async fn get_one(
 pub async fn update(
     State(app): State<AppState>,
     Auth(auth): Auth,
-    Path(id): Path<String>,
+    Path(id): Path<EndpointId>,
     ApiJson { value: req, .. }: ApiJson<UpdateEndpoint>,
 ) -> Result<Json<Endpoint>, ApiError> {
     let mut e = load(&app, &auth.tenant.id, &id).await?;
@@ -234,7 +238,7 @@ pub async fn update(
 pub async fn delete(
     State(app): State<AppState>,
     Auth(auth): Auth,
-    Path(id): Path<String>,
+    Path(id): Path<EndpointId>,
 ) -> Result<StatusCode, ApiError> {
     if app.store.delete_endpoint(&auth.tenant.id, &id).await? {
         tracing::info!(endpoint_id = %id, "webhook endpoint deleted");
@@ -251,7 +255,7 @@ pub async fn delete(
 pub async fn rotate_secret(
     State(app): State<AppState>,
     Auth(auth): Auth,
-    Path(id): Path<String>,
+    Path(id): Path<EndpointId>,
 ) -> Result<Json<Endpoint>, ApiError> {
     let now = app.clock.now();
     let rotation = Rotation {
@@ -281,7 +285,7 @@ pub struct DeliveryList {
 pub async fn deliveries(
     State(app): State<AppState>,
     Auth(auth): Auth,
-    Path(id): Path<String>,
+    Path(id): Path<EndpointId>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<DeliveryList>, ApiError> {
     load(&app, &auth.tenant.id, &id).await?;
@@ -302,7 +306,7 @@ pub async fn deliveries(
 pub async fn replay(
     State(app): State<AppState>,
     Auth(auth): Auth,
-    Path((id, delivery_id)): Path<(String, String)>,
+    Path((id, delivery_id)): Path<(EndpointId, DeliveryId)>,
 ) -> Result<StatusCode, ApiError> {
     if app
         .store

@@ -8,13 +8,14 @@ use super::{
     CreateOutcome, IdempotencyRecord, IdempotencyStore, Result, SqlStore, StoreError,
     StoredResponse,
 };
+use crate::domain::ids::TenantId;
 use crate::domain::message::Timestamp;
 
 /// Records a request's key in the transaction on `conn`: `Some` with what the
 /// key stored before if it was used, and then nothing else may be written.
 pub(super) async fn take_key<D: Db>(
     conn: &mut D::Connection,
-    tenant_id: &str,
+    tenant_id: &TenantId,
     idem: Option<&IdempotencyRecord>,
     at: Timestamp,
 ) -> Result<Option<CreateOutcome>> {
@@ -23,7 +24,7 @@ pub(super) async fn take_key<D: Db>(
         "INSERT INTO idempotency_keys (tenant_id, key, request_hash, status, response, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
     )
-    .bind(tenant_id)
+    .bind(tenant_id.as_str())
     .bind(&i.key)
     .bind(&i.response.request_hash)
     .bind(i64::from(i.response.status))
@@ -43,14 +44,14 @@ pub(super) async fn take_key<D: Db>(
 /// What an earlier request with this key stored.
 pub(super) async fn stored_response<D: Db>(
     conn: &mut D::Connection,
-    tenant_id: &str,
+    tenant_id: &TenantId,
     key: &str,
 ) -> Result<Option<StoredResponse>> {
     let row: Option<(String, i64, String)> = sql::<D>(
         "SELECT request_hash, status, response FROM idempotency_keys \
          WHERE tenant_id = $1 AND key = $2",
     )
-    .bind(tenant_id)
+    .bind(tenant_id.as_str())
     .bind(key)
     .fetch_optional(conn)
     .await?;
@@ -66,7 +67,11 @@ pub(super) async fn stored_response<D: Db>(
 
 #[async_trait]
 impl<D: Db> IdempotencyStore for SqlStore<D> {
-    async fn find_idempotency(&self, tenant_id: &str, key: &str) -> Result<Option<StoredResponse>> {
+    async fn find_idempotency(
+        &self,
+        tenant_id: &TenantId,
+        key: &str,
+    ) -> Result<Option<StoredResponse>> {
         stored_response::<D>(&mut *self.conn().await?, tenant_id, key).await
     }
 }

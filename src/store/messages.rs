@@ -14,6 +14,7 @@ use super::{
     Claim, ClaimedMessage, CreateOutcome, Finish, MessageFilter, MessageStore, PendingMessage,
     Result, SqlStore, SubmitResult,
 };
+use crate::domain::ids::{MessageId, TenantId};
 use crate::domain::message::{Message, MessageStatus, Timestamp};
 
 /// `create_messages` one item at a time in one transaction (SQLite, one writer).
@@ -45,17 +46,17 @@ impl<D: Db> MessageStore for SqlStore<D> {
         D::create_messages(&self.pool, batch).await
     }
 
-    async fn get_message(&self, tenant_id: &str, id: &str) -> Result<Option<Message>> {
+    async fn get_message(&self, tenant_id: &TenantId, id: &MessageId) -> Result<Option<Message>> {
         let text =
             format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE tenant_id = $1 AND id = $2");
         sql::<D>(AssertSqlSafe(text))
-            .bind(tenant_id)
-            .bind(id)
+            .bind(tenant_id.as_str())
+            .bind(id.as_str())
             .fetch_optional(&mut *self.conn().await?)
             .await
     }
 
-    async fn list_messages(&self, tenant_id: &str, f: &MessageFilter) -> Result<Vec<Message>> {
+    async fn list_messages(&self, tenant_id: &TenantId, f: &MessageFilter) -> Result<Vec<Message>> {
         let text = format!(
             "SELECT {MESSAGE_COLUMNS} FROM messages WHERE tenant_id = $1 \
              AND ({} IS NULL OR status = $2) AND ({} IS NULL OR to_number = $3) \
@@ -65,7 +66,7 @@ impl<D: Db> MessageStore for SqlStore<D> {
             D::text(4),
         );
         sql::<D>(AssertSqlSafe(text))
-            .bind(tenant_id)
+            .bind(tenant_id.as_str())
             .bind(f.status.map(MessageStatus::as_str))
             .bind(&f.to)
             .bind(&f.starting_after)
@@ -102,14 +103,14 @@ impl<D: Db> MessageStore for SqlStore<D> {
             .iter()
             .partition(|f| matches!(f.result, SubmitResult::Sent { .. }));
         let done = finish_sent::<D>(&mut tx, &sent).await?;
-        let mut others = HashMap::new();
+        let mut others: HashMap<&MessageId, bool> = HashMap::new();
         for f in other {
-            others.insert(f.id.as_str(), finish_other::<D>(&mut tx, f).await?);
+            others.insert(&f.id, finish_other::<D>(&mut tx, f).await?);
         }
         tx.commit().await?;
         Ok(items
             .iter()
-            .map(|f| done.contains(&f.id) || others.get(f.id.as_str()).copied().unwrap_or(false))
+            .map(|f| done.contains(&f.id) || others.get(&f.id).copied().unwrap_or(false))
             .collect())
     }
 
@@ -129,7 +130,7 @@ impl<D: Db> MessageStore for SqlStore<D> {
 async fn finish_sent<D: Db>(
     conn: &mut D::Connection,
     items: &[&Finish],
-) -> Result<HashSet<String>> {
+) -> Result<HashSet<MessageId>> {
     if items.is_empty() {
         return Ok(HashSet::new());
     }
@@ -177,16 +178,20 @@ async fn finish_sent<D: Db>(
         ),
         D::json_keys(1, "mid"),
     );
-    let updated: Vec<(String, String, i64)> = sql::<D>(AssertSqlSafe(text))
+    let updated: Vec<(MessageId, TenantId, i64)> = sql::<D>(AssertSqlSafe(text))
         .unprepared()
         .bind(json_param(rows))
         .fetch_all(conn)
         .await?;
-    let done: HashSet<String> = updated.iter().map(|(id, _, _)| id.clone()).collect();
+    let done: HashSet<MessageId> = updated.iter().map(|(id, _, _)| id.clone()).collect();
     if done.is_empty() {
         return Ok(done);
     }
-    parts.retain(|p| p["id"].as_str().is_some_and(|id| done.contains(id)));
+    parts.retain(|p| {
+        p["id"]
+            .as_str()
+            .is_some_and(|id| done.contains(&MessageId::from(id.to_string())))
+    });
     // One row per carrier id: a carrier that repeats an id within a batch
     // (one id for every part, say) must not fail the whole batch; the last wins.
     let mut seen = HashSet::new();
@@ -213,8 +218,7 @@ async fn finish_sent<D: Db>(
         .bind(json_param(parts))
         .execute(conn)
         .await?;
-    let listening =
-        tenants_with_endpoints::<D>(conn, updated.iter().map(|(_, t, _)| t.as_str())).await?;
+    let listening = tenants_with_endpoints::<D>(conn, updated.iter().map(|(_, t, _)| t)).await?;
     for (id, tenant, at) in &updated {
         if listening.contains(tenant) {
             queue_message_webhooks::<D>(conn, tenant, id, MessageStatus::Sent, Timestamp(*at))
@@ -250,7 +254,7 @@ async fn retry_later<D: Db>(
         "UPDATE messages SET next_attempt_at = $3, error_message = $4, lease_until = NULL, \
          lease_token = NULL, updated_at = $5 WHERE id = $1 AND lease_token = $2 AND status = 'queued'",
     )
-    .bind(&f.id)
+    .bind(f.id.as_str())
     .bind(&f.token)
     .bind(at.millis())
     .bind(error)
@@ -275,8 +279,8 @@ async fn end_unsent<D: Db>(
          WHERE id = $1 AND lease_token = $2 AND status = 'queued' RETURNING tenant_id",
         history_append("$3", "$6"),
     );
-    let tenant: Option<String> = sql::<D>(AssertSqlSafe(text))
-        .bind(&f.id)
+    let tenant: Option<TenantId> = sql::<D>(AssertSqlSafe(text))
+        .bind(f.id.as_str())
         .bind(&f.token)
         .bind(status.as_str())
         .bind(code)

@@ -26,6 +26,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::domain::ids::{DeliveryId, EndpointId, KeyId, MessageId, TenantId, VerificationId};
 use crate::domain::message::{Message, Timestamp};
 use crate::domain::verification::{StoredVerification, VerificationStatus};
 use crate::domain::webhook::Delivery;
@@ -123,11 +124,11 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Arc<dyn 
 #[async_trait]
 pub trait TenantStore: Send + Sync + 'static {
     async fn count_tenants(&self) -> Result<i64>;
-    async fn create_tenant(&self, id: &str, name: &str, now: Timestamp) -> Result<Tenant>;
-    async fn tenant_exists(&self, tenant_id: &str) -> Result<bool>;
+    async fn create_tenant(&self, id: &TenantId, name: &str, now: Timestamp) -> Result<Tenant>;
+    async fn tenant_exists(&self, tenant_id: &TenantId) -> Result<bool>;
     async fn create_api_key(&self, key: &NewApiKey) -> Result<()>;
     /// True when a live key was revoked by this call.
-    async fn revoke_api_key(&self, key_id: &str, now: Timestamp) -> Result<bool>;
+    async fn revoke_api_key(&self, key_id: &KeyId, now: Timestamp) -> Result<bool>;
     async fn authenticate(&self, key_hash: &str) -> Result<Option<AuthContext>>;
     /// A setting's value, storing `value` first if it has none (first writer wins).
     async fn setting_or_init(&self, key: &str, value: &str) -> Result<String>;
@@ -141,8 +142,12 @@ pub trait MessageStore: Send + Sync + 'static {
     /// was used before inserts nothing and gets what was stored then. No two
     /// items of one batch share a tenant and key (the message writer sees to it).
     async fn create_messages(&self, batch: &[PendingMessage]) -> Result<Vec<CreateOutcome>>;
-    async fn get_message(&self, tenant_id: &str, id: &str) -> Result<Option<Message>>;
-    async fn list_messages(&self, tenant_id: &str, filter: &MessageFilter) -> Result<Vec<Message>>;
+    async fn get_message(&self, tenant_id: &TenantId, id: &MessageId) -> Result<Option<Message>>;
+    async fn list_messages(
+        &self,
+        tenant_id: &TenantId,
+        filter: &MessageFilter,
+    ) -> Result<Vec<Message>>;
     /// Leases up to `limit` due queued messages until `lease_until`, marked with `token`.
     async fn claim_messages(&self, claim: &Claim) -> Result<Vec<ClaimedMessage>>;
     /// Records claimed messages' outcomes in one transaction, each only if
@@ -174,7 +179,7 @@ pub trait SandboxStore: Send + Sync + 'static {
     async fn sandbox_deliver(&self, msg: &NewSandboxMessage) -> Result<()>;
     async fn sandbox_inbox(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         to: Option<&str>,
         since: Timestamp,
     ) -> Result<Vec<SandboxMessage>>;
@@ -195,25 +200,25 @@ pub trait VerificationStore: Send + Sync + 'static {
     ) -> Result<CreateOutcome>;
     async fn get_verification(
         &self,
-        tenant_id: &str,
-        id: &str,
+        tenant_id: &TenantId,
+        id: &VerificationId,
     ) -> Result<Option<StoredVerification>>;
     /// Verifications by id, whatever their tenant (the caller checks it).
-    async fn get_verifications(&self, ids: &[&str]) -> Result<Vec<StoredVerification>>;
+    async fn get_verifications(&self, ids: &[&VerificationId]) -> Result<Vec<StoredVerification>>;
     /// The number's pending verification, else its newest one.
     async fn latest_verification(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         to: &str,
     ) -> Result<Option<StoredVerification>>;
     /// Writes checked verifications (`was` → `now`), each only if it is still
     /// as `was`, with verification.approved for each approval written; the ids written.
-    async fn write_checks(&self, changed: &[CheckedPair<'_>]) -> Result<HashSet<String>>;
+    async fn write_checks(&self, changed: &[CheckedPair<'_>]) -> Result<HashSet<VerificationId>>;
     /// pending → `status` (expired, canceled).
     async fn close_verification(
         &self,
-        tenant_id: &str,
-        id: &str,
+        tenant_id: &TenantId,
+        id: &VerificationId,
         status: VerificationStatus,
         now: Timestamp,
     ) -> Result<bool>;
@@ -227,11 +232,19 @@ pub trait VerificationStore: Send + Sync + 'static {
 pub trait WebhookStore: Send + Sync + 'static {
     async fn create_endpoint(&self, endpoint: &StoredEndpoint) -> Result<()>;
     /// Newest first, after the `starting_after` id.
-    async fn list_endpoints(&self, tenant_id: &str, page: &Page) -> Result<Vec<StoredEndpoint>>;
-    async fn get_endpoint(&self, tenant_id: &str, id: &str) -> Result<Option<StoredEndpoint>>;
+    async fn list_endpoints(
+        &self,
+        tenant_id: &TenantId,
+        page: &Page,
+    ) -> Result<Vec<StoredEndpoint>>;
+    async fn get_endpoint(
+        &self,
+        tenant_id: &TenantId,
+        id: &EndpointId,
+    ) -> Result<Option<StoredEndpoint>>;
     /// Writes url, description, events, enabled and disabled_reason.
     async fn update_endpoint(&self, endpoint: &StoredEndpoint) -> Result<bool>;
-    async fn delete_endpoint(&self, tenant_id: &str, id: &str) -> Result<bool>;
+    async fn delete_endpoint(&self, tenant_id: &TenantId, id: &EndpointId) -> Result<bool>;
     async fn rotate_endpoint_secret(&self, rotation: &Rotation) -> Result<bool>;
     /// Leases up to `limit` due deliveries until `lease_until`, marked with `token`.
     async fn claim_deliveries(&self, claim: &Claim) -> Result<Vec<ClaimedDelivery>>;
@@ -241,16 +254,16 @@ pub trait WebhookStore: Send + Sync + 'static {
     /// An endpoint's deliveries with their attempts, newest first.
     async fn list_deliveries(
         &self,
-        tenant_id: &str,
-        endpoint_id: &str,
+        tenant_id: &TenantId,
+        endpoint_id: &EndpointId,
         page: &Page,
     ) -> Result<Vec<Delivery>>;
     /// Makes a delivery due now (whatever its status); false if there is no such delivery.
     async fn replay_delivery(
         &self,
-        tenant_id: &str,
-        endpoint_id: &str,
-        id: &str,
+        tenant_id: &TenantId,
+        endpoint_id: &EndpointId,
+        id: &DeliveryId,
         now: Timestamp,
     ) -> Result<bool>;
 }
@@ -268,14 +281,24 @@ pub trait LimitStore: Send + Sync + 'static {
         period_ms: i64,
     ) -> Result<Option<i64>>;
     /// Adds `pence` to a tenant's month unless that would pass `cap`; false = refused.
-    async fn add_spend(&self, tenant_id: &str, month: &str, pence: i64, cap: i64) -> Result<bool>;
+    async fn add_spend(
+        &self,
+        tenant_id: &TenantId,
+        month: &str,
+        pence: i64,
+        cap: i64,
+    ) -> Result<bool>;
 }
 
 /// Idempotency records (`idempotency.rs`; written with their effects elsewhere).
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync + 'static {
     /// What a tenant's earlier request with this idempotency key stored.
-    async fn find_idempotency(&self, tenant_id: &str, key: &str) -> Result<Option<StoredResponse>>;
+    async fn find_idempotency(
+        &self,
+        tenant_id: &TenantId,
+        key: &str,
+    ) -> Result<Option<StoredResponse>>;
 }
 
 /// The schema and what ages out (`maintenance.rs`).

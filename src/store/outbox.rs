@@ -9,7 +9,7 @@ use sqlx::AssertSqlSafe;
 use super::rows::MESSAGE_COLUMNS;
 use super::sql::{Db, json_param, sql};
 use super::{Result, StoreError};
-use crate::domain::ids::new_id;
+use crate::domain::ids::{DeliveryId, EndpointId, MessageId, TenantId};
 use crate::domain::message::{Message, MessageStatus, Timestamp};
 use crate::domain::verification::{StoredVerification, Verification};
 use crate::domain::webhook::{EventSet, EventType, envelope};
@@ -17,9 +17,9 @@ use crate::domain::webhook::{EventSet, EventType, envelope};
 /// Which of these tenants have an enabled endpoint (one query for a batch).
 pub(super) async fn tenants_with_endpoints<'t, D: Db>(
     conn: &mut D::Connection,
-    tenants: impl Iterator<Item = &'t str>,
-) -> Result<Vec<String>> {
-    let tenants: BTreeSet<&str> = tenants.collect();
+    tenants: impl Iterator<Item = &'t TenantId>,
+) -> Result<Vec<TenantId>> {
+    let tenants: BTreeSet<&TenantId> = tenants.collect();
     let text = format!(
         "SELECT DISTINCT tenant_id FROM webhook_endpoints \
          WHERE enabled = TRUE AND tenant_id IN (SELECT u.t FROM {})",
@@ -36,8 +36,8 @@ pub(super) async fn tenants_with_endpoints<'t, D: Db>(
 /// Queues the webhooks of a message's new status (its history already recorded).
 pub(super) async fn queue_message_webhooks<D: Db>(
     conn: &mut D::Connection,
-    tenant_id: &str,
-    id: &str,
+    tenant_id: &TenantId,
+    id: &MessageId,
     status: MessageStatus,
     at: Timestamp,
 ) -> Result<()> {
@@ -50,7 +50,7 @@ pub(super) async fn queue_message_webhooks<D: Db>(
     }
     let text = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1");
     let message: Message = sql::<D>(AssertSqlSafe(text))
-        .bind(id)
+        .bind(id.as_str())
         .fetch_one(conn)
         .await?;
     enqueue::<D>(conn, tenant_id, &endpoints, event, json(&message)?, at).await
@@ -77,13 +77,13 @@ fn json(value: &impl serde::Serialize) -> Result<serde_json::Value> {
 /// The tenant's enabled endpoints that take `event`.
 async fn subscribed<D: Db>(
     conn: &mut D::Connection,
-    tenant_id: &str,
+    tenant_id: &TenantId,
     event: EventType,
-) -> Result<Vec<String>> {
-    let rows: Vec<(String, Option<String>)> = sql::<D>(
+) -> Result<Vec<EndpointId>> {
+    let rows: Vec<(EndpointId, Option<String>)> = sql::<D>(
         "SELECT id, events FROM webhook_endpoints WHERE tenant_id = $1 AND enabled = TRUE",
     )
-    .bind(tenant_id)
+    .bind(tenant_id.as_str())
     .fetch_all(conn)
     .await?;
     Ok(rows
@@ -97,8 +97,8 @@ async fn subscribed<D: Db>(
 
 async fn enqueue<D: Db>(
     conn: &mut D::Connection,
-    tenant_id: &str,
-    endpoints: &[String],
+    tenant_id: &TenantId,
+    endpoints: &[EndpointId],
     event: EventType,
     data: serde_json::Value,
     at: Timestamp,
@@ -110,9 +110,9 @@ async fn enqueue<D: Db>(
                status, next_attempt_at, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, 'pending', $6, $6, $6)",
         )
-        .bind(new_id("whd"))
-        .bind(tenant_id)
-        .bind(endpoint)
+        .bind(DeliveryId::generate().as_str())
+        .bind(tenant_id.as_str())
+        .bind(endpoint.as_str())
         .bind(event.as_str())
         .bind(&payload)
         .bind(at.millis())

@@ -12,6 +12,7 @@ use super::sql::Db;
 use super::{
     CreateOutcome, IdempotencyRecord, NewMessage, PendingMessage, Result, SqlStore, StoreError,
 };
+use crate::domain::ids::{MessageId, TenantId};
 use crate::domain::message::Timestamp;
 
 /// Every file of migrations/postgres, in order (a test checks none is missing).
@@ -147,7 +148,7 @@ impl Db for Postgres {
         conn: &mut PgConnection,
         now: Timestamp,
         limit: u32,
-    ) -> Result<Vec<(String, String)>> {
+    ) -> Result<Vec<(MessageId, String)>> {
         Ok(sqlx::query_as(
             // By key: as `IN (…)` PostgreSQL hash-joined the whole table to the batch.
             "UPDATE sandbox_messages SET receipt_done = TRUE WHERE message_id = ANY(ARRAY( \
@@ -160,7 +161,11 @@ impl Db for Postgres {
         .await?)
     }
 
-    async fn serialize_starts(conn: &mut PgConnection, tenant_id: &str, to: &str) -> Result<()> {
+    async fn serialize_starts(
+        conn: &mut PgConnection,
+        tenant_id: &TenantId,
+        to: &str,
+    ) -> Result<()> {
         sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
             .bind(format!("verification:{tenant_id}:{to}"))
             .execute(conn)
@@ -192,7 +197,7 @@ async fn create_messages(pool: &PgPool, batch: &[PendingMessage]) -> Result<Vec<
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[]) \
          ON CONFLICT DO NOTHING RETURNING tenant_id, key",
     )
-    .bind(text(|m, _| m.tenant_id.clone()))
+    .bind(text(|m, _| m.tenant_id.to_string()))
     .bind(text(|_, i| i.key.clone()))
     .bind(text(|_, i| i.response.request_hash.clone()))
     .bind(keyed.iter().map(|(_, i)| i64::from(i.response.status)).collect::<Vec<_>>())
@@ -204,7 +209,7 @@ async fn create_messages(pool: &PgPool, batch: &[PendingMessage]) -> Result<Vec<
     .collect();
     let is_new = |p: &PendingMessage| match &p.idem {
         None => true,
-        Some(i) => fresh.contains(&(p.message.tenant_id.clone(), i.key.clone())),
+        Some(i) => fresh.contains(&(p.message.tenant_id.to_string(), i.key.clone())),
     };
     let new: Vec<&NewMessage> = batch
         .iter()
@@ -245,8 +250,8 @@ async fn insert_messages(conn: &mut PgConnection, new: &[&NewMessage]) -> Result
            AS t(id, tenant_id, mode, to_number, sender, body, body_hmac, encoding, segments, \
            price_pence, reference, created_at)",
     )
-    .bind(text(|m| m.id.clone()))
-    .bind(text(|m| m.tenant_id.clone()))
+    .bind(text(|m| m.id.to_string()))
+    .bind(text(|m| m.tenant_id.to_string()))
     .bind(text(|m| m.mode.as_str().to_string()))
     .bind(text(|m| m.to.clone()))
     .bind(text(|m| m.from.clone()))

@@ -11,6 +11,7 @@ use super::outbox::{queue_message_webhooks, tenants_with_endpoints};
 use super::rows::history_append;
 use super::sql::{Db, json_param, sql};
 use super::{CarrierReceipt, InboundMessage, ReceiptStore, Result, SqlStore, StoreError};
+use crate::domain::ids::{MessageId, TenantId};
 use crate::domain::message::{MessageStatus, PartEnd, Timestamp, final_status};
 
 /// A receipt to apply: (carrier, carrier message id, status, error).
@@ -81,7 +82,7 @@ impl<D: Db> ReceiptStore for SqlStore<D> {
             "INSERT INTO inbound_messages (id, carrier, from_number, to_number, body, received_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",
         )
-        .bind(&m.id)
+        .bind(m.id.as_str())
         .bind(&m.carrier)
         .bind(&m.from)
         .bind(&m.to)
@@ -157,9 +158,9 @@ pub(super) async fn apply_to_parts<D: Db>(
          RETURNING carrier, carrier_message_id, message_id",
         D::json_keys(1, "cid"),
     );
-    let mut ended: Vec<(String, String, String)> = Vec::with_capacity(matched.len());
+    let mut ended: Vec<(String, String, MessageId)> = Vec::with_capacity(matched.len());
     for ((car, st, err), cids) in groups {
-        let rows: Vec<(String, String, String)> = sql::<D>(AssertSqlSafe(text.clone()))
+        let rows: Vec<(String, String, MessageId)> = sql::<D>(AssertSqlSafe(text.clone()))
             .unprepared()
             .bind(json_param(cids))
             .bind(st)
@@ -169,7 +170,7 @@ pub(super) async fn apply_to_parts<D: Db>(
             .await?;
         ended.extend(rows);
     }
-    let mut touched: Vec<String> = ended.iter().map(|(_, _, id)| id.clone()).collect();
+    let mut touched: Vec<MessageId> = ended.iter().map(|(_, _, id)| id.clone()).collect();
     let ended = ended.into_iter().map(|(car, cid, _)| (car, cid)).collect();
     touched.sort();
     touched.dedup();
@@ -184,7 +185,7 @@ pub(super) async fn apply_to_parts<D: Db>(
 /// status, with its history and webhooks.
 async fn end_messages<D: Db>(
     conn: &mut D::Connection,
-    ids: &[String],
+    ids: &[MessageId],
     now: Timestamp,
 ) -> Result<()> {
     let keys = json_param(ids.iter().map(|id| json!({"mid": id})).collect());
@@ -203,12 +204,12 @@ async fn end_messages<D: Db>(
          ORDER BY message_id, part",
         D::json_keys(1, "mid"),
     );
-    let parts: Vec<(String, Option<String>, Option<String>)> = sql::<D>(AssertSqlSafe(text))
+    let parts: Vec<(MessageId, Option<String>, Option<String>)> = sql::<D>(AssertSqlSafe(text))
         .unprepared()
         .bind(&keys)
         .fetch_all(conn)
         .await?;
-    let mut by_message: BTreeMap<&str, Vec<PartEnd>> = BTreeMap::new();
+    let mut by_message: BTreeMap<&MessageId, Vec<PartEnd>> = BTreeMap::new();
     for (id, status, error) in &parts {
         let status = match status {
             None => None,
@@ -239,14 +240,13 @@ async fn end_messages<D: Db>(
         D::json_rows(1, &[("mid", "TEXT"), ("st", "TEXT"), ("err", "TEXT")]),
         D::json_keys(1, "mid"),
     );
-    let changed: Vec<(String, String, String)> = sql::<D>(AssertSqlSafe(text))
+    let changed: Vec<(MessageId, TenantId, String)> = sql::<D>(AssertSqlSafe(text))
         .unprepared()
         .bind(json_param(rows))
         .bind(now.millis())
         .fetch_all(conn)
         .await?;
-    let listening =
-        tenants_with_endpoints::<D>(conn, changed.iter().map(|(_, t, _)| t.as_str())).await?;
+    let listening = tenants_with_endpoints::<D>(conn, changed.iter().map(|(_, t, _)| t)).await?;
     for (id, tenant, status) in &changed {
         if listening.contains(tenant) {
             let status = MessageStatus::parse(status)

@@ -2,13 +2,14 @@
 
 use crate::domain::Mode;
 use crate::domain::encoding::Encoding;
+use crate::domain::ids::{DeliveryId, EndpointId, KeyId, MessageId, TenantId, VerificationId};
 use crate::domain::message::{MessageStatus, Pence, Timestamp};
 use crate::domain::verification::StoredVerification;
 use crate::domain::webhook::EventSet;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tenant {
-    pub id: String,
+    pub id: TenantId,
     pub name: String,
     /// ISO regions this tenant may send to.
     pub allowed_regions: Vec<String>,
@@ -18,15 +19,15 @@ pub struct Tenant {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthContext {
     pub tenant: Tenant,
-    pub key_id: String,
+    pub key_id: KeyId,
     pub mode: Mode,
 }
 
 /// An API key to store: only its hash and a hint of it.
 #[derive(Debug, Clone)]
 pub struct NewApiKey {
-    pub id: String,
-    pub tenant_id: String,
+    pub id: KeyId,
+    pub tenant_id: TenantId,
     pub mode: Mode,
     pub key_hash: String,
     /// The key's first and last characters, to tell keys apart.
@@ -53,8 +54,8 @@ pub struct Page {
 /// A message to insert, fully validated.
 #[derive(Debug, Clone)]
 pub struct NewMessage {
-    pub id: String,
-    pub tenant_id: String,
+    pub id: MessageId,
+    pub tenant_id: TenantId,
     pub mode: Mode,
     pub to: String,
     pub from: String,
@@ -109,8 +110,8 @@ pub struct MessageFilter {
 /// A message claimed by a worker, with what a carrier needs to send it.
 #[derive(Clone)]
 pub struct ClaimedMessage {
-    pub id: String,
-    pub tenant_id: String,
+    pub id: MessageId,
+    pub tenant_id: TenantId,
     pub mode: Mode,
     pub to: String,
     pub from: String,
@@ -133,7 +134,7 @@ impl std::fmt::Debug for ClaimedMessage {
 /// A claimed message's outcome, to record under the worker's lease token.
 #[derive(Debug, Clone)]
 pub struct Finish {
-    pub id: String,
+    pub id: MessageId,
     pub token: String,
     pub result: SubmitResult,
     pub now: Timestamp,
@@ -183,7 +184,7 @@ pub struct InboundMessage {
 /// A handset in the sandbox and what it received.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct SandboxMessage {
-    pub message_id: String,
+    pub message_id: MessageId,
     pub to: String,
     pub from: String,
     pub body: String,
@@ -192,8 +193,8 @@ pub struct SandboxMessage {
 
 #[derive(Debug, Clone)]
 pub struct NewSandboxMessage {
-    pub message_id: String,
-    pub tenant_id: String,
+    pub message_id: MessageId,
+    pub tenant_id: TenantId,
     pub to: String,
     pub from: String,
     /// What the handset shows; kept for test keys only (`None` for live ones).
@@ -206,8 +207,8 @@ pub struct NewSandboxMessage {
 /// A webhook endpoint as stored.
 #[derive(Clone, PartialEq, Eq)]
 pub struct StoredEndpoint {
-    pub id: String,
-    pub tenant_id: String,
+    pub id: EndpointId,
+    pub tenant_id: TenantId,
     pub url: String,
     pub description: Option<String>,
     pub events: EventSet,
@@ -232,8 +233,8 @@ impl std::fmt::Debug for StoredEndpoint {
 
 /// A new signing secret; the old one keeps signing until `previous_until`.
 pub struct Rotation {
-    pub tenant_id: String,
-    pub id: String,
+    pub tenant_id: TenantId,
+    pub id: EndpointId,
     pub secret: String,
     pub previous_until: Timestamp,
     pub now: Timestamp,
@@ -242,9 +243,9 @@ pub struct Rotation {
 /// A delivery claimed by a dispatcher.
 #[derive(Debug, Clone)]
 pub struct ClaimedDelivery {
-    pub id: String,
-    pub tenant_id: String,
-    pub endpoint_id: String,
+    pub id: DeliveryId,
+    pub tenant_id: TenantId,
+    pub endpoint_id: EndpointId,
     pub payload: String,
     /// Attempts so far, this one included.
     pub attempts: u32,
@@ -253,8 +254,8 @@ pub struct ClaimedDelivery {
 /// What became of one delivery attempt.
 #[derive(Debug, Clone)]
 pub struct AttemptRecord {
-    pub delivery_id: String,
-    pub endpoint_id: String,
+    pub delivery_id: DeliveryId,
+    pub endpoint_id: EndpointId,
     pub token: String,
     pub at: Timestamp,
     pub status_code: Option<u16>,
@@ -283,8 +284,8 @@ pub struct CheckedPair<'a> {
 
 /// What a resend changes.
 pub struct Resend {
-    pub tenant_id: String,
-    pub id: String,
+    pub tenant_id: TenantId,
+    pub id: VerificationId,
     pub sends: u32,
     pub code_hash: String,
     pub expires_at: Timestamp,

@@ -11,6 +11,7 @@ use super::receipts::apply_to_parts;
 use super::rows::SANDBOX_COLUMNS;
 use super::sql::{Db, json_param, sql};
 use super::{NewSandboxMessage, Result, SandboxMessage, SandboxStore, SqlStore};
+use crate::domain::ids::{MessageId, TenantId};
 use crate::domain::message::Timestamp;
 
 #[async_trait]
@@ -23,8 +24,8 @@ impl<D: Db> SandboxStore for SqlStore<D> {
              ON CONFLICT (message_id) \
              DO UPDATE SET receipt_done = FALSE, receipt_due = excluded.receipt_due",
         )
-        .bind(&m.message_id)
-        .bind(&m.tenant_id)
+        .bind(m.message_id.as_str())
+        .bind(m.tenant_id.as_str())
         .bind(&m.to)
         .bind(&m.from)
         .bind(&m.body)
@@ -38,7 +39,7 @@ impl<D: Db> SandboxStore for SqlStore<D> {
 
     async fn sandbox_inbox(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         to: Option<&str>,
         since: Timestamp,
     ) -> Result<Vec<SandboxMessage>> {
@@ -50,7 +51,7 @@ impl<D: Db> SandboxStore for SqlStore<D> {
             D::text(2),
         );
         sql::<D>(AssertSqlSafe(text))
-            .bind(tenant_id)
+            .bind(tenant_id.as_str())
             .bind(to)
             .bind(since.millis())
             .fetch_all(&mut *self.conn().await?)
@@ -62,14 +63,14 @@ impl<D: Db> SandboxStore for SqlStore<D> {
         let due = D::take_sandbox_receipts(&mut tx, now, limit).await?;
         let taken = due.len() as u64;
         if !due.is_empty() {
-            let status: HashMap<String, String> = due.into_iter().collect();
+            let status: HashMap<MessageId, String> = due.into_iter().collect();
             let text = format!(
                 "SELECT carrier, carrier_message_id, message_id FROM message_parts \
                  WHERE message_id {}",
                 D::json_keys(1, "mid"),
             );
             let ids = status.keys().map(|id| json!({"mid": id})).collect();
-            let parts: Vec<(String, String, String)> = sql::<D>(AssertSqlSafe(text))
+            let parts: Vec<(String, String, MessageId)> = sql::<D>(AssertSqlSafe(text))
                 .unprepared()
                 .bind(json_param(ids))
                 .fetch_all(&mut tx)

@@ -14,6 +14,7 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, Row, Type};
 
 use super::Result;
 use super::records::{CreateOutcome, NewMessage, PendingMessage};
+use crate::domain::ids::{DeliveryId, EndpointId, KeyId, MessageId, TenantId, VerificationId};
 use crate::domain::message::Timestamp;
 
 /// A statement with its arguments, for backend `D`.
@@ -66,6 +67,12 @@ pub trait Db:
     + Get<String>
     + Get<Option<i64>>
     + Get<Option<String>>
+    + Get<TenantId>
+    + Get<KeyId>
+    + Get<MessageId>
+    + Get<VerificationId>
+    + Get<EndpointId>
+    + Get<DeliveryId>
 {
     /// Every file of the backend's migrations folder, in order: (version, name, SQL).
     const MIGRATIONS: &'static [(i64, &'static str, &'static str)];
@@ -108,11 +115,11 @@ pub trait Db:
         conn: &mut Self::Connection,
         now: Timestamp,
         limit: u32,
-    ) -> impl Future<Output = Result<Vec<(String, String)>>> + Send;
+    ) -> impl Future<Output = Result<Vec<(MessageId, String)>>> + Send;
     /// Makes starts for one number take turns (PostgreSQL; SQLite has one writer).
     fn serialize_starts(
         conn: &mut Self::Connection,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         to: &str,
     ) -> impl Future<Output = Result<()>> + Send;
 }
@@ -191,7 +198,50 @@ macro_rules! scalar_from_row {
         }
     )*};
 }
-scalar_from_row!(i64, bool, String, Option<i64>, Option<String>);
+scalar_from_row!(
+    i64,
+    bool,
+    String,
+    Option<i64>,
+    Option<String>,
+    TenantId,
+    VerificationId
+);
+
+/// Ids are stored as text and read back as their type.
+macro_rules! id_columns {
+    ($($t:ty),*) => {$(
+        impl<D: Database> Type<D> for $t
+        where
+            String: Type<D>,
+        {
+            fn type_info() -> D::TypeInfo {
+                <String as Type<D>>::type_info()
+            }
+
+            fn compatible(ty: &D::TypeInfo) -> bool {
+                <String as Type<D>>::compatible(ty)
+            }
+        }
+
+        impl<'r, D: Database> Decode<'r, D> for $t
+        where
+            String: Decode<'r, D>,
+        {
+            fn decode(value: D::ValueRef<'r>) -> std::result::Result<Self, sqlx::error::BoxDynError> {
+                Ok(<$t>::from(String::decode(value)?))
+            }
+        }
+    )*};
+}
+id_columns!(
+    TenantId,
+    KeyId,
+    MessageId,
+    VerificationId,
+    EndpointId,
+    DeliveryId
+);
 
 macro_rules! tuple_from_row {
     ($($t:ident $i:tt),+) => {

@@ -14,6 +14,7 @@ use sqlx::{Executor, Sqlite};
 use super::messages::create_each;
 use super::sql::Db;
 use super::{CreateOutcome, NewMessage, PendingMessage, Result, SqlStore};
+use crate::domain::ids::{MessageId, TenantId};
 use crate::domain::message::Timestamp;
 
 /// Every file of migrations/sqlite, in order (a test checks none is missing).
@@ -109,8 +110,8 @@ impl Db for Sqlite {
                    segments, price_pence, reference, status, next_attempt_at, created_at, updated_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'queued', ?12, ?12, ?12)",
         )
-        .bind(&m.id)
-        .bind(&m.tenant_id)
+        .bind(m.id.as_str())
+        .bind(m.tenant_id.as_str())
         .bind(m.mode.as_str())
         .bind(&m.to)
         .bind(&m.from)
@@ -143,7 +144,7 @@ impl Db for Sqlite {
         conn: &mut SqliteConnection,
         now: Timestamp,
         limit: u32,
-    ) -> Result<Vec<(String, String)>> {
+    ) -> Result<Vec<(MessageId, String)>> {
         Ok(sqlx::query_as(
             "UPDATE sandbox_messages SET receipt_done = 1 WHERE message_id IN \
                (SELECT message_id FROM sandbox_messages WHERE receipt_done = 0 AND receipt_due <= $1 \
@@ -156,7 +157,7 @@ impl Db for Sqlite {
     }
 
     /// One writer at a time: starts already take turns.
-    async fn serialize_starts(_: &mut SqliteConnection, _: &str, _: &str) -> Result<()> {
+    async fn serialize_starts(_: &mut SqliteConnection, _: &TenantId, _: &str) -> Result<()> {
         Ok(())
     }
 }

@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use super::sql::{Db, sql};
 use super::{AuthContext, NewApiKey, Result, SqlStore, Tenant, TenantStore};
 use crate::domain::Mode;
+use crate::domain::ids::{KeyId, TenantId};
 use crate::domain::message::Timestamp;
 
 /// A tenant's allowed regions as stored: comma-separated ISO codes.
@@ -23,26 +24,26 @@ impl<D: Db> TenantStore for SqlStore<D> {
             .await
     }
 
-    async fn create_tenant(&self, id: &str, name: &str, now: Timestamp) -> Result<Tenant> {
+    async fn create_tenant(&self, id: &TenantId, name: &str, now: Timestamp) -> Result<Tenant> {
         let allowed: String = sql::<D>(
             "INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3) \
              RETURNING allowed_regions",
         )
-        .bind(id)
+        .bind(id.as_str())
         .bind(name)
         .bind(now.millis())
         .fetch_one(&mut *self.conn().await?)
         .await?;
         Ok(Tenant {
-            id: id.into(),
+            id: id.clone(),
             name: name.into(),
             allowed_regions: regions(&allowed),
         })
     }
 
-    async fn tenant_exists(&self, tenant_id: &str) -> Result<bool> {
+    async fn tenant_exists(&self, tenant_id: &TenantId) -> Result<bool> {
         sql::<D>("SELECT EXISTS (SELECT 1 FROM tenants WHERE id = $1)")
-            .bind(tenant_id)
+            .bind(tenant_id.as_str())
             .fetch_one(&mut *self.conn().await?)
             .await
     }
@@ -52,8 +53,8 @@ impl<D: Db> TenantStore for SqlStore<D> {
             "INSERT INTO api_keys (id, tenant_id, mode, key_hash, hint, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",
         )
-        .bind(&k.id)
-        .bind(&k.tenant_id)
+        .bind(k.id.as_str())
+        .bind(k.tenant_id.as_str())
         .bind(k.mode.as_str())
         .bind(&k.key_hash)
         .bind(&k.hint)
@@ -63,10 +64,10 @@ impl<D: Db> TenantStore for SqlStore<D> {
         Ok(())
     }
 
-    async fn revoke_api_key(&self, key_id: &str, now: Timestamp) -> Result<bool> {
+    async fn revoke_api_key(&self, key_id: &KeyId, now: Timestamp) -> Result<bool> {
         let revoked =
             sql::<D>("UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
-                .bind(key_id)
+                .bind(key_id.as_str())
                 .bind(now.millis())
                 .execute(&mut *self.conn().await?)
                 .await?;
@@ -74,7 +75,7 @@ impl<D: Db> TenantStore for SqlStore<D> {
     }
 
     async fn authenticate(&self, key_hash: &str) -> Result<Option<AuthContext>> {
-        let row: Option<(String, String, String, String, String)> = sql::<D>(
+        let row: Option<(KeyId, String, TenantId, String, String)> = sql::<D>(
             "SELECT k.id, k.mode, t.id, t.name, t.allowed_regions FROM api_keys k \
              JOIN tenants t ON t.id = k.tenant_id WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
         )

@@ -14,6 +14,7 @@ use super::{
     CheckedPair, CreateOutcome, IdempotencyRecord, NewMessage, Resend, Result, SqlStore,
     VerificationStore,
 };
+use crate::domain::ids::{TenantId, VerificationId};
 use crate::domain::message::Timestamp;
 use crate::domain::verification::{StoredVerification, VerificationStatus};
 
@@ -37,7 +38,7 @@ impl<D: Db> VerificationStore for SqlStore<D> {
             "UPDATE verifications SET status = 'canceled', updated_at = $3 \
              WHERE tenant_id = $1 AND to_number = $2 AND status = 'pending'",
         )
-        .bind(&v.tenant_id)
+        .bind(v.tenant_id.as_str())
         .bind(&v.to)
         .bind(v.created_at.millis())
         .execute(&mut tx)
@@ -50,27 +51,27 @@ impl<D: Db> VerificationStore for SqlStore<D> {
 
     async fn get_verification(
         &self,
-        tenant_id: &str,
-        id: &str,
+        tenant_id: &TenantId,
+        id: &VerificationId,
     ) -> Result<Option<StoredVerification>> {
         let text = format!(
             "SELECT {VERIFICATION_COLUMNS} FROM verifications WHERE tenant_id = $1 AND id = $2"
         );
         sql::<D>(AssertSqlSafe(text))
-            .bind(tenant_id)
-            .bind(id)
+            .bind(tenant_id.as_str())
+            .bind(id.as_str())
             .fetch_optional(&mut *self.conn().await?)
             .await
     }
 
-    async fn get_verifications(&self, ids: &[&str]) -> Result<Vec<StoredVerification>> {
+    async fn get_verifications(&self, ids: &[&VerificationId]) -> Result<Vec<StoredVerification>> {
         let text = format!(
             "SELECT {VERIFICATION_COLUMNS} FROM verifications WHERE id {}",
             D::json_keys(1, "vid")
         );
         sql::<D>(AssertSqlSafe(text))
             .bind(json_param(
-                ids.iter().map(|id| json!({"vid": id})).collect(),
+                ids.iter().map(|id| json!({"vid": id.as_str()})).collect(),
             ))
             .fetch_all(&mut *self.conn().await?)
             .await
@@ -78,7 +79,7 @@ impl<D: Db> VerificationStore for SqlStore<D> {
 
     async fn latest_verification(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         to: &str,
     ) -> Result<Option<StoredVerification>> {
         let text = format!(
@@ -87,14 +88,14 @@ impl<D: Db> VerificationStore for SqlStore<D> {
              ORDER BY (status = 'pending') DESC, created_at DESC, id DESC LIMIT 1"
         );
         sql::<D>(AssertSqlSafe(text))
-            .bind(tenant_id)
+            .bind(tenant_id.as_str())
             .bind(to)
             .fetch_optional(&mut *self.conn().await?)
             .await
     }
 
     /// No BEGIN, lock or COMMIT unless an approval queues a webhook.
-    async fn write_checks(&self, changed: &[CheckedPair<'_>]) -> Result<HashSet<String>> {
+    async fn write_checks(&self, changed: &[CheckedPair<'_>]) -> Result<HashSet<VerificationId>> {
         if changed.is_empty() {
             return Ok(HashSet::new());
         }
@@ -115,8 +116,8 @@ impl<D: Db> VerificationStore for SqlStore<D> {
 
     async fn close_verification(
         &self,
-        tenant_id: &str,
-        id: &str,
+        tenant_id: &TenantId,
+        id: &VerificationId,
         status: VerificationStatus,
         now: Timestamp,
     ) -> Result<bool> {
@@ -124,8 +125,8 @@ impl<D: Db> VerificationStore for SqlStore<D> {
             "UPDATE verifications SET status = $3, updated_at = $4 \
              WHERE tenant_id = $1 AND id = $2 AND status = 'pending'",
         )
-        .bind(tenant_id)
-        .bind(id)
+        .bind(tenant_id.as_str())
+        .bind(id.as_str())
         .bind(status.as_str())
         .bind(now.millis())
         .execute(&mut *self.conn().await?)
@@ -141,12 +142,12 @@ impl<D: Db> VerificationStore for SqlStore<D> {
                expires_at = $5, message_id = $6, updated_at = $4 \
              WHERE tenant_id = $1 AND id = $2 AND status = 'pending' AND sends = $7",
         )
-        .bind(&r.tenant_id)
-        .bind(&r.id)
+        .bind(r.tenant_id.as_str())
+        .bind(r.id.as_str())
         .bind(&r.code_hash)
         .bind(r.now.millis())
         .bind(r.expires_at.millis())
-        .bind(&msg.id)
+        .bind(msg.id.as_str())
         .bind(i64::from(r.sends))
         .execute(&mut tx)
         .await?;
@@ -166,8 +167,8 @@ async fn insert<D: Db>(conn: &mut D::Connection, v: &StoredVerification) -> Resu
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
            $18, $19)",
     )
-    .bind(&v.id)
-    .bind(&v.tenant_id)
+    .bind(v.id.as_str())
+    .bind(v.tenant_id.as_str())
     .bind(v.mode.as_str())
     .bind(&v.to)
     .bind(v.status.as_str())
@@ -180,7 +181,7 @@ async fn insert<D: Db>(conn: &mut D::Connection, v: &StoredVerification) -> Resu
     .bind(&v.brand)
     .bind(&v.template)
     .bind(&v.app_domain)
-    .bind(&v.message_id)
+    .bind(v.message_id.as_str())
     .bind(v.last_sent_at.millis())
     .bind(v.expires_at.millis())
     .bind(v.created_at.millis())
@@ -194,7 +195,7 @@ async fn insert<D: Db>(conn: &mut D::Connection, v: &StoredVerification) -> Resu
 async fn write_checked<D: Db>(
     conn: &mut D::Connection,
     changed: &[CheckedPair<'_>],
-) -> Result<HashSet<String>> {
+) -> Result<HashSet<VerificationId>> {
     let rows = changed
         .iter()
         .map(|CheckedPair { was, now: v }| {
@@ -225,7 +226,7 @@ async fn write_checked<D: Db>(
         ),
         D::json_keys(1, "vid"),
     );
-    let written: Vec<String> = sql::<D>(AssertSqlSafe(text))
+    let written: Vec<VerificationId> = sql::<D>(AssertSqlSafe(text))
         .bind(json_param(rows))
         .fetch_all(conn)
         .await?;

@@ -9,6 +9,7 @@ use super::{
     AttemptRecord, Claim, ClaimedDelivery, NextStep, Page, Result, Rotation, SqlStore, StoreError,
     StoredEndpoint, WebhookStore,
 };
+use crate::domain::ids::{DeliveryId, EndpointId, TenantId};
 use crate::domain::message::Timestamp;
 use crate::domain::webhook::{
     Delivery, DeliveryAttempt, DeliveryStatus, EventType, disable_reason,
@@ -26,8 +27,8 @@ impl<D: Db> WebhookStore for SqlStore<D> {
             "INSERT INTO webhook_endpoints (id, tenant_id, url, description, events, secret, \
                enabled, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
-        .bind(&e.id)
-        .bind(&e.tenant_id)
+        .bind(e.id.as_str())
+        .bind(e.tenant_id.as_str())
         .bind(&e.url)
         .bind(&e.description)
         .bind(e.events.to_column())
@@ -40,26 +41,34 @@ impl<D: Db> WebhookStore for SqlStore<D> {
         Ok(())
     }
 
-    async fn list_endpoints(&self, tenant_id: &str, page: &Page) -> Result<Vec<StoredEndpoint>> {
+    async fn list_endpoints(
+        &self,
+        tenant_id: &TenantId,
+        page: &Page,
+    ) -> Result<Vec<StoredEndpoint>> {
         let text = format!(
             "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE tenant_id = $1 AND id < $2 \
              ORDER BY id DESC LIMIT $3"
         );
         sql::<D>(AssertSqlSafe(text))
-            .bind(tenant_id)
+            .bind(tenant_id.as_str())
             .bind(cursor(page))
             .bind(i64::from(page.limit))
             .fetch_all(&mut *self.conn().await?)
             .await
     }
 
-    async fn get_endpoint(&self, tenant_id: &str, id: &str) -> Result<Option<StoredEndpoint>> {
+    async fn get_endpoint(
+        &self,
+        tenant_id: &TenantId,
+        id: &EndpointId,
+    ) -> Result<Option<StoredEndpoint>> {
         let text = format!(
             "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE tenant_id = $1 AND id = $2"
         );
         sql::<D>(AssertSqlSafe(text))
-            .bind(tenant_id)
-            .bind(id)
+            .bind(tenant_id.as_str())
+            .bind(id.as_str())
             .fetch_optional(&mut *self.conn().await?)
             .await
     }
@@ -69,8 +78,8 @@ impl<D: Db> WebhookStore for SqlStore<D> {
             "UPDATE webhook_endpoints SET url = $3, description = $4, events = $5, enabled = $6, \
                disabled_reason = $7, updated_at = $8 WHERE tenant_id = $1 AND id = $2",
         )
-        .bind(&e.tenant_id)
-        .bind(&e.id)
+        .bind(e.tenant_id.as_str())
+        .bind(e.id.as_str())
         .bind(&e.url)
         .bind(&e.description)
         .bind(e.events.to_column())
@@ -82,10 +91,10 @@ impl<D: Db> WebhookStore for SqlStore<D> {
         Ok(done == 1)
     }
 
-    async fn delete_endpoint(&self, tenant_id: &str, id: &str) -> Result<bool> {
+    async fn delete_endpoint(&self, tenant_id: &TenantId, id: &EndpointId) -> Result<bool> {
         let done = sql::<D>("DELETE FROM webhook_endpoints WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant_id)
-            .bind(id)
+            .bind(tenant_id.as_str())
+            .bind(id.as_str())
             .execute(&mut *self.conn().await?)
             .await?;
         Ok(done == 1)
@@ -96,8 +105,8 @@ impl<D: Db> WebhookStore for SqlStore<D> {
             "UPDATE webhook_endpoints SET previous_secret = secret, previous_secret_until = $4, \
                secret = $3, updated_at = $5 WHERE tenant_id = $1 AND id = $2",
         )
-        .bind(&r.tenant_id)
-        .bind(&r.id)
+        .bind(r.tenant_id.as_str())
+        .bind(r.id.as_str())
         .bind(&r.secret)
         .bind(r.previous_until.millis())
         .bind(r.now.millis())
@@ -117,13 +126,14 @@ impl<D: Db> WebhookStore for SqlStore<D> {
              RETURNING id, tenant_id, endpoint_id, payload, attempts",
             D::SKIP_LOCKED,
         );
-        let rows: Vec<(String, String, String, String, i64)> = sql::<D>(AssertSqlSafe(text))
-            .bind(c.now.millis())
-            .bind(c.lease_until.millis())
-            .bind(&c.token)
-            .bind(i64::from(c.limit))
-            .fetch_all(&mut tx)
-            .await?;
+        let rows: Vec<(DeliveryId, TenantId, EndpointId, String, i64)> =
+            sql::<D>(AssertSqlSafe(text))
+                .bind(c.now.millis())
+                .bind(c.lease_until.millis())
+                .bind(&c.token)
+                .bind(i64::from(c.limit))
+                .fetch_all(&mut tx)
+                .await?;
         tx.commit().await?;
         rows.into_iter()
             .map(|(id, tenant_id, endpoint_id, payload, attempts)| {
@@ -151,7 +161,7 @@ impl<D: Db> WebhookStore for SqlStore<D> {
                lease_token = NULL, updated_at = $5 \
              WHERE id = $1 AND lease_token = $2 AND status = 'pending'",
         )
-        .bind(&r.delivery_id)
+        .bind(r.delivery_id.as_str())
         .bind(&r.token)
         .bind(status.as_str())
         .bind(next_at.millis())
@@ -165,7 +175,7 @@ impl<D: Db> WebhookStore for SqlStore<D> {
             "INSERT INTO webhook_attempts (delivery_id, at, status_code, response, duration_ms, \
                error) VALUES ($1, $2, $3, $4, $5, $6)",
         )
-        .bind(&r.delivery_id)
+        .bind(r.delivery_id.as_str())
         .bind(r.at.millis())
         .bind(r.status_code.map(i64::from))
         .bind(&r.response)
@@ -175,7 +185,7 @@ impl<D: Db> WebhookStore for SqlStore<D> {
         .await?;
         if r.next == NextStep::Succeeded {
             sql::<D>("UPDATE webhook_endpoints SET failing_since = NULL WHERE id = $1")
-                .bind(&r.endpoint_id)
+                .bind(r.endpoint_id.as_str())
                 .execute(&mut tx)
                 .await?;
         } else {
@@ -183,7 +193,7 @@ impl<D: Db> WebhookStore for SqlStore<D> {
                 "UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, $2) \
                  WHERE id = $1 RETURNING failing_since",
             )
-            .bind(&r.endpoint_id)
+            .bind(r.endpoint_id.as_str())
             .bind(r.at.millis())
             .fetch_optional(&mut tx)
             .await?;
@@ -197,7 +207,7 @@ impl<D: Db> WebhookStore for SqlStore<D> {
                     "UPDATE webhook_endpoints SET enabled = FALSE, disabled_reason = $2, \
                        updated_at = $3 WHERE id = $1 AND enabled = TRUE",
                 )
-                .bind(&r.endpoint_id)
+                .bind(r.endpoint_id.as_str())
                 .bind(reason)
                 .bind(r.at.millis())
                 .execute(&mut tx)
@@ -210,18 +220,18 @@ impl<D: Db> WebhookStore for SqlStore<D> {
 
     async fn list_deliveries(
         &self,
-        tenant_id: &str,
-        endpoint_id: &str,
+        tenant_id: &TenantId,
+        endpoint_id: &EndpointId,
         page: &Page,
     ) -> Result<Vec<Delivery>> {
         let mut conn = self.conn().await?;
-        let rows: Vec<(String, String, String, i64, i64, i64)> = sql::<D>(
+        let rows: Vec<(DeliveryId, String, String, i64, i64, i64)> = sql::<D>(
             "SELECT id, event_type, status, next_attempt_at, created_at, updated_at \
              FROM webhook_deliveries WHERE tenant_id = $1 AND endpoint_id = $2 AND id < $3 \
              ORDER BY id DESC LIMIT $4",
         )
-        .bind(tenant_id)
-        .bind(endpoint_id)
+        .bind(tenant_id.as_str())
+        .bind(endpoint_id.as_str())
         .bind(cursor(page))
         .bind(i64::from(page.limit))
         .fetch_all(&mut conn)
@@ -232,7 +242,7 @@ impl<D: Db> WebhookStore for SqlStore<D> {
                 "SELECT at, status_code, response, duration_ms, error FROM webhook_attempts \
                  WHERE delivery_id = $1 ORDER BY id",
             )
-            .bind(&id)
+            .bind(id.as_str())
             .fetch_all(&mut conn)
             .await?;
             let status = DeliveryStatus::parse(&status)
@@ -262,9 +272,9 @@ impl<D: Db> WebhookStore for SqlStore<D> {
 
     async fn replay_delivery(
         &self,
-        tenant_id: &str,
-        endpoint_id: &str,
-        id: &str,
+        tenant_id: &TenantId,
+        endpoint_id: &EndpointId,
+        id: &DeliveryId,
         now: Timestamp,
     ) -> Result<bool> {
         let done = sql::<D>(
@@ -272,9 +282,9 @@ impl<D: Db> WebhookStore for SqlStore<D> {
                lease_until = NULL, lease_token = NULL, updated_at = $4 \
              WHERE tenant_id = $1 AND endpoint_id = $2 AND id = $3",
         )
-        .bind(tenant_id)
-        .bind(endpoint_id)
-        .bind(id)
+        .bind(tenant_id.as_str())
+        .bind(endpoint_id.as_str())
+        .bind(id.as_str())
         .bind(now.millis())
         .execute(&mut *self.conn().await?)
         .await?;

@@ -5,6 +5,7 @@
 //! transaction of the effect, `answer` after it.
 
 use super::error::{ApiError, ProblemCode};
+use crate::domain::ids::TenantId;
 use crate::store::{CreateOutcome, IdempotencyRecord, Store, StoredResponse};
 
 /// A request's key and the digest of its path and canonical body, if it has a key.
@@ -28,7 +29,7 @@ impl Idempotent {
     pub async fn earlier(
         &self,
         store: &dyn Store,
-        tenant_id: &str,
+        tenant_id: &TenantId,
     ) -> Result<Option<Answer>, ApiError> {
         let Some((key, _)) = &self.0 else {
             return Ok(None);

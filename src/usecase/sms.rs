@@ -13,7 +13,7 @@ use super::idempotency::{Answer, Idempotent};
 use super::limits::charge;
 use crate::domain::Mode;
 use crate::domain::encoding::{BodyError, SmsBody};
-use crate::domain::ids::new_id;
+use crate::domain::ids::MessageId;
 use crate::domain::message::{Message, MessageStatus, Pence, StatusChange};
 use crate::domain::phone::PhoneNumber;
 use crate::domain::sender::Sender;
@@ -146,7 +146,7 @@ pub fn compose(
         Mode::Live => app.config.prices.sms_segment_pence.times(body.segments()),
     };
     NewMessage {
-        id: new_id("msg"),
+        id: MessageId::generate(),
         tenant_id: auth.tenant.id.clone(),
         mode: auth.mode,
         to: to.e164().to_string(),

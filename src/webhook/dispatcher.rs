@@ -182,11 +182,11 @@ impl Dispatcher {
             .client
             .post(url)
             .header("content-type", "application/json")
-            .header("webhook-id", &d.id)
+            .header("webhook-id", d.id.as_str())
             .header("webhook-timestamp", timestamp.to_string())
             .header(
                 "webhook-signature",
-                signature(&secrets, &d.id, timestamp, &d.payload),
+                signature(&secrets, d.id.as_str(), timestamp, &d.payload),
             )
             .body(d.payload.clone())
             .send()

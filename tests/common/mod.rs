@@ -52,7 +52,7 @@ pub struct TestApp {
     pub line: Line,
     pub clock: Clock,
     pub client: reqwest::Client,
-    pub tenant_id: String,
+    pub tenant_id: line::domain::ids::TenantId,
     pub test_key: String,
     pub live_key: String,
     pub database_url: String,

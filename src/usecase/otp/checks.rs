@@ -5,6 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
+use crate::domain::ids::{TenantId, VerificationId};
 use crate::domain::message::Timestamp;
 use crate::domain::otp::HashKey;
 use crate::domain::verification::{StoredVerification, Verdict};
@@ -13,9 +14,8 @@ use crate::store::{CheckedPair, Store, StoreError};
 
 /// One code check as asked (the code as typed: never logged, so no Debug).
 pub struct CodeCheck {
-    pub tenant_id: String,
-    /// The verification's id.
-    pub id: String,
+    pub tenant_id: TenantId,
+    pub id: VerificationId,
     pub code: String,
     pub now: Timestamp,
 }
@@ -66,16 +66,17 @@ async fn decide(
             break;
         }
         // Each verification as taken, and as the checks leave it.
-        let mut found: HashMap<String, (StoredVerification, StoredVerification)> = HashMap::new();
-        let mut missing: Vec<&str> = Vec::new();
+        let mut found: HashMap<VerificationId, (StoredVerification, StoredVerification)> =
+            HashMap::new();
+        let mut missing: Vec<&VerificationId> = Vec::new();
         for &i in &todo {
-            let id = checks[i].id.as_str();
+            let id = &checks[i].id;
             if found.contains_key(id) || missing.contains(&id) {
                 continue;
             }
             match cache.get(id) {
                 Some(v) => {
-                    found.insert(id.to_string(), (v.clone(), v));
+                    found.insert(id.clone(), (v.clone(), v));
                 }
                 None => missing.push(id),
             }
@@ -130,13 +131,13 @@ async fn decide(
 /// and what a check decides without writing (closed, malformed) rests on what
 /// never changes once set (a final status, the code length).
 #[derive(Default)]
-pub struct VerificationCache(Mutex<HashMap<String, StoredVerification>>);
+pub struct VerificationCache(Mutex<HashMap<VerificationId, StoredVerification>>);
 
 /// Entries the cache holds before it starts again empty.
 const VERIFICATION_CACHE_MAX: usize = 100_000;
 
 impl VerificationCache {
-    pub fn get(&self, id: &str) -> Option<StoredVerification> {
+    pub fn get(&self, id: &VerificationId) -> Option<StoredVerification> {
         self.0
             .lock()
             .expect("verification cache lock")
@@ -152,7 +153,7 @@ impl VerificationCache {
         map.insert(v.id.clone(), v);
     }
 
-    pub fn forget(&self, id: &str) {
+    pub fn forget(&self, id: &VerificationId) {
         self.0.lock().expect("verification cache lock").remove(id);
     }
 }

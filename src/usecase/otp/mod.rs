@@ -14,7 +14,7 @@ use super::limits::{admit, charge};
 use super::sms::{compose, destination};
 use super::{Core, detached};
 use crate::domain::encoding::SmsBody;
-use crate::domain::ids::new_id;
+use crate::domain::ids::{MessageId, TenantId, VerificationId};
 use crate::domain::otp::{MAX_LENGTH, MIN_LENGTH, OtpCode, OtpText, TemplateError};
 use crate::domain::phone::{Masked, PhoneNumber};
 use crate::domain::verification::{StoredVerification, Verdict, Verification, VerificationStatus};
@@ -137,7 +137,11 @@ fn code_message(
 }
 
 /// Reads a verification, marking it expired if its time is up.
-async fn load(app: &Core, tenant_id: &str, id: &str) -> Result<StoredVerification, ApiError> {
+async fn load(
+    app: &Core,
+    tenant_id: &TenantId,
+    id: &VerificationId,
+) -> Result<StoredVerification, ApiError> {
     let v = app
         .store
         .get_verification(tenant_id, id)
@@ -149,8 +153,8 @@ async fn load(app: &Core, tenant_id: &str, id: &str) -> Result<StoredVerificatio
 /// Reads a verification that must still be pending (else 409).
 async fn load_pending(
     app: &Core,
-    tenant_id: &str,
-    id: &str,
+    tenant_id: &TenantId,
+    id: &VerificationId,
 ) -> Result<StoredVerification, ApiError> {
     let v = load(app, tenant_id, id).await?;
     if v.status == VerificationStatus::Pending {
@@ -177,11 +181,11 @@ async fn settle(app: &Core, mut v: StoredVerification) -> Result<StoredVerificat
     Ok(v)
 }
 
-fn send_limit_key(tenant_id: &str, to: &str) -> String {
+fn send_limit_key(tenant_id: &TenantId, to: &str) -> String {
     format!("otp-to:{tenant_id}:{to}")
 }
 
-async fn admit_send(app: &Core, tenant_id: &str, to: &str) -> Result<(), ApiError> {
+async fn admit_send(app: &Core, tenant_id: &TenantId, to: &str) -> Result<(), ApiError> {
     let l = &app.config.limits;
     admit(
         app,
@@ -251,10 +255,10 @@ pub async fn start(
     admit_send(app, &auth.tenant.id, to.e164()).await?;
 
     let now = app.clock.now();
-    let id = new_id("otp");
+    let id = VerificationId::generate();
     let code = OtpCode::generate(length);
     let mut v = StoredVerification {
-        code_hash: app.hash_key.code_hash(&id, &code),
+        code_hash: app.hash_key.code_hash(id.as_str(), &code),
         id,
         tenant_id: auth.tenant.id.clone(),
         mode: auth.mode,
@@ -268,7 +272,7 @@ pub async fn start(
         brand,
         template: req.template,
         app_domain: req.app_domain,
-        message_id: String::new(),
+        message_id: MessageId::from(String::new()),
         last_sent_at: now,
         expires_at: now.plus_ms(i64::from(ttl_seconds) * 1000),
         created_at: now,
@@ -296,15 +300,15 @@ pub async fn start(
 /// Checks a code; the right one approves the verification, once.
 pub async fn check(
     app: &Core,
-    tenant_id: &str,
-    id: &str,
+    tenant_id: &TenantId,
+    id: &VerificationId,
     code: String,
 ) -> Result<CheckResult, ApiError> {
     let verdict = app
         .checks
         .submit(CodeCheck {
-            tenant_id: tenant_id.to_string(),
-            id: id.to_string(),
+            tenant_id: tenant_id.clone(),
+            id: id.clone(),
             code,
             now: app.clock.now(),
         })
@@ -354,7 +358,11 @@ pub async fn check_number(
 }
 
 /// Sends a fresh code; the previous one stops working.
-pub async fn resend(app: &Core, auth: &AuthContext, id: &str) -> Result<Verification, ApiError> {
+pub async fn resend(
+    app: &Core,
+    auth: &AuthContext,
+    id: &VerificationId,
+) -> Result<Verification, ApiError> {
     let v = load_pending(app, &auth.tenant.id, id).await?;
     let limits = &app.config.limits;
     let now = app.clock.now();
@@ -372,7 +380,7 @@ pub async fn resend(app: &Core, auth: &AuthContext, id: &str) -> Result<Verifica
     admit_send(app, &auth.tenant.id, &v.to).await?;
     let code = OtpCode::generate(v.code_length);
     let msg = code_message(app, auth, &v, &code)?;
-    let code_hash = app.hash_key.code_hash(&v.id, &code);
+    let code_hash = app.hash_key.code_hash(v.id.as_str(), &code);
     drop(code);
     charge(app, auth, msg.price).await?;
     let resent = Resend {
@@ -398,7 +406,11 @@ pub async fn resend(app: &Core, auth: &AuthContext, id: &str) -> Result<Verifica
 }
 
 /// Cancels a pending verification.
-pub async fn cancel(app: &Core, tenant_id: &str, id: &str) -> Result<Verification, ApiError> {
+pub async fn cancel(
+    app: &Core,
+    tenant_id: &TenantId,
+    id: &VerificationId,
+) -> Result<Verification, ApiError> {
     load_pending(app, tenant_id, id).await?;
     if !app
         .store
@@ -411,6 +423,10 @@ pub async fn cancel(app: &Core, tenant_id: &str, id: &str) -> Result<Verificatio
 }
 
 /// A verification (expired if its time is up).
-pub async fn get(app: &Core, tenant_id: &str, id: &str) -> Result<Verification, ApiError> {
+pub async fn get(
+    app: &Core,
+    tenant_id: &TenantId,
+    id: &VerificationId,
+) -> Result<Verification, ApiError> {
     Ok(Verification::from(&load(app, tenant_id, id).await?))
 }
