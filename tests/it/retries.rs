@@ -3,7 +3,7 @@
 //! on cue (a real carrier cannot be made to fail on demand); the queue, store
 //! and worker are the real ones, on both backends.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -134,7 +134,8 @@ async fn permanent_failures_fail_at_once(app: TestApp) {
     app.stop().await;
 }
 
-on_both_backends!(
+backends!(
+    app:
     transient_failures_retry_with_backoff,
     throttling_waits_as_asked,
     permanent_failures_fail_at_once,

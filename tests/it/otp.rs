@@ -1,7 +1,7 @@
 //! OTP verifications end to end, on PostgreSQL and SQLite, reading each code
 //! from the sandbox inbox the way a tenant's own integration test would.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -11,14 +11,16 @@ use serde_json::{Value, json};
 
 const HANDSET: &str = "+447700900123";
 
-/// Everything the service logs in this test process, to search for codes.
+/// Everything Line and sqlx log in this test process (every level) from the
+/// first call on, to search for codes; other crates at info, since the whole
+/// suite shares the process.
 fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
     static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
     LOGS.get_or_init(|| {
         let buf = Arc::new(Mutex::new(Vec::new()));
         let writer = buf.clone();
         tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
+            .with_env_filter("info,line=trace,sqlx=trace")
             .without_time()
             .with_ansi(false)
             .with_writer(move || Capture(writer.clone()))
@@ -599,8 +601,10 @@ async fn no_code_is_kept_anywhere_but_the_test_inbox(app: TestApp) {
     app.stop().await;
 }
 
-on_both_backends!(
+backends!(
+    app:
     happy_path,
+    per_number_cap_holds_across_two_servers,
     wrong_then_right_and_malformed_codes_cost_nothing,
     lock_out_after_max_attempts,
     codes_expire,
@@ -618,64 +622,57 @@ on_both_backends!(
 /// Live sends stop at a monthly cap of 2p.
 const SPEND_CAP: &str = "[limits]\nmonthly_spend_cap_pence = 2";
 
-on_both_backends_with!(SPEND_CAP, live_spend_stops_at_the_cap);
+backends!(app with SPEND_CAP in capped_spend: live_spend_stops_at_the_cap);
 
-mod capped {
-    use super::*;
+/// Verification starts per tenant: 2 a minute.
+const STARTS_CAP: &str = "[limits]\notp_starts_per_minute = 2";
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite_starts_per_tenant_are_limited() {
-        let app = TestApp::spawn_with(
-            common::Backend::Sqlite,
-            "[limits]\notp_starts_per_minute = 2",
+backends!(app with STARTS_CAP in capped_starts: starts_per_tenant_are_limited);
+
+async fn starts_per_tenant_are_limited(app: TestApp) {
+    start(&app, json!({"to": "+447700900001"})).await;
+    start(&app, json!({"to": "+447700900002"})).await;
+    let (status, err) = app
+        .post("/v1/otp", &app.test_key, &json!({"to": "+447700900003"}))
+        .await;
+    assert_problem(status, &err, 429, "rate_limited");
+    // Another tenant has its own allowance.
+    let other = app.line.create_tenant("Other").await.unwrap();
+    let (status, _) = app
+        .post(
+            "/v1/otp",
+            other.test_key.expose(),
+            &json!({"to": "+447700900003"}),
         )
         .await;
-        start(&app, json!({"to": "+447700900001"})).await;
-        start(&app, json!({"to": "+447700900002"})).await;
-        let (status, err) = app
-            .post("/v1/otp", &app.test_key, &json!({"to": "+447700900003"}))
-            .await;
-        assert_problem(status, &err, 429, "rate_limited");
-        // Another tenant has its own allowance.
-        let other = app.line.create_tenant("Other").await.unwrap();
-        let (status, _) = app
-            .post(
-                "/v1/otp",
-                other.test_key.expose(),
-                &json!({"to": "+447700900003"}),
-            )
-            .await;
-        assert_eq!(status, 201);
-        app.clock.advance(Duration::from_secs(31));
-        start(&app, json!({"to": "+447700900003"})).await;
-        app.stop().await;
-    }
+    assert_eq!(status, 201);
+    app.clock.advance(Duration::from_secs(31));
+    start(&app, json!({"to": "+447700900003"})).await;
+    app.stop().await;
+}
 
-    /// Two server processes on one PostgreSQL share the per-number counter.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn per_number_cap_holds_across_two_servers() {
-        let one = TestApp::spawn(common::Backend::Postgres).await;
-        let two = one.sibling("").await;
-        let body = json!({"to": HANDSET});
-        let calls = (0..12).map(|i| {
-            let app = if i % 2 == 0 { &one } else { &two };
-            app.post("/v1/otp", &one.test_key, &body)
-        });
-        let results = futures_util::future::join_all(calls).await;
-        let created = results.iter().filter(|(s, _)| *s == 201).count();
-        let limited = results
-            .iter()
-            .filter(|(s, b)| *s == 429 && b["code"] == "rate_limited")
-            .count();
-        assert_eq!((created, limited), (5, 7), "{results:?}");
-        // Exactly one of the five is still pending: each start cancelled the one before.
-        let dump = one.dump().await;
-        assert_eq!(
-            dump.matches(",pending,").count() + dump.matches("'pending'").count(),
-            1,
-            "{dump}"
-        );
-        two.stop().await;
-        one.stop().await;
-    }
+/// Two server processes on one database share the per-number counter.
+async fn per_number_cap_holds_across_two_servers(one: TestApp) {
+    let two = one.sibling("").await;
+    let body = json!({"to": HANDSET});
+    let calls = (0..12).map(|i| {
+        let app = if i % 2 == 0 { &one } else { &two };
+        app.post("/v1/otp", &one.test_key, &body)
+    });
+    let results = futures_util::future::join_all(calls).await;
+    let created = results.iter().filter(|(s, _)| *s == 201).count();
+    let limited = results
+        .iter()
+        .filter(|(s, b)| *s == 429 && b["code"] == "rate_limited")
+        .count();
+    assert_eq!((created, limited), (5, 7), "{results:?}");
+    // Exactly one of the five is still pending: each start cancelled the one before.
+    let dump = one.dump().await;
+    assert_eq!(
+        dump.matches(",pending,").count() + dump.matches("'pending'").count(),
+        1,
+        "{dump}"
+    );
+    two.stop().await;
+    one.stop().await;
 }

@@ -1,7 +1,7 @@
 //! Webhook endpoints: create, list, read, change, rotate, delete, and the SSRF
 //! guard, on PostgreSQL and SQLite.
 
-mod common;
+use crate::common;
 
 use common::{TestApp, assert_problem};
 use serde_json::{Value, json};
@@ -173,18 +173,14 @@ async fn bad_endpoints_are_refused(app: TestApp) {
     app.stop().await;
 }
 
-on_both_backends!(
+backends!(
+    app:
+    delivery_time_guard_refuses_internal_addresses,
     endpoints_are_managed_and_secrets_shown_once,
     bad_endpoints_are_refused
 );
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn private_addresses_are_allowed_when_configured() {
-    let app = TestApp::spawn_with(
-        common::Backend::Sqlite,
-        "[webhooks]\nallow_private_addresses = true",
-    )
-    .await;
+async fn private_addresses_are_allowed_when_configured(app: TestApp) {
     for url in [
         "http://127.0.0.1:9/hook",
         "http://localhost:9/hook",
@@ -660,8 +656,10 @@ async fn five_days_without_a_success_disable_an_endpoint(app: TestApp) {
     app.stop().await;
 }
 
-on_both_backends_with!(
-    PRIVATE_OK,
+backends!(
+    app with PRIVATE_OK in delivery:
+    private_addresses_are_allowed_when_configured,
+    two_dispatchers_never_send_one_delivery_twice,
     deliveries_are_listed_with_attempts_and_replayed,
     expiry_fires_message_expired,
     five_days_without_a_success_disable_an_endpoint,
@@ -673,9 +671,7 @@ on_both_backends_with!(
 
 /// With private addresses refused, an endpoint that now resolves to loopback
 /// (here: stored before the guard) is refused at delivery time too.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn delivery_time_guard_refuses_internal_addresses() {
-    let app = TestApp::spawn(common::Backend::Sqlite).await;
+async fn delivery_time_guard_refuses_internal_addresses(app: TestApp) {
     let (url, receiver) = Receiver::start().await;
     let now = app.clock.now();
     app.line
@@ -708,10 +704,8 @@ async fn delivery_time_guard_refuses_internal_addresses() {
     app.stop().await;
 }
 
-/// Two dispatchers on one PostgreSQL split the work and send nothing twice.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_dispatchers_never_send_one_delivery_twice() {
-    let app = TestApp::spawn_with(common::Backend::Postgres, PRIVATE_OK).await;
+/// Two dispatchers on one database split the work and send nothing twice.
+async fn two_dispatchers_never_send_one_delivery_twice(app: TestApp) {
     let (url, receiver) = Receiver::start().await;
     create(&app, json!({"url": url, "events": ["message.sent"]})).await;
     for i in 0..40 {

@@ -1,6 +1,6 @@
 //! POST /v1/sms to the sandbox and back, on PostgreSQL and SQLite.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -630,7 +630,8 @@ async fn health_readiness_and_openapi(app: TestApp) {
     app.stop().await;
 }
 
-on_both_backends!(
+backends!(
+    app:
     sandbox_send_is_delivered_and_body_erased,
     magic_numbers_reach_their_final_status,
     live_keys_are_priced_and_refuse_the_drama_range,

@@ -3,7 +3,7 @@
 //! its deliver_sm receipts. Its destination rules (last two digits) are in
 //! tests/smsc/README.md.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
@@ -459,7 +459,8 @@ async fn mobile_originated_is_recorded(backend: Backend) {
     app.stop().await;
 }
 
-for_each_backend!(
+backends!(
+    backend:
     receipts_map_to_statuses,
     hex_ids_and_text_receipts,
     padded_upper_case_ids,

@@ -1,6 +1,5 @@
 //! Test harness: a real server on port 0 over a fresh database (PostgreSQL or
 //! SQLite), with a clock the test moves and a worker the test drives.
-#![allow(dead_code)]
 
 pub mod smsc;
 
@@ -319,70 +318,37 @@ pub fn assert_problem(status: u16, body: &Value, want_status: u16, code: &str) {
     );
 }
 
-/// Generates one #[tokio::test] per scenario and backend.
-#[macro_export]
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::common::TestApp::spawn(super::common::Backend::Postgres).await).await
-                }
-            )*
-        }
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::common::TestApp::spawn(super::common::Backend::Sqlite).await).await
-                }
-            )*
+/// One `#[tokio::test]` per scenario and backend, in modules `postgres` and
+/// `sqlite` (so `cargo test postgres::` runs one backend). A scenario takes
+///
+/// - `app:` a `TestApp` on a fresh database;
+/// - `app with CONFIG in group:` the same with the TOML `CONFIG` layered
+///   over the defaults, as `group::postgres::…` and `group::sqlite::…`;
+/// - `backend:` the `Backend`, for scenarios that build their own server.
+macro_rules! backends {
+    (app: $($name:ident),* $(,)?) => {
+        backends!(@each (|b| crate::common::TestApp::spawn(b)), $($name),*);
+    };
+    (app with $extra:ident in $group:ident: $($name:ident),* $(,)?) => {
+        mod $group {
+            use super::*;
+            backends!(@each (|b| crate::common::TestApp::spawn_with(b, super::$extra)), $($name),*);
         }
     };
-}
-
-/// Like `on_both_backends!`, for scenarios that build their own server: each
-/// gets the `Backend` to run on.
-#[macro_export]
-macro_rules! for_each_backend {
-    ($($name:ident),* $(,)?) => {
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::common::Backend::Postgres).await
-                }
-            )*
-        }
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::common::Backend::Sqlite).await
-                }
-            )*
-        }
+    (backend: $($name:ident),* $(,)?) => {
+        backends!(@each (|b| async move { b }), $($name),*);
     };
-}
-
-/// Like `on_both_backends!`, with TOML layered over the defaults for every scenario.
-#[macro_export]
-macro_rules! on_both_backends_with {
-    ($extra:ident, $($name:ident),* $(,)?) => {
-        mod postgres_with {
+    (@each $make:tt, $($name:ident),*) => {
+        backends!(@one postgres, Postgres, $make, $($name),*);
+        backends!(@one sqlite, Sqlite, $make, $($name),*);
+    };
+    (@one $module:ident, $backend:ident, ($make:expr), $($name:ident),*) => {
+        mod $module {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name(super::common::TestApp::spawn_with(super::common::Backend::Postgres, super::$extra).await).await
-                }
-            )*
-        }
-        mod sqlite_with {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::common::TestApp::spawn_with(super::common::Backend::Sqlite, super::$extra).await).await
+                    let make = $make;
+                    super::$name(make(crate::common::Backend::$backend).await).await
                 }
             )*
         }

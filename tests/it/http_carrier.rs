@@ -1,7 +1,7 @@
 //! The HTTP carrier against a real HTTP upstream on loopback (an axum server in
 //! this process), its signed receipts, and routing by prefix and fallback.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -247,7 +247,8 @@ fallback = "backup"
     app.stop().await;
 }
 
-for_each_backend!(
+backends!(
+    backend:
     http_upstream_and_signed_receipts,
     fallback_and_prefix_routes
 );

@@ -1,0 +1,16 @@
+//! The integration suite, one binary: a real server on port 0 over a fresh
+//! PostgreSQL or SQLite database per test (`common`), real peers (an HTTP
+//! receiver, an SMPP simulator on the npm package `smpp`, the Python
+//! `standardwebhooks` package). Scenarios that touch storage run once per
+//! backend, as `<area>::postgres::<name>` and `<area>::sqlite::<name>`.
+
+#[macro_use]
+mod common;
+
+mod cli;
+mod http_carrier;
+mod otp;
+mod retries;
+mod smpp;
+mod sms;
+mod webhooks;
