@@ -5,16 +5,18 @@ use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use axum::routing::{get, post};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
-use super::extract::{ApiJson, ApiQuery, Auth, page_limit};
+use super::extract::{ApiJson, ApiQuery, Auth, IdempotencyKey, page_limit};
 use crate::domain::ids::{DeliveryId, EndpointId, TenantId};
 use crate::domain::webhook::{Delivery, Endpoint, EventSet, EventType, new_secret};
 use crate::http::error::{ApiError, Problem, ProblemCode};
-use crate::store::{Page, Rotation, StoredEndpoint};
+use crate::store::{CreateOutcome, Page, Rotation, StoredEndpoint};
+use crate::usecase::idempotency::Idempotent;
 use crate::webhook::check_destination;
 
 const MAX_DESCRIPTION: usize = 200;
@@ -131,21 +133,31 @@ async fn load(
 
 /// Add an endpoint. Its signing secret is in this response only (and after a rotation).
 #[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", request_body = CreateEndpoint,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Repeat a request safely for 24 h")),
     responses((status = 201, body = Endpoint), (status = 422, description = "invalid_webhook_url, invalid_request", body = Problem)),
     security(("api_key" = [])))]
 pub async fn create(
     State(app): State<AppState>,
     Auth(auth): Auth,
-    ApiJson { value: req, .. }: ApiJson<CreateEndpoint>,
-) -> Result<(StatusCode, Json<Endpoint>), ApiError> {
+    IdempotencyKey(key): IdempotencyKey,
+    ApiJson { value: req, digest }: ApiJson<CreateEndpoint>,
+) -> Result<Response, ApiError> {
     let url = checked_url(&app, &req.url).await?;
+    let (description, events) = (
+        checked_description(req.description)?,
+        event_set(req.events)?,
+    );
+    let idem = Idempotent::new(key, digest);
+    if let Some(earlier) = idem.earlier(&*app.store, &auth.tenant.id).await? {
+        return Ok(super::answer(earlier));
+    }
     let now = app.clock.now();
     let endpoint = StoredEndpoint {
         id: EndpointId::generate(),
         tenant_id: auth.tenant.id.clone(),
         url,
-        description: checked_description(req.description)?,
-        events: event_set(req.events)?,
+        description,
+        events,
         secret: new_secret(),
         previous_secret: None,
         previous_secret_until: None,
@@ -154,9 +166,17 @@ pub async fn create(
         created_at: now,
         updated_at: now,
     };
-    app.store.create_endpoint(&endpoint).await?;
-    tracing::info!(endpoint_id = %endpoint.id, "webhook endpoint created");
-    Ok((StatusCode::CREATED, Json(view(&endpoint, true))))
+    const CREATED: u16 = 201;
+    let body = serde_json::to_string(&view(&endpoint, true)).map_err(ApiError::internal)?;
+    let record = idem.record(CREATED, &body);
+    let outcome = app
+        .store
+        .create_endpoint(&endpoint, record.as_ref())
+        .await?;
+    if matches!(outcome, CreateOutcome::Created) {
+        tracing::info!(endpoint_id = %endpoint.id, "webhook endpoint created");
+    }
+    Ok(super::answer(idem.answer(outcome, CREATED, body)?))
 }
 
 /// The tenant's endpoints, newest first.

@@ -9,7 +9,7 @@ use sqlx::AssertSqlSafe;
 use super::idempotency::take_key;
 use super::outbox::{queue_message_webhooks, tenants_with_endpoints};
 use super::rows::{CLAIMED_COLUMNS, MESSAGE_COLUMNS, history_append};
-use super::sql::{Db, json_param, sql};
+use super::sql::{Db, find_owned, json_param, sql};
 use super::{
     Claim, ClaimedMessage, CreateOutcome, Finish, MessageFilter, MessageStore, PendingMessage,
     Result, SqlStore, SubmitResult,
@@ -47,13 +47,15 @@ impl<D: Db> MessageStore for SqlStore<D> {
     }
 
     async fn get_message(&self, tenant_id: &TenantId, id: &MessageId) -> Result<Option<Message>> {
-        let text =
-            format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE tenant_id = $1 AND id = $2");
-        sql::<D>(AssertSqlSafe(text))
-            .bind(tenant_id.as_str())
-            .bind(id.as_str())
-            .fetch_optional(&mut *self.conn().await?)
-            .await
+        let mut conn = self.conn().await?;
+        find_owned::<D, _>(
+            &mut conn,
+            MESSAGE_COLUMNS,
+            "messages",
+            tenant_id,
+            id.as_str(),
+        )
+        .await
     }
 
     async fn list_messages(&self, tenant_id: &TenantId, f: &MessageFilter) -> Result<Vec<Message>> {

@@ -230,7 +230,12 @@ pub trait VerificationStore: Send + Sync + 'static {
 /// Webhook endpoints and their deliveries (`webhooks.rs`; the outbox in `outbox.rs`).
 #[async_trait]
 pub trait WebhookStore: Send + Sync + 'static {
-    async fn create_endpoint(&self, endpoint: &StoredEndpoint) -> Result<()>;
+    /// Inserts an endpoint with its idempotency record (as `create_messages` does).
+    async fn create_endpoint(
+        &self,
+        endpoint: &StoredEndpoint,
+        idem: Option<&IdempotencyRecord>,
+    ) -> Result<CreateOutcome>;
     /// Newest first, after the `starting_after` id.
     async fn list_endpoints(
         &self,

@@ -262,6 +262,23 @@ tuple_from_row!(A 0, B 1, C 2, E 3);
 tuple_from_row!(A 0, B 1, C 2, E 3, F 4);
 tuple_from_row!(A 0, B 1, C 2, E 3, F 4, G 5);
 
+/// A tenant's row of `table` by id, read as `T` from `columns`: another
+/// tenant's row is not found (the API answers 404, never 403).
+pub async fn find_owned<D: Db, T: FromRow<D>>(
+    conn: &mut D::Connection,
+    columns: &str,
+    table: &str,
+    tenant_id: &TenantId,
+    id: &str,
+) -> Result<Option<T>> {
+    let text = format!("SELECT {columns} FROM {table} WHERE tenant_id = $1 AND id = $2");
+    sql::<D>(sqlx::AssertSqlSafe(text))
+        .bind(tenant_id.as_str())
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
 /// A JSON array of objects, bound as one text parameter for `json_rows`/`json_keys`.
 pub fn json_param(rows: Vec<serde_json::Value>) -> String {
     serde_json::Value::from(rows).to_string()

@@ -9,7 +9,7 @@ use sqlx::AssertSqlSafe;
 use super::idempotency::take_key;
 use super::outbox::verification_approved;
 use super::rows::VERIFICATION_COLUMNS;
-use super::sql::{Db, json_param, sql};
+use super::sql::{Db, find_owned, json_param, sql};
 use super::{
     CheckedPair, CreateOutcome, IdempotencyRecord, NewMessage, Resend, Result, SqlStore,
     VerificationStore,
@@ -54,14 +54,9 @@ impl<D: Db> VerificationStore for SqlStore<D> {
         tenant_id: &TenantId,
         id: &VerificationId,
     ) -> Result<Option<StoredVerification>> {
-        let text = format!(
-            "SELECT {VERIFICATION_COLUMNS} FROM verifications WHERE tenant_id = $1 AND id = $2"
-        );
-        sql::<D>(AssertSqlSafe(text))
-            .bind(tenant_id.as_str())
-            .bind(id.as_str())
-            .fetch_optional(&mut *self.conn().await?)
-            .await
+        let mut conn = self.conn().await?;
+        let (columns, table) = (VERIFICATION_COLUMNS, "verifications");
+        find_owned::<D, _>(&mut conn, columns, table, tenant_id, id.as_str()).await
     }
 
     async fn get_verifications(&self, ids: &[&VerificationId]) -> Result<Vec<StoredVerification>> {

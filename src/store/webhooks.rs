@@ -3,11 +3,12 @@
 use async_trait::async_trait;
 use sqlx::AssertSqlSafe;
 
+use super::idempotency::take_key;
 use super::rows::ENDPOINT_COLUMNS;
-use super::sql::{Db, sql};
+use super::sql::{Db, find_owned, sql};
 use super::{
-    AttemptRecord, Claim, ClaimedDelivery, NextStep, Page, Result, Rotation, SqlStore, StoreError,
-    StoredEndpoint, WebhookStore,
+    AttemptRecord, Claim, ClaimedDelivery, CreateOutcome, IdempotencyRecord, NextStep, Page,
+    Result, Rotation, SqlStore, StoreError, StoredEndpoint, WebhookStore,
 };
 use crate::domain::ids::{DeliveryId, EndpointId, TenantId};
 use crate::domain::message::Timestamp;
@@ -22,7 +23,15 @@ fn cursor(page: &Page) -> &str {
 
 #[async_trait]
 impl<D: Db> WebhookStore for SqlStore<D> {
-    async fn create_endpoint(&self, e: &StoredEndpoint) -> Result<()> {
+    async fn create_endpoint(
+        &self,
+        e: &StoredEndpoint,
+        idem: Option<&IdempotencyRecord>,
+    ) -> Result<CreateOutcome> {
+        let mut tx = self.begin().await?;
+        if let Some(used) = take_key::<D>(&mut tx, &e.tenant_id, idem, e.created_at).await? {
+            return Ok(used);
+        }
         sql::<D>(
             "INSERT INTO webhook_endpoints (id, tenant_id, url, description, events, secret, \
                enabled, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -36,9 +45,10 @@ impl<D: Db> WebhookStore for SqlStore<D> {
         .bind(e.enabled)
         .bind(e.created_at.millis())
         .bind(e.updated_at.millis())
-        .execute(&mut *self.conn().await?)
+        .execute(&mut tx)
         .await?;
-        Ok(())
+        tx.commit().await?;
+        Ok(CreateOutcome::Created)
     }
 
     async fn list_endpoints(
@@ -63,14 +73,9 @@ impl<D: Db> WebhookStore for SqlStore<D> {
         tenant_id: &TenantId,
         id: &EndpointId,
     ) -> Result<Option<StoredEndpoint>> {
-        let text = format!(
-            "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE tenant_id = $1 AND id = $2"
-        );
-        sql::<D>(AssertSqlSafe(text))
-            .bind(tenant_id.as_str())
-            .bind(id.as_str())
-            .fetch_optional(&mut *self.conn().await?)
-            .await
+        let mut conn = self.conn().await?;
+        let (columns, table) = (ENDPOINT_COLUMNS, "webhook_endpoints");
+        find_owned::<D, _>(&mut conn, columns, table, tenant_id, id.as_str()).await
     }
 
     async fn update_endpoint(&self, e: &StoredEndpoint) -> Result<bool> {

@@ -28,6 +28,27 @@ pub enum ProblemCode {
 }
 
 impl ProblemCode {
+    pub const ALL: [ProblemCode; 18] = [
+        ProblemCode::InvalidJson,
+        ProblemCode::Unauthorized,
+        ProblemCode::SpendCapReached,
+        ProblemCode::DestinationNotAllowed,
+        ProblemCode::TestKeyRequired,
+        ProblemCode::NotFound,
+        ProblemCode::MethodNotAllowed,
+        ProblemCode::VerificationClosed,
+        ProblemCode::RequestTooLarge,
+        ProblemCode::InvalidRequest,
+        ProblemCode::InvalidPhoneNumber,
+        ProblemCode::BodyTooLong,
+        ProblemCode::IdempotencyKeyReused,
+        ProblemCode::InvalidWebhookUrl,
+        ProblemCode::InvalidReceipt,
+        ProblemCode::RateLimited,
+        ProblemCode::InternalError,
+        ProblemCode::NotReady,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ProblemCode::InvalidJson => "invalid_json",
@@ -170,29 +191,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn codes_are_snake_case_and_statuses_are_errors() {
-        use ProblemCode::*;
-        for code in [
-            InvalidJson,
-            Unauthorized,
-            SpendCapReached,
-            DestinationNotAllowed,
-            TestKeyRequired,
-            NotFound,
-            MethodNotAllowed,
-            VerificationClosed,
-            RequestTooLarge,
-            InvalidRequest,
-            InvalidPhoneNumber,
-            BodyTooLong,
-            IdempotencyKeyReused,
-            InvalidWebhookUrl,
-            InvalidReceipt,
-            RateLimited,
-            InternalError,
-            NotReady,
-        ] {
+    fn codes_are_distinct_snake_case_and_statuses_are_errors() {
+        let mut seen = std::collections::HashSet::new();
+        for code in ProblemCode::ALL {
             let s = code.as_str();
+            assert!(seen.insert(s), "{s} twice");
             assert!(
                 s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
                 "{s}"

@@ -630,6 +630,30 @@ async fn health_readiness_and_openapi(app: TestApp) {
     app.stop().await;
 }
 
+/// Live sends stop at a monthly cap of 3p.
+const SPEND_CAP: &str = "[limits]\nmonthly_spend_cap_pence = 3";
+
+backends!(app with SPEND_CAP in capped_spend: replays_are_not_charged_again);
+
+/// A replayed request is answered from its record before the cap counts it:
+/// five sends with one key are one message and 1p, and the cap still has 2p.
+async fn replays_are_not_charged_again(app: TestApp) {
+    let body = json!({"to": "+447400123456", "body": "once"});
+    for i in 0..5 {
+        let (status, msg, replayed) = app.post_keyed("/v1/sms", &app.live_key, "k", &body).await;
+        assert_eq!((status, replayed), (202, i > 0), "{msg}");
+    }
+    for i in 0..2 {
+        let body = json!({"to": "+447400123456", "body": format!("other {i}")});
+        let (status, msg) = app.post("/v1/sms", &app.live_key, &body).await;
+        assert_eq!(status, 202, "{msg}");
+    }
+    let body = json!({"to": "+447400123456", "body": "one too many"});
+    let (status, err) = app.post("/v1/sms", &app.live_key, &body).await;
+    assert_problem(status, &err, 402, "spend_cap_reached");
+    app.stop().await;
+}
+
 backends!(
     app:
     sandbox_send_is_delivered_and_body_erased,

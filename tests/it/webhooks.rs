@@ -38,6 +38,32 @@ async fn delete(app: &TestApp, key: &str, id: &str) -> u16 {
     resp.status().as_u16()
 }
 
+/// One key, one endpoint: a repeat gets the first answer (its secret too).
+async fn endpoint_creation_is_idempotent(app: TestApp) {
+    let body = json!({"url": PUBLIC, "description": "once"});
+    let (s1, first, r1) = app
+        .post_keyed("/v1/webhooks", &app.test_key, "e-1", &body)
+        .await;
+    let (s2, second, r2) = app
+        .post_keyed("/v1/webhooks", &app.test_key, "e-1", &body)
+        .await;
+    assert_eq!(
+        (s1, s2, r1, r2),
+        (201, 201, false, true),
+        "{first} {second}"
+    );
+    assert_eq!(first, second);
+    assert!(first["secret"].as_str().unwrap().starts_with("whsec_"));
+    let other = json!({"url": PUBLIC, "description": "twice"});
+    let (status, err, _) = app
+        .post_keyed("/v1/webhooks", &app.test_key, "e-1", &other)
+        .await;
+    assert_problem(status, &err, 422, "idempotency_key_reused");
+    let (_, list) = app.get("/v1/webhooks", &app.test_key).await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 1, "{list}");
+    app.stop().await;
+}
+
 async fn endpoints_are_managed_and_secrets_shown_once(app: TestApp) {
     let e = create(&app, json!({"url": PUBLIC, "description": "prod"})).await;
     let id = e["id"].as_str().unwrap().to_string();
@@ -175,6 +201,7 @@ async fn bad_endpoints_are_refused(app: TestApp) {
 
 backends!(
     app:
+    endpoint_creation_is_idempotent,
     delivery_time_guard_refuses_internal_addresses,
     endpoints_are_managed_and_secrets_shown_once,
     bad_endpoints_are_refused
@@ -676,20 +703,23 @@ async fn delivery_time_guard_refuses_internal_addresses(app: TestApp) {
     let now = app.clock.now();
     app.line
         .store
-        .create_endpoint(&line::store::StoredEndpoint {
-            id: "wh_sneaky".to_string().into(),
-            tenant_id: app.tenant_id.clone(),
-            url,
-            description: None,
-            events: line::domain::webhook::EventSet::All,
-            secret: line::domain::webhook::new_secret(),
-            previous_secret: None,
-            previous_secret_until: None,
-            enabled: true,
-            disabled_reason: None,
-            created_at: now,
-            updated_at: now,
-        })
+        .create_endpoint(
+            &line::store::StoredEndpoint {
+                id: "wh_sneaky".to_string().into(),
+                tenant_id: app.tenant_id.clone(),
+                url,
+                description: None,
+                events: line::domain::webhook::EventSet::All,
+                secret: line::domain::webhook::new_secret(),
+                previous_secret: None,
+                previous_secret_until: None,
+                enabled: true,
+                disabled_reason: None,
+                created_at: now,
+                updated_at: now,
+            },
+            None,
+        )
         .await
         .unwrap();
     app.send("+447700900001", "hello").await;

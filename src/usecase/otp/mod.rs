@@ -4,9 +4,7 @@
 use std::time::Duration;
 
 mod checks;
-
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+mod request;
 
 use super::error::{ApiError, ProblemCode};
 use super::idempotency::{Answer, Idempotent};
@@ -15,89 +13,14 @@ use super::sms::{compose, destination};
 use super::{Core, detached};
 use crate::domain::encoding::SmsBody;
 use crate::domain::ids::{MessageId, TenantId, VerificationId};
-use crate::domain::otp::{MAX_LENGTH, MIN_LENGTH, OtpCode, OtpText, TemplateError};
+use crate::domain::otp::{OtpCode, OtpText};
 use crate::domain::phone::{Masked, PhoneNumber};
 use crate::domain::verification::{StoredVerification, Verdict, Verification, VerificationStatus};
 use crate::store::{AuthContext, CreateOutcome, NewMessage, Resend};
 
 pub use checks::{CheckWriter, CodeCheck, VerificationCache, check_writer};
-
-const MAX_BRAND: usize = 30;
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct StartVerification {
-    /// E.164 or UK national format.
-    pub to: String,
-    /// Digits in the code, 4–10 (default 6).
-    pub length: Option<u32>,
-    /// How long the code works, 60–3600 s (default 600).
-    pub ttl_seconds: Option<u32>,
-    /// Wrong codes allowed before the verification locks, 1–10 (default 5).
-    pub max_attempts: Option<u32>,
-    /// Shown in the text (default: the tenant's name); at most 30 characters.
-    pub brand: Option<String>,
-    /// Must contain `{code}`; may use `{brand}` and `{minutes}`; must fit one segment.
-    pub template: Option<String>,
-    /// Adds the WebOTP / Android autofill line `@{app_domain} #{code}`.
-    pub app_domain: Option<String>,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CheckCode {
-    pub code: String,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CheckCodeFor {
-    pub to: String,
-    pub code: String,
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct CheckResult {
-    pub id: String,
-    pub status: VerificationStatus,
-    pub valid: bool,
-    pub attempts_remaining: u32,
-}
-
-fn within(
-    value: Option<u32>,
-    default: u32,
-    range: std::ops::RangeInclusive<u32>,
-    param: &str,
-) -> Result<u32, ApiError> {
-    let v = value.unwrap_or(default);
-    if range.contains(&v) {
-        Ok(v)
-    } else {
-        Err(ApiError::invalid(
-            param,
-            format!(
-                "`{param}` must be between {} and {}",
-                range.start(),
-                range.end()
-            ),
-        ))
-    }
-}
-
-fn valid_domain(d: &str) -> bool {
-    (3..=253).contains(&d.len())
-        && d.contains('.')
-        && d.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
-}
+use request::Start;
+pub use request::{CheckCode, CheckCodeFor, CheckResult, StartVerification};
 
 /// 409 for a verification that no longer takes codes.
 fn closed(status: VerificationStatus) -> ApiError {
@@ -205,41 +128,15 @@ pub async fn start(
     req: StartVerification,
     idem: &Idempotent,
 ) -> Result<Answer, ApiError> {
-    let to = destination(auth, &req.to)?;
-    let length = within(req.length, 6, MIN_LENGTH..=MAX_LENGTH, "length")?;
-    let ttl_seconds = within(req.ttl_seconds, 600, 60..=3600, "ttl_seconds")?;
-    let max_attempts = within(req.max_attempts, 5, 1..=10, "max_attempts")?;
-    let brand = req
-        .brand
-        .as_deref()
-        .unwrap_or(&auth.tenant.name)
-        .trim()
-        .to_string();
-    if brand.is_empty() || brand.chars().count() > MAX_BRAND {
-        return Err(ApiError::invalid(
-            "brand",
-            format!("`brand` must be 1–{MAX_BRAND} characters"),
-        ));
-    }
-    if req.app_domain.as_deref().is_some_and(|d| !valid_domain(d)) {
-        return Err(ApiError::invalid(
-            "app_domain",
-            "`app_domain` must be a host name such as example.com",
-        ));
-    }
-    let text = OtpText {
-        template: req.template.as_deref(),
-        brand: &brand,
-        minutes: u64::from(ttl_seconds).div_ceil(60),
-        app_domain: req.app_domain.as_deref(),
-    };
-    text.check().map_err(|e| {
-        let param = match (&e, &req.template) {
-            (TemplateError::TooLong(_), None) => "brand",
-            _ => "template",
-        };
-        ApiError::invalid(param, format!("the text {e}"))
-    })?;
+    let Start {
+        to,
+        length,
+        ttl_seconds,
+        max_attempts,
+        brand,
+        template,
+        app_domain,
+    } = req.parse(auth)?;
     // A repeated request is answered as the first was, before any limit counts it again.
     if let Some(earlier) = idem.earlier(&*app.store, &auth.tenant.id).await? {
         return Ok(earlier);
@@ -270,8 +167,8 @@ pub async fn start(
         sends: 1,
         ttl_seconds,
         brand,
-        template: req.template,
-        app_domain: req.app_domain,
+        template,
+        app_domain,
         message_id: MessageId::from(String::new()),
         last_sent_at: now,
         expires_at: now.plus_ms(i64::from(ttl_seconds) * 1000),
@@ -332,7 +229,7 @@ pub async fn check(
                 tracing::info!(verification_id = %id, status = status.as_str(), valid, "code checked");
             }
             Ok(CheckResult {
-                id: id.to_string(),
+                id: id.clone(),
                 status,
                 valid,
                 attempts_remaining,

@@ -139,6 +139,28 @@ impl TestApp {
         decode(resp).await
     }
 
+    /// A POST with an `Idempotency-Key`; also whether the answer says it is a replay.
+    pub async fn post_keyed(
+        &self,
+        path: &str,
+        key: &str,
+        idempotency_key: &str,
+        body: &Value,
+    ) -> (u16, Value, bool) {
+        let resp = self
+            .client
+            .post(self.url(path))
+            .bearer_auth(key)
+            .header("Idempotency-Key", idempotency_key)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let replayed = resp.headers().get("idempotent-replayed").is_some();
+        let (status, value) = decode(resp).await;
+        (status, value, replayed)
+    }
+
     pub async fn get(&self, path: &str, key: &str) -> (u16, Value) {
         let resp = self
             .client

@@ -1,0 +1,150 @@
+//! What a verification request may ask, parsed into values that can only be valid.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::domain::ids::VerificationId;
+use crate::domain::otp::{MAX_LENGTH, MIN_LENGTH, OtpText, TemplateError};
+use crate::domain::phone::PhoneNumber;
+use crate::domain::verification::VerificationStatus;
+use crate::store::AuthContext;
+use crate::usecase::error::ApiError;
+use crate::usecase::sms::destination;
+
+const MAX_BRAND: usize = 30;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartVerification {
+    /// E.164 or UK national format.
+    pub to: String,
+    /// Digits in the code, 4–10 (default 6).
+    pub length: Option<u32>,
+    /// How long the code works, 60–3600 s (default 600).
+    pub ttl_seconds: Option<u32>,
+    /// Wrong codes allowed before the verification locks, 1–10 (default 5).
+    pub max_attempts: Option<u32>,
+    /// Shown in the text (default: the tenant's name); at most 30 characters.
+    pub brand: Option<String>,
+    /// Must contain `{code}`; may use `{brand}` and `{minutes}`; must fit one segment.
+    pub template: Option<String>,
+    /// Adds the WebOTP / Android autofill line `@{app_domain} #{code}`.
+    pub app_domain: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckCode {
+    pub code: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckCodeFor {
+    pub to: String,
+    pub code: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CheckResult {
+    pub id: VerificationId,
+    pub status: VerificationStatus,
+    pub valid: bool,
+    pub attempts_remaining: u32,
+}
+
+fn within(
+    value: Option<u32>,
+    default: u32,
+    range: std::ops::RangeInclusive<u32>,
+    param: &str,
+) -> Result<u32, ApiError> {
+    let v = value.unwrap_or(default);
+    if range.contains(&v) {
+        Ok(v)
+    } else {
+        Err(ApiError::invalid(
+            param,
+            format!(
+                "`{param}` must be between {} and {}",
+                range.start(),
+                range.end()
+            ),
+        ))
+    }
+}
+
+fn valid_domain(d: &str) -> bool {
+    (3..=253).contains(&d.len())
+        && d.contains('.')
+        && d.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+/// A start request, checked.
+pub(super) struct Start {
+    pub to: PhoneNumber,
+    pub length: u32,
+    pub ttl_seconds: u32,
+    pub max_attempts: u32,
+    pub brand: String,
+    pub template: Option<String>,
+    pub app_domain: Option<String>,
+}
+
+impl StartVerification {
+    /// Checks every field, filling in the defaults (the brand is the tenant's name).
+    pub(super) fn parse(self, auth: &AuthContext) -> Result<Start, ApiError> {
+        let to = destination(auth, &self.to)?;
+        let length = within(self.length, 6, MIN_LENGTH..=MAX_LENGTH, "length")?;
+        let ttl_seconds = within(self.ttl_seconds, 600, 60..=3600, "ttl_seconds")?;
+        let max_attempts = within(self.max_attempts, 5, 1..=10, "max_attempts")?;
+        let brand = self
+            .brand
+            .as_deref()
+            .unwrap_or(&auth.tenant.name)
+            .trim()
+            .to_string();
+        if brand.is_empty() || brand.chars().count() > MAX_BRAND {
+            return Err(ApiError::invalid(
+                "brand",
+                format!("`brand` must be 1–{MAX_BRAND} characters"),
+            ));
+        }
+        if self.app_domain.as_deref().is_some_and(|d| !valid_domain(d)) {
+            return Err(ApiError::invalid(
+                "app_domain",
+                "`app_domain` must be a host name such as example.com",
+            ));
+        }
+        let text = OtpText {
+            template: self.template.as_deref(),
+            brand: &brand,
+            minutes: u64::from(ttl_seconds).div_ceil(60),
+            app_domain: self.app_domain.as_deref(),
+        };
+        text.check().map_err(|e| {
+            let param = match (&e, &self.template) {
+                (TemplateError::TooLong(_), None) => "brand",
+                _ => "template",
+            };
+            ApiError::invalid(param, format!("the text {e}"))
+        })?;
+        Ok(Start {
+            to,
+            length,
+            ttl_seconds,
+            max_attempts,
+            brand,
+            template: self.template,
+            app_domain: self.app_domain,
+        })
+    }
+}
