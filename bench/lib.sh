@@ -7,8 +7,11 @@ PORT=${PORT:-18181}
 PG_ADMIN=${LINE_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk"; exit 1; }
 
-cargo build --release --locked --quiet
-bin=target/release/line
+# BIN=path runs another build (e.g. an older commit's) instead of this tree's.
+if [ -n "${BIN:-}" ]; then bin=$BIN; else
+  cargo build --release --locked --quiet
+  bin=target/release/line
+fi
 work=$(mktemp -d)
 pid=""
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }

@@ -5,6 +5,7 @@
 #
 #   bash bench/sms.sh                 # 10 s per run
 #   DURATION=30s ROLE=all bash bench/sms.sh
+#   BIN=/tmp/line-old bash bench/sms.sh  # another build, for before/after pairs
 #
 # ROLE=api (default) measures the API alone, as in a split deployment;
 # ROLE=all also runs the worker in the same process, sending what arrives.

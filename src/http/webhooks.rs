@@ -16,6 +16,7 @@ use crate::domain::ids::{DeliveryId, EndpointId, TenantId};
 use crate::domain::webhook::{Delivery, Endpoint, EventSet, EventType, new_secret};
 use crate::http::error::{ApiError, Problem, ProblemCode};
 use crate::store::{CreateOutcome, Page, Rotation, StoredEndpoint};
+use crate::usecase::detached;
 use crate::usecase::idempotency::Idempotent;
 use crate::webhook::check_destination;
 
@@ -142,15 +143,16 @@ pub async fn create(
     IdempotencyKey(key): IdempotencyKey,
     ApiJson { value: req, digest }: ApiJson<CreateEndpoint>,
 ) -> Result<Response, ApiError> {
-    let url = checked_url(&app, &req.url).await?;
     let (description, events) = (
         checked_description(req.description)?,
         event_set(req.events)?,
     );
+    // A repeat is answered as the first was, even if its host no longer resolves.
     let idem = Idempotent::new(key, digest);
     if let Some(earlier) = idem.earlier(&*app.store, &auth.tenant.id).await? {
         return Ok(super::answer(earlier));
     }
+    let url = checked_url(&app, &req.url).await?;
     let now = app.clock.now();
     let endpoint = StoredEndpoint {
         id: EndpointId::generate(),
@@ -169,10 +171,9 @@ pub async fn create(
     const CREATED: u16 = 201;
     let body = serde_json::to_string(&view(&endpoint, true)).map_err(ApiError::internal)?;
     let record = idem.record(CREATED, &body);
-    let outcome = app
-        .store
-        .create_endpoint(&endpoint, record.as_ref())
-        .await?;
+    let (store, created) = (app.store.clone(), endpoint.clone());
+    let outcome =
+        detached(async move { store.create_endpoint(&created, record.as_ref()).await }).await?;
     if matches!(outcome, CreateOutcome::Created) {
         tracing::info!(endpoint_id = %endpoint.id, "webhook endpoint created");
     }

@@ -78,7 +78,6 @@ impl<D: Db> MessageStore for SqlStore<D> {
     }
 
     async fn claim_messages(&self, c: &Claim) -> Result<Vec<ClaimedMessage>> {
-        let mut tx = D::claim_tx(&self.pool).await?;
         let text = format!(
             "UPDATE messages SET lease_until = $2, lease_token = $3, attempts = attempts + 1 \
              WHERE id IN (SELECT id FROM messages WHERE status = 'queued' AND next_attempt_at <= $1 \
@@ -86,15 +85,12 @@ impl<D: Db> MessageStore for SqlStore<D> {
              RETURNING {CLAIMED_COLUMNS}",
             D::SKIP_LOCKED,
         );
-        let claimed = sql::<D>(AssertSqlSafe(text))
+        let claim = sql::<D>(AssertSqlSafe(text))
             .bind(c.now.millis())
             .bind(c.lease_until.millis())
             .bind(&c.token)
-            .bind(i64::from(c.limit))
-            .fetch_all(&mut tx)
-            .await?;
-        tx.commit().await?;
-        Ok(claimed)
+            .bind(i64::from(c.limit));
+        D::claim(&self.pool, claim).await
     }
 
     /// In one transaction (one flush for many); the common case, sent, in a

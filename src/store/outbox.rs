@@ -88,9 +88,7 @@ async fn subscribed<D: Db>(
     .await?;
     Ok(rows
         .into_iter()
-        .filter(|(_, events)| {
-            EventSet::from_column(events.as_deref()).is_some_and(|set| set.contains(event))
-        })
+        .filter(|(_, events)| EventSet::from_column(events.as_deref()).contains(event))
         .map(|(id, _)| id)
         .collect())
 }

@@ -151,8 +151,7 @@ impl<D: Db> FromRow<D> for StoredEndpoint {
             tenant_id: r.get(1)?,
             url: r.get(2)?,
             description: r.get(3)?,
-            events: EventSet::from_column(r.get::<Option<String>>(4)?.as_deref())
-                .ok_or_else(|| bad("events"))?,
+            events: EventSet::from_column(r.get::<Option<String>>(4)?.as_deref()),
             secret: r.get(5)?,
             previous_secret: r.get(6)?,
             previous_secret_until: r.get::<Option<i64>>(7)?.map(Timestamp),

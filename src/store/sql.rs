@@ -104,10 +104,12 @@ pub trait Db:
         pool: &sqlx::Pool<Self>,
         batch: &[PendingMessage],
     ) -> impl Future<Output = Result<Vec<CreateOutcome>>> + Send;
-    /// Starts a transaction for a queue claim (PostgreSQL plans it to stop after the batch).
-    fn claim_tx(
+    /// Runs a queue claim (an `UPDATE … RETURNING` of leased rows) the
+    /// backend's way: PostgreSQL plans it to stop after the batch.
+    fn claim<T: FromRow<Self> + Send>(
         pool: &sqlx::Pool<Self>,
-    ) -> impl Future<Output = Result<sqlx::Transaction<'static, Self>>> + Send;
+        statement: Sql<Self>,
+    ) -> impl Future<Output = Result<Vec<T>>> + Send;
     /// "FOR UPDATE SKIP LOCKED" where claimers can pass each other by, else "".
     const SKIP_LOCKED: &'static str;
     /// Marks due sandbox receipts taken; their (message id, status).

@@ -12,7 +12,7 @@ use sqlx::sqlite::{
 use sqlx::{Executor, Sqlite};
 
 use super::messages::create_each;
-use super::sql::Db;
+use super::sql::{Db, FromRow, Sql};
 use super::{CreateOutcome, NewMessage, PendingMessage, Result, SqlStore};
 use crate::domain::ids::{MessageId, TenantId};
 use crate::domain::message::Timestamp;
@@ -135,9 +135,12 @@ impl Db for Sqlite {
         create_each(pool, batch).await
     }
 
-    /// The single writer makes a claim atomic on its own.
-    async fn claim_tx(pool: &SqlitePool) -> Result<sqlx::Transaction<'static, Sqlite>> {
-        Ok(pool.begin().await?)
+    /// One statement: the single writer makes it atomic on its own.
+    async fn claim<T: FromRow<Sqlite> + Send>(
+        pool: &SqlitePool,
+        statement: Sql<Sqlite>,
+    ) -> Result<Vec<T>> {
+        statement.fetch_all(&mut *pool.acquire().await?).await
     }
 
     async fn take_sandbox_receipts(

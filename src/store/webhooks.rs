@@ -121,7 +121,6 @@ impl<D: Db> WebhookStore for SqlStore<D> {
     }
 
     async fn claim_deliveries(&self, c: &Claim) -> Result<Vec<ClaimedDelivery>> {
-        let mut tx = D::claim_tx(&self.pool).await?;
         let text = format!(
             "UPDATE webhook_deliveries SET lease_until = $2, lease_token = $3, \
                attempts = attempts + 1 \
@@ -131,15 +130,13 @@ impl<D: Db> WebhookStore for SqlStore<D> {
              RETURNING id, tenant_id, endpoint_id, payload, attempts",
             D::SKIP_LOCKED,
         );
+        let claim = sql::<D>(AssertSqlSafe(text))
+            .bind(c.now.millis())
+            .bind(c.lease_until.millis())
+            .bind(&c.token)
+            .bind(i64::from(c.limit));
         let rows: Vec<(DeliveryId, TenantId, EndpointId, String, i64)> =
-            sql::<D>(AssertSqlSafe(text))
-                .bind(c.now.millis())
-                .bind(c.lease_until.millis())
-                .bind(&c.token)
-                .bind(i64::from(c.limit))
-                .fetch_all(&mut tx)
-                .await?;
-        tx.commit().await?;
+            D::claim(&self.pool, claim).await?;
         rows.into_iter()
             .map(|(id, tenant_id, endpoint_id, payload, attempts)| {
                 Ok(ClaimedDelivery {
