@@ -11,16 +11,15 @@ use serde_json::{Value, json};
 
 const HANDSET: &str = "+447700900123";
 
-/// Everything Line and sqlx log in this test process (every level) from the
-/// first call on, to search for codes; other crates at info, since the whole
-/// suite shares the process.
+/// Everything logged in this test process, at every level, from the first
+/// call on (the whole suite shares the process), to search for codes.
 fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
     static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
     LOGS.get_or_init(|| {
         let buf = Arc::new(Mutex::new(Vec::new()));
         let writer = buf.clone();
         tracing_subscriber::fmt()
-            .with_env_filter("info,line=trace,sqlx=trace")
+            .with_max_level(tracing::Level::TRACE)
             .without_time()
             .with_ansi(false)
             .with_writer(move || Capture(writer.clone()))
