@@ -7,6 +7,7 @@
 #   DURATION=30s ROLE=all bash bench/sms.sh
 #   BIN=/tmp/line-old bash bench/sms.sh  # another build, for before/after pairs
 #
+# Then live keys (charged to the ledger) with the spend cap off and on.
 # ROLE=api (default) measures the API alone, as in a split deployment;
 # ROLE=all also runs the worker in the same process, sending what arrives.
 source "$(dirname "$0")/lib.sh"
@@ -17,3 +18,21 @@ sms() {
   stop_server
 }
 with_backends sms
+
+# Live keys: each accepted send is charged to the ledger in its own commit,
+# with the spend cap off and then on (a cap it never reaches): the cap must
+# cost little (issue 13: within 15%).
+live() {
+  for cap in 0 1000000000; do
+    export LINE_LIMITS__MONTHLY_SPEND_CAP_PENCE=$cap
+    start_server "$2"
+    KEY=$(LINE_DATABASE_URL=$2 "$bin" tenant create --name "live $cap" | grep -o 'line_live_[A-Za-z0-9]*')
+    export KEY
+    local label="cap off"
+    [ "$cap" = 0 ] || label="cap on"
+    for c in 16 64; do run_wrk "$1 live $label" "$c" bench/post_sms_live.lua /v1/sms; done
+    stop_server
+  done
+  unset LINE_LIMITS__MONTHLY_SPEND_CAP_PENCE
+}
+with_backends live

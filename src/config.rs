@@ -87,6 +87,7 @@ pub struct Limits {
     pub otp_resend_cooldown_seconds: u64,
     pub otp_max_sends: u32,
     pub monthly_spend_cap_pence: Pence,
+    pub spend_cap_ceiling_pence: Pence,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -353,6 +354,9 @@ impl Config {
                 "limits.monthly_spend_cap_pence",
                 "must not be negative (0 = unlimited)",
             );
+        }
+        if self.limits.spend_cap_ceiling_pence.0 < 1 {
+            return bad("limits.spend_cap_ceiling_pence", "must be at least 1");
         }
         if self.prices.sms_segment_pence.0 < 0 {
             return bad("prices.sms_segment_pence", "must not be negative");

@@ -69,6 +69,14 @@ impl Timestamp {
         Timestamp(self.0 + ms)
     }
 
+    /// The calendar month it falls in, `YYYY-MM` (UTC): what charges count against.
+    pub fn month(self) -> String {
+        chrono::DateTime::from_timestamp_millis(self.0)
+            .unwrap_or_default()
+            .format("%Y-%m")
+            .to_string()
+    }
+
     pub fn to_rfc3339(self) -> String {
         chrono::DateTime::from_timestamp_millis(self.0)
             .unwrap_or_default()

@@ -159,6 +159,18 @@ impl fmt::Debug for PhoneNumber {
     }
 }
 
+/// An ISO 3166-1 alpha-2 country a tenant may send to (`GB`): one that
+/// libphonenumber has numbering data for.
+pub fn parse_country(input: &str) -> Option<String> {
+    let code = input.trim().to_ascii_uppercase();
+    let known = code.len() == 2
+        && code.bytes().all(|b| b.is_ascii_uppercase())
+        && phonenumber::metadata::DATABASE
+            .by_id(code.as_str())
+            .is_some();
+    known.then_some(code)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,6 +208,15 @@ mod tests {
 
     /// The one-pass search answers as the crate's `is_valid` and
     /// `country().id()` do, across regions that share a calling code.
+    #[test]
+    fn countries_are_the_ones_with_numbering_data() {
+        assert_eq!(parse_country("gb").as_deref(), Some("GB"));
+        assert_eq!(parse_country(" IE ").as_deref(), Some("IE"));
+        assert_eq!(parse_country("XX"), None);
+        assert_eq!(parse_country("GBR"), None);
+        assert_eq!(parse_country("G1"), None);
+    }
+
     #[test]
     fn valid_region_agrees_with_the_crate() {
         let numbers = [

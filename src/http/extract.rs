@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 
 use super::AppState;
 use crate::domain::api_key::{ApiKey, hex};
+use crate::domain::ids::TenantId;
 use crate::http::error::{ApiError, ProblemCode};
 use crate::store::AuthContext;
 
@@ -141,6 +142,12 @@ impl AuthCache {
         map.get(hash)
             .filter(|(_, at)| at.elapsed() < AUTH_CACHE_TTL)
             .map(|(ctx, _)| ctx.clone())
+    }
+
+    /// Drops a tenant's entries (its settings changed).
+    pub fn forget_tenant(&self, tenant: &TenantId) {
+        let mut map = self.0.lock().expect("auth cache lock");
+        map.retain(|_, (ctx, _)| ctx.tenant.id != *tenant);
     }
 
     fn put(&self, hash: String, ctx: AuthContext) {

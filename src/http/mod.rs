@@ -1,5 +1,6 @@
 //! The HTTP API: routes, extractors, the request-id middleware.
 
+mod account;
 mod carriers;
 pub mod error;
 pub mod extract;
@@ -54,6 +55,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(health::router())
         .merge(openapi::router())
+        .merge(account::router())
         .merge(sms::router())
         .merge(otp::router())
         .merge(webhooks::router())

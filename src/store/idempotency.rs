@@ -41,6 +41,20 @@ pub(super) async fn take_key<D: Db>(
     Ok(Some(CreateOutcome::Existing(stored)))
 }
 
+/// Gives a key back (its request was refused after all, in this transaction).
+pub(super) async fn drop_key<D: Db>(
+    conn: &mut D::Connection,
+    tenant_id: &TenantId,
+    key: &str,
+) -> Result<()> {
+    sql::<D>("DELETE FROM idempotency_keys WHERE tenant_id = $1 AND key = $2")
+        .bind(tenant_id.as_str())
+        .bind(key)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// What an earlier request with this key stored.
 pub(super) async fn stored_response<D: Db>(
     conn: &mut D::Connection,

@@ -4,7 +4,6 @@ use async_trait::async_trait;
 
 use super::sql::{Db, sql};
 use super::{LimitStore, Result, SqlStore};
-use crate::domain::ids::TenantId;
 use crate::domain::message::Timestamp;
 
 #[async_trait]
@@ -42,26 +41,5 @@ impl<D: Db> LimitStore for SqlStore<D> {
         Ok(Some(
             (tat.max(now.millis()) + interval_ms - period_ms - now.millis()).max(1),
         ))
-    }
-
-    async fn add_spend(
-        &self,
-        tenant_id: &TenantId,
-        month: &str,
-        pence: i64,
-        cap: i64,
-    ) -> Result<bool> {
-        let row: Option<i64> = sql::<D>(
-            "INSERT INTO spend (tenant_id, month, pence) SELECT $1, $2, $3 WHERE $3 <= $4 \
-             ON CONFLICT (tenant_id, month) DO UPDATE SET pence = spend.pence + $3 \
-             WHERE spend.pence + $3 <= $4 RETURNING pence",
-        )
-        .bind(tenant_id.as_str())
-        .bind(month)
-        .bind(pence)
-        .bind(cap)
-        .fetch_optional(&mut *self.conn().await?)
-        .await?;
-        Ok(row.is_some())
     }
 }

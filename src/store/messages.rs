@@ -6,44 +6,54 @@ use async_trait::async_trait;
 use serde_json::json;
 use sqlx::AssertSqlSafe;
 
-use super::idempotency::take_key;
+use super::idempotency::drop_key;
+use super::ledger::{charge_messages, refund_message};
 use super::outbox::{queue_message_webhooks, tenants_with_endpoints};
 use super::rows::{CLAIMED_COLUMNS, MESSAGE_COLUMNS, history_append};
 use super::sql::{Db, find_owned, json_param, sql};
 use super::{
-    Claim, ClaimedMessage, CreateOutcome, Finish, MessageFilter, MessageStore, PendingMessage,
-    Result, SqlStore, SubmitResult,
+    Claim, ClaimedMessage, CreateOutcome, Finish, MessageFilter, MessageStore, NewMessage,
+    PendingMessage, Result, SqlStore, SubmitResult,
 };
 use crate::domain::ids::{MessageId, TenantId};
 use crate::domain::message::{Message, MessageStatus, Timestamp};
 
-/// `create_messages` one item at a time in one transaction (SQLite, one writer).
-pub(super) async fn create_each<D: Db>(
-    pool: &sqlx::Pool<D>,
-    batch: &[PendingMessage],
-) -> Result<Vec<CreateOutcome>> {
-    let mut tx = pool.begin().await?;
-    let mut outcomes = Vec::with_capacity(batch.len());
-    for p in batch {
-        let m = &p.message;
-        outcomes.push(
-            match take_key::<D>(&mut tx, &m.tenant_id, p.idem.as_ref(), m.created_at).await? {
-                Some(used) => used,
-                None => {
-                    D::insert_messages(&mut tx, &[m]).await?;
-                    CreateOutcome::Created
-                }
-            },
-        );
-    }
-    tx.commit().await?;
-    Ok(outcomes)
-}
-
 #[async_trait]
 impl<D: Db> MessageStore for SqlStore<D> {
+    /// Keys first (a repeat writes nothing), then charges (what would pass a
+    /// cap is refused, its key given back), then the messages.
     async fn create_messages(&self, batch: &[PendingMessage]) -> Result<Vec<CreateOutcome>> {
-        D::create_messages(&self.pool, batch).await
+        let all: Vec<&NewMessage> = batch.iter().map(|p| &p.message).collect();
+        if batch
+            .iter()
+            .all(|p| p.idem.is_none() && p.message.price.0 == 0)
+        {
+            D::insert_alone(&self.pool, &all).await?;
+            return Ok(vec![CreateOutcome::Created; batch.len()]);
+        }
+        let mut tx = self.begin().await?;
+        let taken = D::take_keys(&mut tx, batch).await?;
+        let fresh: Vec<usize> = (0..batch.len()).filter(|&i| taken[i].is_none()).collect();
+        let to_charge: Vec<&NewMessage> = fresh.iter().map(|&i| all[i]).collect();
+        let charged = charge_messages::<D>(&mut tx, &to_charge).await?;
+        let mut outcomes: Vec<CreateOutcome> = taken
+            .into_iter()
+            .map(|t| t.map_or(CreateOutcome::Created, CreateOutcome::Existing))
+            .collect();
+        let mut new = Vec::with_capacity(fresh.len());
+        for (&i, charged) in fresh.iter().zip(charged) {
+            if charged {
+                new.push(all[i]);
+                continue;
+            }
+            outcomes[i] = CreateOutcome::OverCap;
+            if let Some(idem) = &batch[i].idem {
+                drop_key::<D>(&mut tx, &all[i].tenant_id, &idem.key).await?;
+            }
+        }
+        D::insert_messages(&mut tx, &new).await?;
+        tx.commit().await?;
+        Ok(outcomes)
     }
 
     async fn get_message(&self, tenant_id: &TenantId, id: &MessageId) -> Result<Option<Message>> {
@@ -289,6 +299,8 @@ async fn end_unsent<D: Db>(
     let Some(tenant) = tenant else {
         return Ok(false);
     };
+    // No carrier took it: what it was charged is given back.
+    refund_message::<D>(conn, &f.id, f.now).await?;
     queue_message_webhooks::<D>(conn, &tenant, &f.id, status, f.now).await?;
     Ok(true)
 }

@@ -6,6 +6,7 @@
 //! a backend must supply; `postgres.rs` and `sqlite.rs` supply it.
 
 mod idempotency;
+mod ledger;
 mod limits;
 mod maintenance;
 mod messages;
@@ -76,6 +77,7 @@ pub trait Store:
     + VerificationStore
     + WebhookStore
     + LimitStore
+    + LedgerStore
     + IdempotencyStore
     + Maintenance
 {
@@ -89,6 +91,7 @@ impl<T> Store for T where
         + VerificationStore
         + WebhookStore
         + LimitStore
+        + LedgerStore
         + IdempotencyStore
         + Maintenance
 {
@@ -130,6 +133,9 @@ pub trait TenantStore: Send + Sync + 'static {
     /// True when a live key was revoked by this call.
     async fn revoke_api_key(&self, key_id: &KeyId, now: Timestamp) -> Result<bool>;
     async fn authenticate(&self, key_hash: &str) -> Result<Option<AuthContext>>;
+    async fn get_tenant(&self, id: &TenantId) -> Result<Option<Tenant>>;
+    /// Writes name, allowed regions, default sender and spend cap.
+    async fn update_tenant(&self, tenant: &Tenant) -> Result<bool>;
     /// A setting's value, storing `value` first if it has none (first writer wins).
     async fn setting_or_init(&self, key: &str, value: &str) -> Result<String>;
 }
@@ -224,7 +230,7 @@ pub trait VerificationStore: Send + Sync + 'static {
     ) -> Result<bool>;
     /// A fresh code and the message carrying it, if the verification is still
     /// pending and has been sent exactly `sends` times (no two resends race).
-    async fn resend_verification(&self, resend: &Resend, msg: &NewMessage) -> Result<bool>;
+    async fn resend_verification(&self, resend: &Resend, msg: &NewMessage) -> Result<Resent>;
 }
 
 /// Webhook endpoints and their deliveries (`webhooks.rs`; the outbox in `outbox.rs`).
@@ -285,14 +291,13 @@ pub trait LimitStore: Send + Sync + 'static {
         interval_ms: i64,
         period_ms: i64,
     ) -> Result<Option<i64>>;
-    /// Adds `pence` to a tenant's month unless that would pass `cap`; false = refused.
-    async fn add_spend(
-        &self,
-        tenant_id: &TenantId,
-        month: &str,
-        pence: i64,
-        cap: i64,
-    ) -> Result<bool>;
+}
+
+/// The billing ledger (`ledger.rs`; charges are written with what they pay for).
+#[async_trait]
+pub trait LedgerStore: Send + Sync + 'static {
+    /// A tenant's month from the ledger, summed by UTC day and kind of entry.
+    async fn usage(&self, tenant_id: &TenantId, month: &str) -> Result<Vec<UsageRow>>;
 }
 
 /// Idempotency records (`idempotency.rs`; written with their effects elsewhere).

@@ -10,7 +10,7 @@ use sqlx::{Executor, Postgres};
 use super::idempotency::stored_response;
 use super::sql::{Db, FromRow, Sql};
 use super::{
-    CreateOutcome, IdempotencyRecord, NewMessage, PendingMessage, Result, SqlStore, StoreError,
+    IdempotencyRecord, NewMessage, PendingMessage, Result, SqlStore, StoreError, StoredResponse,
 };
 use crate::domain::ids::{MessageId, TenantId};
 use crate::domain::message::Timestamp;
@@ -51,6 +51,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         7,
         "drop_hot_foreign_keys",
         include_str!("../../migrations/postgres/0007_drop_hot_foreign_keys.sql"),
+    ),
+    (
+        8,
+        "ledger",
+        include_str!("../../migrations/postgres/0008_ledger.sql"),
     ),
 ];
 
@@ -122,11 +127,16 @@ impl Db for Postgres {
         insert_messages(conn, batch).await
     }
 
-    async fn create_messages(
-        pool: &PgPool,
+    /// One statement, atomic on its own: one round trip for the common case.
+    async fn insert_alone(pool: &PgPool, batch: &[&NewMessage]) -> Result<()> {
+        insert_messages(&mut *pool.acquire().await?, batch).await
+    }
+
+    async fn take_keys(
+        conn: &mut PgConnection,
         batch: &[PendingMessage],
-    ) -> Result<Vec<CreateOutcome>> {
-        create_messages(pool, batch).await
+    ) -> Result<Vec<Option<StoredResponse>>> {
+        take_keys(conn, batch).await
     }
 
     /// In a transaction of its own, without sorts. A claim must walk its due index in
@@ -179,21 +189,20 @@ impl Db for Postgres {
     }
 }
 
-/// `Store::create_messages`: idempotency keys and messages each in one statement.
-async fn create_messages(pool: &PgPool, batch: &[PendingMessage]) -> Result<Vec<CreateOutcome>> {
+/// Records a batch's idempotency keys in one statement: `Some` with what a key
+/// stored before for each item whose key was used (here or by another process,
+/// whose commit ON CONFLICT waits for).
+async fn take_keys(
+    conn: &mut PgConnection,
+    batch: &[PendingMessage],
+) -> Result<Vec<Option<StoredResponse>>> {
     let keyed: Vec<(&NewMessage, &IdempotencyRecord)> = batch
         .iter()
         .filter_map(|p| p.idem.as_ref().map(|i| (&p.message, i)))
         .collect();
     if keyed.is_empty() {
-        // The common case: one statement, atomic on its own, one round trip.
-        let all: Vec<&NewMessage> = batch.iter().map(|p| &p.message).collect();
-        insert_messages(&mut *pool.acquire().await?, &all).await?;
-        return Ok(vec![CreateOutcome::Created; batch.len()]);
+        return Ok(vec![None; batch.len()]);
     }
-    let mut tx = pool.begin().await?;
-    // Idempotency records first: a key already taken (here or by another
-    // process, whose commit ON CONFLICT waits for) inserts no message.
     let text = |f: fn(&NewMessage, &IdempotencyRecord) -> String| {
         keyed.iter().map(|(m, i)| f(m, i)).collect::<Vec<_>>()
     };
@@ -208,34 +217,22 @@ async fn create_messages(pool: &PgPool, batch: &[PendingMessage]) -> Result<Vec<
     .bind(keyed.iter().map(|(_, i)| i64::from(i.response.status)).collect::<Vec<_>>())
     .bind(text(|_, i| i.response.body.clone()))
     .bind(keyed.iter().map(|(m, _)| m.created_at.millis()).collect::<Vec<_>>())
-    .fetch_all(&mut *tx)
+    .fetch_all(&mut *conn)
     .await?
     .into_iter()
     .collect();
-    let is_new = |p: &PendingMessage| match &p.idem {
-        None => true,
-        Some(i) => fresh.contains(&(p.message.tenant_id.to_string(), i.key.clone())),
-    };
-    let new: Vec<&NewMessage> = batch
-        .iter()
-        .filter(|p| is_new(p))
-        .map(|p| &p.message)
-        .collect();
-    insert_messages(&mut tx, &new).await?;
-    let mut outcomes = Vec::with_capacity(batch.len());
+    let mut taken = Vec::with_capacity(batch.len());
     for p in batch {
-        outcomes.push(match &p.idem {
-            Some(i) if !is_new(p) => {
-                let stored = stored_response::<Postgres>(&mut tx, &p.message.tenant_id, &i.key)
+        taken.push(match &p.idem {
+            Some(i) if !fresh.contains(&(p.message.tenant_id.to_string(), i.key.clone())) => Some(
+                stored_response::<Postgres>(conn, &p.message.tenant_id, &i.key)
                     .await?
-                    .ok_or(StoreError::NotFound)?;
-                CreateOutcome::Existing(stored)
-            }
-            _ => CreateOutcome::Created,
+                    .ok_or(StoreError::NotFound)?,
+            ),
+            _ => None,
         });
     }
-    tx.commit().await?;
-    Ok(outcomes)
+    Ok(taken)
 }
 
 /// Inserts queued messages in one statement (their first status is `created_at`).

@@ -4,6 +4,7 @@ use crate::domain::Mode;
 use crate::domain::encoding::Encoding;
 use crate::domain::ids::{DeliveryId, EndpointId, KeyId, MessageId, TenantId, VerificationId};
 use crate::domain::message::{MessageStatus, Pence, Timestamp};
+use crate::domain::sender::Sender;
 use crate::domain::verification::StoredVerification;
 use crate::domain::webhook::EventSet;
 
@@ -13,6 +14,10 @@ pub struct Tenant {
     pub name: String,
     /// ISO regions this tenant may send to.
     pub allowed_regions: Vec<String>,
+    /// The `from` of its messages when a request names none (else the operator's).
+    pub default_sender: Option<Sender>,
+    /// Its own monthly spend cap (else the operator's default).
+    pub spend_cap: Option<Pence>,
 }
 
 /// Who a request acts for: resolved from an API key.
@@ -64,6 +69,8 @@ pub struct NewMessage {
     pub encoding: Encoding,
     pub segments: u32,
     pub price: Pence,
+    /// The monthly spend cap its charge must fit under (`None`: uncapped).
+    pub cap: Option<Pence>,
     pub reference: Option<String>,
     pub created_at: Timestamp,
 }
@@ -97,6 +104,8 @@ pub enum CreateOutcome {
     Created,
     /// The key was used before: what was stored then.
     Existing(StoredResponse),
+    /// Its charge would pass the tenant's monthly spend cap: nothing was written.
+    OverCap,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -231,6 +240,20 @@ impl std::fmt::Debug for StoredEndpoint {
     }
 }
 
+/// One day's entries of one kind in a tenant's month.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageRow {
+    /// Days since 1970-01-01 (UTC).
+    pub day: i64,
+    /// `sms`, `refund` or `number_fee`.
+    pub kind: String,
+    pub entries: i64,
+    /// Segments charged (negative for refunds).
+    pub segments: i64,
+    /// Pence charged (negative for refunds).
+    pub pence: Pence,
+}
+
 /// A new signing secret; the old one keeps signing until `previous_until`.
 pub struct Rotation {
     pub tenant_id: TenantId,
@@ -280,6 +303,16 @@ pub enum NextStep {
 pub struct CheckedPair<'a> {
     pub was: &'a StoredVerification,
     pub now: &'a StoredVerification,
+}
+
+/// What became of a resend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resent {
+    Sent,
+    /// The verification changed meanwhile (another resend, a check): nothing was written.
+    Stale,
+    /// Its charge would pass the spend cap: nothing was written.
+    OverCap,
 }
 
 /// What a resend changes.

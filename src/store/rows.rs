@@ -1,12 +1,13 @@
 //! Rows read back as records: each record's columns, in SELECT order, beside
 //! the code that reads them (either backend).
 
-use super::records::{ClaimedMessage, SandboxMessage, StoredEndpoint};
+use super::records::{AuthContext, ClaimedMessage, SandboxMessage, StoredEndpoint, Tenant};
 use super::sql::{Columns, Db, FromRow};
 use super::{Result, StoreError};
 use crate::domain::Mode;
 use crate::domain::encoding::Encoding;
 use crate::domain::message::{Message, MessageStatus, Pence, StatusChange, Timestamp};
+use crate::domain::sender::Sender;
 use crate::domain::verification::{StoredVerification, VerificationStatus};
 use crate::domain::webhook::EventSet;
 
@@ -29,6 +30,47 @@ fn encoding<D: Db>(r: &Columns<D>, i: usize) -> Result<Encoding> {
 
 fn at<D: Db>(r: &Columns<D>, i: usize) -> Result<Timestamp> {
     Ok(Timestamp(r.get(i)?))
+}
+
+/// The columns a [`Tenant`] is read from, in SELECT order (of `tenants t`).
+pub const TENANT_COLUMNS: &str =
+    "t.id, t.name, t.allowed_regions, t.default_sender, t.spend_cap_pence";
+
+/// A tenant from `TENANT_COLUMNS`, starting at column `at`.
+fn tenant_from<D: Db>(r: &Columns<D>, at: usize) -> Result<Tenant> {
+    let allowed: String = r.get(at + 2)?;
+    Ok(Tenant {
+        id: r.get(at)?,
+        name: r.get(at + 1)?,
+        allowed_regions: allowed
+            .split(',')
+            .filter(|c| !c.is_empty())
+            .map(str::to_string)
+            .collect(),
+        default_sender: r
+            .get::<Option<String>>(at + 3)?
+            .map(|s| Sender::parse(&s).map_err(|_| bad("default_sender")))
+            .transpose()?,
+        spend_cap: r.get::<Option<i64>>(at + 4)?.map(Pence),
+    })
+}
+
+impl<D: Db> FromRow<D> for Tenant {
+    fn from_row(row: &D::Row) -> Result<Self> {
+        tenant_from(&Columns::<D>(row), 0)
+    }
+}
+
+/// An API key's id and mode, then `TENANT_COLUMNS`.
+impl<D: Db> FromRow<D> for AuthContext {
+    fn from_row(row: &D::Row) -> Result<Self> {
+        let r = Columns::<D>(row);
+        Ok(AuthContext {
+            key_id: r.get(0)?,
+            mode: mode(&r, 1)?,
+            tenant: tenant_from(&r, 2)?,
+        })
+    }
 }
 
 /// The columns a [`Message`] is read from, in SELECT order.

@@ -13,7 +13,7 @@ use sqlx::query::Query;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, Row, Type};
 
 use super::Result;
-use super::records::{CreateOutcome, NewMessage, PendingMessage};
+use super::records::{NewMessage, PendingMessage, StoredResponse};
 use crate::domain::ids::{DeliveryId, EndpointId, KeyId, MessageId, TenantId, VerificationId};
 use crate::domain::message::Timestamp;
 
@@ -99,11 +99,18 @@ pub trait Db:
         conn: &mut Self::Connection,
         batch: &[&NewMessage],
     ) -> impl Future<Output = Result<()>> + Send;
-    /// `Store::create_messages`, in the backend's best way.
-    fn create_messages(
+    /// Inserts queued messages that have nothing else to write (no key, no
+    /// charge), atomically, in the backend's quickest way.
+    fn insert_alone(
         pool: &sqlx::Pool<Self>,
+        batch: &[&NewMessage],
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Records a batch's idempotency keys in the transaction on `conn`, in the
+    /// backend's best way: `Some` with what a key stored before, per item.
+    fn take_keys(
+        conn: &mut Self::Connection,
         batch: &[PendingMessage],
-    ) -> impl Future<Output = Result<Vec<CreateOutcome>>> + Send;
+    ) -> impl Future<Output = Result<Vec<Option<StoredResponse>>>> + Send;
     /// Runs a queue claim (an `UPDATE … RETURNING` of leased rows) the
     /// backend's way: PostgreSQL plans it to stop after the batch.
     fn claim<T: FromRow<Self> + Send>(

@@ -11,9 +11,9 @@ use sqlx::sqlite::{
 };
 use sqlx::{Executor, Sqlite};
 
-use super::messages::create_each;
+use super::idempotency::take_key;
 use super::sql::{Db, FromRow, Sql};
-use super::{CreateOutcome, NewMessage, PendingMessage, Result, SqlStore};
+use super::{CreateOutcome, NewMessage, PendingMessage, Result, SqlStore, StoredResponse};
 use crate::domain::ids::{MessageId, TenantId};
 use crate::domain::message::Timestamp;
 
@@ -48,6 +48,16 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         6,
         "history_in_messages",
         include_str!("../../migrations/sqlite/0006_history_in_messages.sql"),
+    ),
+    (
+        7,
+        "drop_hot_foreign_keys",
+        include_str!("../../migrations/sqlite/0007_drop_hot_foreign_keys.sql"),
+    ),
+    (
+        8,
+        "ledger",
+        include_str!("../../migrations/sqlite/0008_ledger.sql"),
     ),
 ];
 
@@ -128,11 +138,29 @@ impl Db for Sqlite {
         Ok(())
     }
 
-    async fn create_messages(
-        pool: &SqlitePool,
+    /// In a transaction: one flush for the batch, not one a message.
+    async fn insert_alone(pool: &SqlitePool, batch: &[&NewMessage]) -> Result<()> {
+        let mut tx = pool.begin().await?;
+        Self::insert_messages(&mut tx, batch).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn take_keys(
+        conn: &mut SqliteConnection,
         batch: &[PendingMessage],
-    ) -> Result<Vec<CreateOutcome>> {
-        create_each(pool, batch).await
+    ) -> Result<Vec<Option<StoredResponse>>> {
+        let mut taken = Vec::with_capacity(batch.len());
+        for p in batch {
+            let m = &p.message;
+            taken.push(
+                match take_key::<Sqlite>(conn, &m.tenant_id, p.idem.as_ref(), m.created_at).await? {
+                    Some(CreateOutcome::Existing(stored)) => Some(stored),
+                    _ => None,
+                },
+            );
+        }
+        Ok(taken)
     }
 
     /// One statement: the single writer makes it atomic on its own.

@@ -2,19 +2,13 @@
 
 use async_trait::async_trait;
 
+use sqlx::AssertSqlSafe;
+
+use super::rows::TENANT_COLUMNS;
 use super::sql::{Db, sql};
 use super::{AuthContext, NewApiKey, Result, SqlStore, Tenant, TenantStore};
-use crate::domain::Mode;
 use crate::domain::ids::{KeyId, TenantId};
 use crate::domain::message::Timestamp;
-
-/// A tenant's allowed regions as stored: comma-separated ISO codes.
-fn regions(s: &str) -> Vec<String> {
-    s.split(',')
-        .filter(|r| !r.is_empty())
-        .map(str::to_string)
-        .collect()
-}
 
 #[async_trait]
 impl<D: Db> TenantStore for SqlStore<D> {
@@ -25,20 +19,40 @@ impl<D: Db> TenantStore for SqlStore<D> {
     }
 
     async fn create_tenant(&self, id: &TenantId, name: &str, now: Timestamp) -> Result<Tenant> {
-        let allowed: String = sql::<D>(
-            "INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3) \
-             RETURNING allowed_regions",
+        let mut conn = self.conn().await?;
+        sql::<D>("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
+            .bind(id.as_str())
+            .bind(name)
+            .bind(now.millis())
+            .execute(&mut conn)
+            .await?;
+        let text = format!("SELECT {TENANT_COLUMNS} FROM tenants t WHERE t.id = $1");
+        sql::<D>(AssertSqlSafe(text))
+            .bind(id.as_str())
+            .fetch_one(&mut conn)
+            .await
+    }
+
+    async fn get_tenant(&self, id: &TenantId) -> Result<Option<Tenant>> {
+        let text = format!("SELECT {TENANT_COLUMNS} FROM tenants t WHERE t.id = $1");
+        sql::<D>(AssertSqlSafe(text))
+            .bind(id.as_str())
+            .fetch_optional(&mut *self.conn().await?)
+            .await
+    }
+
+    async fn update_tenant(&self, t: &Tenant) -> Result<bool> {
+        let done = sql::<D>(
+            "UPDATE tenants SET name = $2, allowed_regions = $3, default_sender = $4,                spend_cap_pence = $5 WHERE id = $1",
         )
-        .bind(id.as_str())
-        .bind(name)
-        .bind(now.millis())
-        .fetch_one(&mut *self.conn().await?)
+        .bind(t.id.as_str())
+        .bind(&t.name)
+        .bind(t.allowed_regions.join(","))
+        .bind(t.default_sender.as_ref().map(|s| s.as_str()))
+        .bind(t.spend_cap.map(|p| p.0))
+        .execute(&mut *self.conn().await?)
         .await?;
-        Ok(Tenant {
-            id: id.clone(),
-            name: name.into(),
-            allowed_regions: regions(&allowed),
-        })
+        Ok(done == 1)
     }
 
     async fn tenant_exists(&self, tenant_id: &TenantId) -> Result<bool> {
@@ -75,24 +89,14 @@ impl<D: Db> TenantStore for SqlStore<D> {
     }
 
     async fn authenticate(&self, key_hash: &str) -> Result<Option<AuthContext>> {
-        let row: Option<(KeyId, String, TenantId, String, String)> = sql::<D>(
-            "SELECT k.id, k.mode, t.id, t.name, t.allowed_regions FROM api_keys k \
-             JOIN tenants t ON t.id = k.tenant_id WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
-        )
-        .bind(key_hash)
-        .fetch_optional(&mut *self.conn().await?)
-        .await?;
-        Ok(row.and_then(|(key_id, mode, id, name, allowed)| {
-            Some(AuthContext {
-                key_id,
-                mode: Mode::parse(&mode)?,
-                tenant: Tenant {
-                    id,
-                    name,
-                    allowed_regions: regions(&allowed),
-                },
-            })
-        }))
+        let text = format!(
+            "SELECT k.id, k.mode, {TENANT_COLUMNS} FROM api_keys k \
+             JOIN tenants t ON t.id = k.tenant_id WHERE k.key_hash = $1 AND k.revoked_at IS NULL"
+        );
+        sql::<D>(AssertSqlSafe(text))
+            .bind(key_hash)
+            .fetch_optional(&mut *self.conn().await?)
+            .await
     }
 
     async fn setting_or_init(&self, key: &str, value: &str) -> Result<String> {

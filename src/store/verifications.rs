@@ -7,11 +7,12 @@ use serde_json::json;
 use sqlx::AssertSqlSafe;
 
 use super::idempotency::take_key;
+use super::ledger::charge_messages;
 use super::outbox::verification_approved;
 use super::rows::VERIFICATION_COLUMNS;
 use super::sql::{Db, find_owned, json_param, sql};
 use super::{
-    CheckedPair, CreateOutcome, IdempotencyRecord, NewMessage, Resend, Result, SqlStore,
+    CheckedPair, CreateOutcome, IdempotencyRecord, NewMessage, Resend, Resent, Result, SqlStore,
     VerificationStore,
 };
 use crate::domain::ids::{TenantId, VerificationId};
@@ -32,6 +33,9 @@ impl<D: Db> VerificationStore for SqlStore<D> {
         D::serialize_starts(&mut tx, &v.tenant_id, &v.to).await?;
         if let Some(used) = take_key::<D>(&mut tx, &v.tenant_id, idem, v.created_at).await? {
             return Ok(used);
+        }
+        if !charge_messages::<D>(&mut tx, &[msg]).await?[0] {
+            return Ok(CreateOutcome::OverCap); // dropping the transaction gives the key back
         }
         // At most one live code per number.
         sql::<D>(
@@ -129,8 +133,11 @@ impl<D: Db> VerificationStore for SqlStore<D> {
         Ok(done == 1)
     }
 
-    async fn resend_verification(&self, r: &Resend, msg: &NewMessage) -> Result<bool> {
+    async fn resend_verification(&self, r: &Resend, msg: &NewMessage) -> Result<Resent> {
         let mut tx = self.begin().await?;
+        if !charge_messages::<D>(&mut tx, &[msg]).await?[0] {
+            return Ok(Resent::OverCap);
+        }
         D::insert_messages(&mut tx, &[msg]).await?;
         let done = sql::<D>(
             "UPDATE verifications SET code_hash = $3, sends = sends + 1, last_sent_at = $4, \
@@ -147,10 +154,10 @@ impl<D: Db> VerificationStore for SqlStore<D> {
         .execute(&mut tx)
         .await?;
         if done != 1 {
-            return Ok(false); // dropping the transaction rolls the message back
+            return Ok(Resent::Stale); // dropping the transaction rolls the message back
         }
         tx.commit().await?;
-        Ok(true)
+        Ok(Resent::Sent)
     }
 }
 

@@ -5,6 +5,7 @@
 //! transaction of the effect, `answer` after it.
 
 use super::error::{ApiError, ProblemCode};
+use super::limits::cap_reached;
 use crate::domain::ids::TenantId;
 use crate::store::{CreateOutcome, IdempotencyRecord, Store, StoredResponse};
 
@@ -69,6 +70,7 @@ impl Idempotent {
                 replayed: false,
             }),
             CreateOutcome::Existing(stored) => self.replay(stored),
+            CreateOutcome::OverCap => Err(cap_reached()),
         }
     }
 

@@ -5,9 +5,8 @@ use std::time::Duration;
 
 use super::Core;
 use super::error::{ApiError, ProblemCode};
-use crate::domain::Mode;
 use crate::domain::message::Pence;
-use crate::store::AuthContext;
+use crate::store::Tenant;
 
 /// Admits one event under `key`: at most `limit` per `period`, else 429 with Retry-After.
 pub async fn admit(
@@ -29,26 +28,20 @@ pub async fn admit(
     }
 }
 
-/// Counts a live send's price against the tenant's monthly cap (402 once it would pass it).
-pub async fn charge(app: &Core, auth: &AuthContext, price: Pence) -> Result<(), ApiError> {
-    let cap = app.config.limits.monthly_spend_cap_pence;
-    if auth.mode == Mode::Test || cap.0 == 0 || price.0 == 0 {
-        return Ok(());
-    }
-    let month = chrono::DateTime::from_timestamp_millis(app.clock.now().millis())
-        .unwrap_or_default()
-        .format("%Y-%m")
-        .to_string();
-    if app
-        .store
-        .add_spend(&auth.tenant.id, &month, price.0, cap.0)
-        .await?
-    {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            ProblemCode::SpendCapReached,
-            format!("this send would pass the monthly spend cap of {}p", cap.0),
-        ))
-    }
+/// The monthly spend cap a tenant's live sends must fit under: its own, else
+/// the operator's default; `None` when there is none (0). The store checks it
+/// in the transaction that writes the charge (`store/ledger.rs`).
+pub fn spend_cap(app: &Core, tenant: &Tenant) -> Option<Pence> {
+    let cap = tenant
+        .spend_cap
+        .unwrap_or(app.config.limits.monthly_spend_cap_pence);
+    (cap.0 > 0).then_some(cap)
+}
+
+/// 402: a charge would pass the cap.
+pub fn cap_reached() -> ApiError {
+    ApiError::new(
+        ProblemCode::SpendCapReached,
+        "this send would pass the account's monthly spend cap; see GET /v1/usage",
+    )
 }

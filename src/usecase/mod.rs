@@ -3,11 +3,13 @@
 //! JSON API and the dashboard run the same rules. Handlers parse and respond;
 //! everything between is here.
 
+pub mod account;
 pub mod error;
 pub mod idempotency;
 pub mod limits;
 pub mod otp;
 pub mod sms;
+pub mod usage;
 
 use std::sync::Arc;
 

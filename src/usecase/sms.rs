@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use super::Core;
 use super::error::{ApiError, ProblemCode};
 use super::idempotency::{Answer, Idempotent};
-use super::limits::charge;
+use super::limits::spend_cap;
 use crate::domain::Mode;
 use crate::domain::encoding::{BodyError, SmsBody};
 use crate::domain::ids::MessageId;
@@ -77,7 +77,7 @@ pub async fn send(
         Some(f) => {
             Sender::parse(f).map_err(|e| ApiError::invalid("from", format!("`from` {e}")))?
         }
-        None => app.config.default_sender.clone(),
+        None => default_sender(app, auth),
     };
     if req
         .reference
@@ -94,7 +94,6 @@ pub async fn send(
         return Ok(earlier);
     }
     let new = compose(app, auth, &to, &body, &from, req.reference);
-    charge(app, auth, new.price).await?;
     let now = new.created_at;
     let message = Message {
         id: new.id.clone(),
@@ -132,6 +131,14 @@ pub async fn send(
     idem.answer(outcome, ACCEPTED, response)
 }
 
+/// The `from` of a message that names none: the tenant's, else the operator's.
+pub fn default_sender(app: &Core, auth: &AuthContext) -> Sender {
+    auth.tenant
+        .default_sender
+        .clone()
+        .unwrap_or_else(|| app.config.default_sender.clone())
+}
+
 /// A queued message for this key's tenant and mode, priced (test keys cost nothing).
 pub fn compose(
     app: &Core,
@@ -141,9 +148,12 @@ pub fn compose(
     from: &Sender,
     reference: Option<String>,
 ) -> NewMessage {
-    let price = match auth.mode {
-        Mode::Test => Pence(0),
-        Mode::Live => app.config.prices.sms_segment_pence.times(body.segments()),
+    let (price, cap) = match auth.mode {
+        Mode::Test => (Pence(0), None),
+        Mode::Live => (
+            app.config.prices.sms_segment_pence.times(body.segments()),
+            spend_cap(app, &auth.tenant),
+        ),
     };
     NewMessage {
         id: MessageId::generate(),
@@ -156,6 +166,7 @@ pub fn compose(
         encoding: body.encoding(),
         segments: body.segments(),
         price,
+        cap,
         reference,
         created_at: app.clock.now(),
     }

@@ -7,6 +7,7 @@
 #[macro_use]
 mod common;
 
+mod account;
 mod cli;
 mod http_carrier;
 mod otp;

@@ -8,15 +8,15 @@ mod request;
 
 use super::error::{ApiError, ProblemCode};
 use super::idempotency::{Answer, Idempotent};
-use super::limits::{admit, charge};
-use super::sms::{compose, destination};
+use super::limits::{admit, cap_reached};
+use super::sms::{compose, default_sender, destination};
 use super::{Core, detached};
 use crate::domain::encoding::SmsBody;
 use crate::domain::ids::{MessageId, TenantId, VerificationId};
 use crate::domain::otp::{OtpCode, OtpText};
 use crate::domain::phone::{Masked, PhoneNumber};
 use crate::domain::verification::{StoredVerification, Verdict, Verification, VerificationStatus};
-use crate::store::{AuthContext, CreateOutcome, NewMessage, Resend};
+use crate::store::{AuthContext, CreateOutcome, NewMessage, Resend, Resent};
 
 pub use checks::{CheckWriter, CodeCheck, VerificationCache, check_writer};
 use request::Start;
@@ -54,7 +54,7 @@ fn code_message(
         auth,
         &to,
         &body,
-        &app.config.default_sender,
+        &default_sender(app, auth),
         None,
     ))
 }
@@ -177,7 +177,6 @@ pub async fn start(
     };
     let msg = code_message(app, auth, &v, &code)?;
     drop(code);
-    charge(app, auth, msg.price).await?;
     v.message_id = msg.id.clone();
     const CREATED: u16 = 201;
     let response = serde_json::to_string(&Verification::from(&v)).map_err(ApiError::internal)?;
@@ -279,7 +278,6 @@ pub async fn resend(
     let msg = code_message(app, auth, &v, &code)?;
     let code_hash = app.hash_key.code_hash(v.id.as_str(), &code);
     drop(code);
-    charge(app, auth, msg.price).await?;
     let resent = Resend {
         tenant_id: auth.tenant.id.clone(),
         id: v.id.clone(),
@@ -289,13 +287,17 @@ pub async fn resend(
         now,
     };
     let store = app.store.clone();
-    if !detached(async move { store.resend_verification(&resent, &msg).await }).await? {
-        let v = load(app, &auth.tenant.id, id).await?;
-        return Err(if v.status == VerificationStatus::Pending {
-            ApiError::too_many("a code was sent moments ago", 1000)
-        } else {
-            closed(v.status)
-        });
+    match detached(async move { store.resend_verification(&resent, &msg).await }).await? {
+        Resent::Sent => {}
+        Resent::OverCap => return Err(cap_reached()),
+        Resent::Stale => {
+            let v = load(app, &auth.tenant.id, id).await?;
+            return Err(if v.status == VerificationStatus::Pending {
+                ApiError::too_many("a code was sent moments ago", 1000)
+            } else {
+                closed(v.status)
+            });
+        }
     }
     app.wake.notify_one();
     tracing::info!(verification_id = %id, "code resent");

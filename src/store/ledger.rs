@@ -1,0 +1,180 @@
+//! The billing ledger: charges written in the transaction of what they pay
+//! for, refunds in the transaction of the change that earns them, and each
+//! tenant's month total beside them, which is what the spend cap reads.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use serde_json::json;
+use sqlx::AssertSqlSafe;
+
+use super::sql::{Db, json_param, sql};
+use super::{LedgerStore, NewMessage, Result, SqlStore, UsageRow};
+use crate::domain::ids::{MessageId, TenantId};
+use crate::domain::message::{Pence, Timestamp};
+
+/// Charges new messages to their tenants' months, in order, each only if it
+/// fits under its cap; answers which were charged (those not may not be
+/// written). Unpriced messages (test keys) pass without an entry. Each month
+/// total is locked once, tenants in one order (no two groups deadlock).
+pub(super) async fn charge_messages<D: Db>(
+    conn: &mut D::Connection,
+    messages: &[&NewMessage],
+) -> Result<Vec<bool>> {
+    let mut charged = vec![true; messages.len()];
+    let mut groups: BTreeMap<(&TenantId, String), Vec<usize>> = BTreeMap::new();
+    for (i, m) in messages.iter().enumerate() {
+        if m.price.0 > 0 {
+            groups
+                .entry((&m.tenant_id, m.created_at.month()))
+                .or_default()
+                .push(i);
+        }
+    }
+    let mut entries = Vec::new();
+    for ((tenant, month), items) in groups {
+        let mut total = lock_total::<D>(conn, tenant, &month).await?;
+        let before = total;
+        for i in items {
+            let m = messages[i];
+            if m.cap.is_some_and(|cap| total + m.price.0 > cap.0) {
+                charged[i] = false;
+                continue;
+            }
+            total += m.price.0;
+            entries.push(json!({
+                "t": tenant.as_str(), "mo": month, "at": m.created_at.millis(), "k": "sms",
+                "p": m.price.0, "s": m.segments, "m": m.id.as_str(),
+            }));
+        }
+        add_to_total::<D>(conn, tenant, &month, total - before).await?;
+    }
+    insert_entries::<D>(conn, entries).await?;
+    Ok(charged)
+}
+
+/// Gives back what a message was charged (it never reached a carrier), in the
+/// month it was charged in; nothing if it was not charged or is refunded already.
+pub(super) async fn refund_message<D: Db>(
+    conn: &mut D::Connection,
+    id: &MessageId,
+    at: Timestamp,
+) -> Result<()> {
+    let charge: Option<(TenantId, String, i64, i64)> = sql::<D>(
+        "SELECT tenant_id, month, pence, segments FROM ledger \
+         WHERE kind = 'sms' AND message_id = $1 AND NOT EXISTS \
+           (SELECT 1 FROM ledger r WHERE r.kind = 'refund' AND r.message_id = $1)",
+    )
+    .bind(id.as_str())
+    .fetch_optional(conn)
+    .await?;
+    let Some((tenant, month, pence, segments)) = charge else {
+        return Ok(());
+    };
+    lock_total::<D>(conn, &tenant, &month).await?;
+    add_to_total::<D>(conn, &tenant, &month, -pence).await?;
+    let entry = json!({
+        "t": tenant.as_str(), "mo": month, "at": at.millis(), "k": "refund",
+        "p": -pence, "s": -segments, "m": id.as_str(),
+    });
+    insert_entries::<D>(conn, vec![entry]).await
+}
+
+/// The month's total, its row locked (where the backend can) until the transaction ends.
+async fn lock_total<D: Db>(
+    conn: &mut D::Connection,
+    tenant: &TenantId,
+    month: &str,
+) -> Result<i64> {
+    sql::<D>(
+        "INSERT INTO ledger_totals (tenant_id, month, pence) VALUES ($1, $2, 0) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(tenant.as_str())
+    .bind(month)
+    .execute(conn)
+    .await?;
+    let text = format!(
+        "SELECT pence FROM ledger_totals WHERE tenant_id = $1 AND month = $2{}",
+        D::LOCK
+    );
+    sql::<D>(AssertSqlSafe(text))
+        .bind(tenant.as_str())
+        .bind(month)
+        .fetch_one(conn)
+        .await
+}
+
+async fn add_to_total<D: Db>(
+    conn: &mut D::Connection,
+    tenant: &TenantId,
+    month: &str,
+    pence: i64,
+) -> Result<()> {
+    if pence != 0 {
+        sql::<D>("UPDATE ledger_totals SET pence = pence + $3 WHERE tenant_id = $1 AND month = $2")
+            .bind(tenant.as_str())
+            .bind(month)
+            .bind(pence)
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn insert_entries<D: Db>(
+    conn: &mut D::Connection,
+    entries: Vec<serde_json::Value>,
+) -> Result<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let text = format!(
+        "INSERT INTO ledger (tenant_id, month, at, kind, pence, segments, message_id, number_id) \
+         SELECT u.t, u.mo, u.at, u.k, u.p, u.s, u.m, u.n FROM {}",
+        D::json_rows(
+            1,
+            &[
+                ("t", "TEXT"),
+                ("mo", "TEXT"),
+                ("at", "BIGINT"),
+                ("k", "TEXT"),
+                ("p", "BIGINT"),
+                ("s", "BIGINT"),
+                ("m", "TEXT"),
+                ("n", "TEXT"),
+            ]
+        ),
+    );
+    sql::<D>(AssertSqlSafe(text))
+        .bind(json_param(entries))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl<D: Db> LedgerStore for SqlStore<D> {
+    async fn usage(&self, tenant_id: &TenantId, month: &str) -> Result<Vec<UsageRow>> {
+        let rows: Vec<(i64, String, i64, i64, i64)> = sql::<D>(
+            "SELECT at / 86400000, kind, COUNT(*), CAST(SUM(segments) AS BIGINT), \
+               CAST(SUM(pence) AS BIGINT) FROM ledger \
+             WHERE tenant_id = $1 AND month = $2 GROUP BY at / 86400000, kind \
+             ORDER BY at / 86400000, kind",
+        )
+        .bind(tenant_id.as_str())
+        .bind(month)
+        .fetch_all(&mut *self.conn().await?)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(day, kind, entries, segments, pence)| UsageRow {
+                day,
+                kind,
+                entries,
+                segments,
+                pence: Pence(pence),
+            })
+            .collect())
+    }
+}
