@@ -12,6 +12,7 @@ use crate::config::{Config, LogFormat, Role};
 use crate::domain::Mode;
 use crate::domain::ids::{KeyId, TenantId};
 use crate::infra::clock::Clock;
+use crate::usecase::account::AccountChange;
 
 #[derive(Parser)]
 #[command(
@@ -47,6 +48,18 @@ enum Command {
         #[command(subcommand)]
         command: KeyCommand,
     },
+    /// The inventory of numbers tenants may rent.
+    Numbers {
+        #[command(subcommand)]
+        command: NumbersCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum NumbersCommand {
+    /// Add numbers from a CSV file (E.164 number, optional monthly price in
+    /// pence), or set their price; every bad line is reported and nothing is imported.
+    Import { file: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -55,6 +68,21 @@ enum TenantCommand {
     Create {
         #[arg(long)]
         name: String,
+    },
+    /// Change a tenant's settings, as PATCH /v1/account does.
+    Set {
+        tenant: TenantId,
+        #[arg(long)]
+        name: Option<String>,
+        /// An alphanumeric sender ID or a number it rents; `default` for the service's.
+        #[arg(long)]
+        default_sender: Option<String>,
+        /// ISO country codes, comma-separated (e.g. GB,IE).
+        #[arg(long, value_delimiter = ',')]
+        countries: Option<Vec<String>>,
+        /// Pence a month; `default` for the service's.
+        #[arg(long)]
+        spend_cap: Option<String>,
     },
 }
 
@@ -125,6 +153,62 @@ async fn run(command: Option<Command>, config: Config) -> anyhow::Result<()> {
             println!("live key: {}", t.live_key.expose());
             println!("(keys are shown once; only their hashes are stored)");
             Ok(())
+        }
+        Command::Tenant {
+            command:
+                TenantCommand::Set {
+                    tenant,
+                    name,
+                    default_sender,
+                    countries,
+                    spend_cap,
+                },
+        } => {
+            let spend_cap_pence = match spend_cap.as_deref() {
+                None => None,
+                Some("default") => Some(None),
+                Some(p) => Some(Some(p.parse().map_err(|_| {
+                    anyhow::anyhow!("--spend-cap must be pence or `default`")
+                })?)),
+            };
+            let change = AccountChange {
+                name,
+                default_sender: default_sender.map(|s| (s != "default").then_some(s)),
+                allowed_countries: countries,
+                spend_cap_pence,
+            };
+            let account = crate::usecase::account::update(line.core(), &tenant, change)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.detail))?;
+            println!("{}", serde_json::to_string_pretty(&account)?);
+            Ok(())
+        }
+        Command::Numbers {
+            command: NumbersCommand::Import { file },
+        } => {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+            let price = line.config.prices.number_monthly_pence;
+            match crate::usecase::numbers::parse_inventory(&text, price) {
+                Ok(numbers) => {
+                    let n = line
+                        .store
+                        .import_numbers(&numbers, line.clock.now())
+                        .await?;
+                    println!("imported {n} numbers");
+                    Ok(())
+                }
+                Err(errors) => {
+                    for e in &errors {
+                        eprintln!("{e}");
+                    }
+                    anyhow::bail!(
+                        "{} bad lines in {}; nothing imported",
+                        errors.len(),
+                        file.display()
+                    )
+                }
+            }
         }
         Command::Key {
             command: KeyCommand::Create { tenant, mode },

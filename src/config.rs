@@ -69,6 +69,7 @@ pub struct Config {
     pub role: Role,
     pub limits: Limits,
     pub prices: Prices,
+    pub numbers: NumbersConfig,
     pub worker: WorkerConfig,
     pub sandbox: SandboxConfig,
     pub webhooks: WebhooksConfig,
@@ -95,6 +96,12 @@ pub struct Limits {
 pub struct Prices {
     pub sms_segment_pence: Pence,
     pub number_monthly_pence: Pence,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NumbersConfig {
+    pub quarantine_days: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -357,6 +364,9 @@ impl Config {
         }
         if self.limits.spend_cap_ceiling_pence.0 < 1 {
             return bad("limits.spend_cap_ceiling_pence", "must be at least 1");
+        }
+        if self.prices.number_monthly_pence.0 < 0 {
+            return bad("prices.number_monthly_pence", "must not be negative");
         }
         if self.prices.sms_segment_pence.0 < 0 {
             return bad("prices.sms_segment_pence", "must not be negative");

@@ -100,6 +100,11 @@ impl Line {
         })
     }
 
+    /// What the use cases run on.
+    pub fn core(&self) -> &Core {
+        &self.core
+    }
+
     pub fn state(&self) -> AppState {
         AppState {
             core: self.core.clone(),

@@ -60,6 +60,8 @@ id_type! {
     EndpointId = "wh";
     /// `whd_…`; also the `webhook-id` header, the same on every attempt
     DeliveryId = "whd";
+    /// `num_…`: one rental of a number by a tenant
+    NumberId = "num";
 }
 
 #[cfg(test)]

@@ -69,6 +69,17 @@ impl Timestamp {
         Timestamp(self.0 + ms)
     }
 
+    /// The same time of day `n` calendar months on (the 31st becomes the
+    /// month's last day where it has none).
+    pub fn plus_months(self, n: u32) -> Timestamp {
+        let at = chrono::DateTime::from_timestamp_millis(self.0).unwrap_or_default();
+        Timestamp(
+            at.checked_add_months(chrono::Months::new(n))
+                .unwrap_or(at)
+                .timestamp_millis(),
+        )
+    }
+
     /// The calendar month it falls in, `YYYY-MM` (UTC): what charges count against.
     pub fn month(self) -> String {
         chrono::DateTime::from_timestamp_millis(self.0)

@@ -4,6 +4,7 @@ pub mod api_key;
 pub mod encoding;
 pub mod ids;
 pub mod message;
+pub mod number;
 pub mod otp;
 pub mod phone;
 pub mod sender;

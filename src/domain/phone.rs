@@ -58,6 +58,22 @@ impl PhoneNumber {
         PhoneNumber { e164, region }
     }
 
+    /// A UK mobile number (what a rentable number must be); the drama range counts.
+    pub fn is_uk_mobile(&self) -> bool {
+        if is_drama(&self.e164) {
+            return true;
+        }
+        let Ok(parsed) = phonenumber::parse(None, &self.e164) else {
+            return false;
+        };
+        let national = parsed.national().to_string();
+        self.region == "GB"
+            && phonenumber::metadata::DATABASE
+                .by_id("GB")
+                .and_then(|m| m.descriptors().mobile())
+                .is_some_and(|d| d.is_match(&national))
+    }
+
     pub fn e164(&self) -> &str {
         &self.e164
     }

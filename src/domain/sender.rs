@@ -20,6 +20,11 @@ impl Sender {
         ok.then(|| Sender(s.to_string())).ok_or(SenderError)
     }
 
+    /// An E.164 number (else an alphanumeric sender ID).
+    pub fn is_number(&self) -> bool {
+        self.0.starts_with('+')
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -5,6 +5,7 @@ mod carriers;
 pub mod error;
 pub mod extract;
 mod health;
+mod numbers;
 mod openapi;
 mod otp;
 mod sandbox;
@@ -56,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .merge(openapi::router())
         .merge(account::router())
+        .merge(numbers::router())
         .merge(sms::router())
         .merge(otp::router())
         .merge(webhooks::router())

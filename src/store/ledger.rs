@@ -10,7 +10,7 @@ use sqlx::AssertSqlSafe;
 
 use super::sql::{Db, json_param, sql};
 use super::{LedgerStore, NewMessage, Result, SqlStore, UsageRow};
-use crate::domain::ids::{MessageId, TenantId};
+use crate::domain::ids::{MessageId, NumberId, TenantId};
 use crate::domain::message::{Pence, Timestamp};
 
 /// Charges new messages to their tenants' months, in order, each only if it
@@ -51,6 +51,34 @@ pub(super) async fn charge_messages<D: Db>(
     }
     insert_entries::<D>(conn, entries).await?;
     Ok(charged)
+}
+
+/// Charges a number's monthly fee for the month starting `at` (a rental's start
+/// or renewal date), under `cap` if one is given; false if it would pass the
+/// cap. Once per rental and date: a second charge for one date is a conflict.
+pub(super) async fn charge_fee<D: Db>(
+    conn: &mut D::Connection,
+    tenant: &TenantId,
+    rental: &NumberId,
+    price: Pence,
+    at: Timestamp,
+    cap: Option<Pence>,
+) -> Result<bool> {
+    if price.0 == 0 {
+        return Ok(true);
+    }
+    let month = at.month();
+    let total = lock_total::<D>(conn, tenant, &month).await?;
+    if cap.is_some_and(|cap| total + price.0 > cap.0) {
+        return Ok(false);
+    }
+    add_to_total::<D>(conn, tenant, &month, price.0).await?;
+    let entry = json!({
+        "t": tenant.as_str(), "mo": month, "at": at.millis(), "k": "number_fee",
+        "p": price.0, "s": 0, "n": rental.as_str(),
+    });
+    insert_entries::<D>(conn, vec![entry]).await?;
+    Ok(true)
 }
 
 /// Gives back what a message was charged (it never reached a carrier), in the

@@ -10,6 +10,7 @@ mod ledger;
 mod limits;
 mod maintenance;
 mod messages;
+mod numbers;
 mod outbox;
 mod postgres;
 mod receipts;
@@ -27,8 +28,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::domain::ids::{DeliveryId, EndpointId, KeyId, MessageId, TenantId, VerificationId};
-use crate::domain::message::{Message, Timestamp};
+use crate::domain::Mode;
+use crate::domain::ids::{
+    DeliveryId, EndpointId, KeyId, MessageId, NumberId, TenantId, VerificationId,
+};
+use crate::domain::message::{Message, Pence, Timestamp};
+use crate::domain::number::{AvailableNumber, Number};
 use crate::domain::verification::{StoredVerification, VerificationStatus};
 use crate::domain::webhook::Delivery;
 
@@ -78,6 +83,7 @@ pub trait Store:
     + WebhookStore
     + LimitStore
     + LedgerStore
+    + NumberStore
     + IdempotencyStore
     + Maintenance
 {
@@ -92,6 +98,7 @@ impl<T> Store for T where
         + WebhookStore
         + LimitStore
         + LedgerStore
+        + NumberStore
         + IdempotencyStore
         + Maintenance
 {
@@ -298,6 +305,54 @@ pub trait LimitStore: Send + Sync + 'static {
 pub trait LedgerStore: Send + Sync + 'static {
     /// A tenant's month from the ledger, summed by UTC day and kind of entry.
     async fn usage(&self, tenant_id: &TenantId, month: &str) -> Result<Vec<UsageRow>>;
+}
+
+/// Numbers: the inventory and tenants' rentals (`numbers.rs`).
+#[async_trait]
+pub trait NumberStore: Send + Sync + 'static {
+    /// Adds numbers to the inventory (or sets their price), all or none; how many.
+    async fn import_numbers(&self, numbers: &[(String, Pence)], now: Timestamp) -> Result<u64>;
+    /// Inventory numbers free now whose E.164 contains `contains`, in order.
+    async fn available_numbers(
+        &self,
+        contains: &str,
+        limit: u32,
+        now: Timestamp,
+    ) -> Result<Vec<AvailableNumber>>;
+    /// Rents a number and charges its first month (under the cap), atomically,
+    /// with its idempotency record: `Unavailable` if another rental holds it
+    /// (or it rests after a release, or is not in the inventory).
+    async fn rent_number(
+        &self,
+        rental: &NewRental,
+        idem: Option<&IdempotencyRecord>,
+    ) -> Result<CreateOutcome>;
+    /// A tenant's rentals in one mode, newest first.
+    async fn list_numbers(
+        &self,
+        tenant_id: &TenantId,
+        mode: Mode,
+        page: &Page,
+    ) -> Result<Vec<Number>>;
+    async fn get_number(
+        &self,
+        tenant_id: &TenantId,
+        mode: Mode,
+        id: &NumberId,
+    ) -> Result<Option<Number>>;
+    /// Ends a rental; its number rests until `rests_until`. False if it was not rented.
+    async fn release_number(
+        &self,
+        tenant_id: &TenantId,
+        id: &NumberId,
+        now: Timestamp,
+        rests_until: Timestamp,
+    ) -> Result<bool>;
+    /// Charges the monthly fee of up to `limit` rentals due, each once per due
+    /// date whatever other nodes do, and moves their date a month on; how many.
+    async fn renew_due(&self, now: Timestamp, limit: u32) -> Result<u64>;
+    /// Whether the tenant rents this number now (it may send from it).
+    async fn owns_number(&self, tenant_id: &TenantId, mode: Mode, number: &str) -> Result<bool>;
 }
 
 /// Idempotency records (`idempotency.rs`; written with their effects elsewhere).

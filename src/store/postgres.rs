@@ -57,6 +57,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "ledger",
         include_str!("../../migrations/postgres/0008_ledger.sql"),
     ),
+    (
+        9,
+        "numbers",
+        include_str!("../../migrations/postgres/0009_numbers.sql"),
+    ),
 ];
 
 /// A pooled connection idle longer than this is checked before use.

@@ -4,6 +4,7 @@ use crate::domain::Mode;
 use crate::domain::encoding::Encoding;
 use crate::domain::ids::{DeliveryId, EndpointId, KeyId, MessageId, TenantId, VerificationId};
 use crate::domain::message::{MessageStatus, Pence, Timestamp};
+use crate::domain::number::Number;
 use crate::domain::sender::Sender;
 use crate::domain::verification::StoredVerification;
 use crate::domain::webhook::EventSet;
@@ -106,6 +107,16 @@ pub enum CreateOutcome {
     Existing(StoredResponse),
     /// Its charge would pass the tenant's monthly spend cap: nothing was written.
     OverCap,
+    /// The number asked for is rented, resting or not in the inventory: nothing was written.
+    NumberTaken,
+}
+
+/// A rental to record: the number as it will be shown, and the cap its first fee must fit.
+#[derive(Debug, Clone)]
+pub struct NewRental {
+    pub tenant_id: TenantId,
+    pub number: Number,
+    pub cap: Option<Pence>,
 }
 
 #[derive(Debug, Clone, Default)]

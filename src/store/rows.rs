@@ -7,6 +7,7 @@ use super::{Result, StoreError};
 use crate::domain::Mode;
 use crate::domain::encoding::Encoding;
 use crate::domain::message::{Message, MessageStatus, Pence, StatusChange, Timestamp};
+use crate::domain::number::{Number, NumberStatus};
 use crate::domain::sender::Sender;
 use crate::domain::verification::{StoredVerification, VerificationStatus};
 use crate::domain::webhook::EventSet;
@@ -201,6 +202,27 @@ impl<D: Db> FromRow<D> for StoredEndpoint {
             disabled_reason: r.get(9)?,
             created_at: at(&r, 10)?,
             updated_at: at(&r, 11)?,
+        })
+    }
+}
+
+/// The columns a [`Number`] is read from, in SELECT order (of `rentals`).
+pub const NUMBER_COLUMNS: &str =
+    "id, number, mode, monthly_price_pence, status, rented_at, renews_at, released_at";
+
+impl<D: Db> FromRow<D> for Number {
+    fn from_row(row: &D::Row) -> Result<Self> {
+        let r = Columns::<D>(row);
+        let status: String = r.get(4)?;
+        Ok(Number {
+            id: r.get(0)?,
+            number: r.get(1)?,
+            mode: mode(&r, 2)?,
+            monthly_price_pence: Pence(r.get(3)?),
+            status: NumberStatus::parse(&status).ok_or_else(|| bad("number status"))?,
+            rented_at: at(&r, 5)?,
+            renews_at: r.get::<Option<i64>>(6)?.map(Timestamp),
+            released_at: r.get::<Option<i64>>(7)?.map(Timestamp),
         })
     }
 }

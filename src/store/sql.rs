@@ -14,7 +14,9 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, Row, Type};
 
 use super::Result;
 use super::records::{NewMessage, PendingMessage, StoredResponse};
-use crate::domain::ids::{DeliveryId, EndpointId, KeyId, MessageId, TenantId, VerificationId};
+use crate::domain::ids::{
+    DeliveryId, EndpointId, KeyId, MessageId, NumberId, TenantId, VerificationId,
+};
 use crate::domain::message::Timestamp;
 
 /// A statement with its arguments, for backend `D`.
@@ -73,6 +75,7 @@ pub trait Db:
     + Get<VerificationId>
     + Get<EndpointId>
     + Get<DeliveryId>
+    + Get<NumberId>
 {
     /// Every file of the backend's migrations folder, in order: (version, name, SQL).
     const MIGRATIONS: &'static [(i64, &'static str, &'static str)];
@@ -249,7 +252,8 @@ id_columns!(
     MessageId,
     VerificationId,
     EndpointId,
-    DeliveryId
+    DeliveryId,
+    NumberId
 );
 
 macro_rules! tuple_from_row {

@@ -59,6 +59,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "ledger",
         include_str!("../../migrations/sqlite/0008_ledger.sql"),
     ),
+    (
+        9,
+        "numbers",
+        include_str!("../../migrations/sqlite/0009_numbers.sql"),
+    ),
 ];
 
 pub(super) async fn connect(url: &str, max_connections: u32) -> Result<SqlStore<Sqlite>> {

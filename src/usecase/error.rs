@@ -25,10 +25,12 @@ pub enum ProblemCode {
     RateLimited,
     InternalError,
     NotReady,
+    NumberUnavailable,
+    SenderNotAllowed,
 }
 
 impl ProblemCode {
-    pub const ALL: [ProblemCode; 18] = [
+    pub const ALL: [ProblemCode; 20] = [
         ProblemCode::InvalidJson,
         ProblemCode::Unauthorized,
         ProblemCode::SpendCapReached,
@@ -47,6 +49,8 @@ impl ProblemCode {
         ProblemCode::RateLimited,
         ProblemCode::InternalError,
         ProblemCode::NotReady,
+        ProblemCode::NumberUnavailable,
+        ProblemCode::SenderNotAllowed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -69,6 +73,8 @@ impl ProblemCode {
             ProblemCode::RateLimited => "rate_limited",
             ProblemCode::InternalError => "internal_error",
             ProblemCode::NotReady => "not_ready",
+            ProblemCode::NumberUnavailable => "number_unavailable",
+            ProblemCode::SenderNotAllowed => "sender_not_allowed",
         }
     }
 
@@ -82,14 +88,17 @@ impl ProblemCode {
             }
             ProblemCode::NotFound => StatusCode::NOT_FOUND,
             ProblemCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ProblemCode::VerificationClosed => StatusCode::CONFLICT,
+            ProblemCode::VerificationClosed | ProblemCode::NumberUnavailable => {
+                StatusCode::CONFLICT
+            }
             ProblemCode::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProblemCode::InvalidRequest
             | ProblemCode::InvalidPhoneNumber
             | ProblemCode::BodyTooLong
             | ProblemCode::IdempotencyKeyReused
             | ProblemCode::InvalidWebhookUrl
-            | ProblemCode::InvalidReceipt => StatusCode::UNPROCESSABLE_ENTITY,
+            | ProblemCode::InvalidReceipt
+            | ProblemCode::SenderNotAllowed => StatusCode::UNPROCESSABLE_ENTITY,
             ProblemCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ProblemCode::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
             ProblemCode::NotReady => StatusCode::SERVICE_UNAVAILABLE,

@@ -71,6 +71,7 @@ impl Idempotent {
             }),
             CreateOutcome::Existing(stored) => self.replay(stored),
             CreateOutcome::OverCap => Err(cap_reached()),
+            CreateOutcome::NumberTaken => Err(super::numbers::unavailable()),
         }
     }
 

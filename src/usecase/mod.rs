@@ -7,6 +7,7 @@ pub mod account;
 pub mod error;
 pub mod idempotency;
 pub mod limits;
+pub mod numbers;
 pub mod otp;
 pub mod sms;
 pub mod usage;

@@ -73,12 +73,7 @@ pub async fn send(
             ApiError::new(ProblemCode::BodyTooLong, e.to_string()).param("body")
         }
     })?;
-    let from = match &req.from {
-        Some(f) => {
-            Sender::parse(f).map_err(|e| ApiError::invalid("from", format!("`from` {e}")))?
-        }
-        None => default_sender(app, auth),
-    };
+    let from = sender_for(app, auth, req.from.as_deref()).await?;
     if req
         .reference
         .as_ref()
@@ -131,12 +126,43 @@ pub async fn send(
     idem.answer(outcome, ACCEPTED, response)
 }
 
-/// The `from` of a message that names none: the tenant's, else the operator's.
-pub fn default_sender(app: &Core, auth: &AuthContext) -> Sender {
-    auth.tenant
-        .default_sender
-        .clone()
-        .unwrap_or_else(|| app.config.default_sender.clone())
+/// The `from` of a message: the one asked for, else the tenant's default,
+/// else the operator's. A number must be one the tenant rents in this key's
+/// mode (no sending as numbers it does not own); an alphanumeric ID is free.
+pub async fn sender_for(
+    app: &Core,
+    auth: &AuthContext,
+    requested: Option<&str>,
+) -> Result<Sender, ApiError> {
+    if let Some(f) = requested {
+        let sender =
+            Sender::parse(f).map_err(|e| ApiError::invalid("from", format!("`from` {e}")))?;
+        if !owned(app, auth, &sender).await? {
+            return Err(ApiError::new(
+                ProblemCode::SenderNotAllowed,
+                "`from` is a number this account does not rent (for this key's mode); \
+                 rent it with POST /v1/numbers or send from an alphanumeric ID",
+            )
+            .param("from"));
+        }
+        return Ok(sender);
+    }
+    match &auth.tenant.default_sender {
+        // A default number rented by the other mode's keys only: the operator's sender.
+        Some(s) if owned(app, auth, s).await? => Ok(s.clone()),
+        _ => Ok(app.config.default_sender.clone()),
+    }
+}
+
+/// An alphanumeric sender, or a number the tenant rents in this key's mode.
+pub async fn owned(app: &Core, auth: &AuthContext, sender: &Sender) -> Result<bool, ApiError> {
+    if !sender.is_number() {
+        return Ok(true);
+    }
+    Ok(app
+        .store
+        .owns_number(&auth.tenant.id, auth.mode, sender.as_str())
+        .await?)
 }
 
 /// A queued message for this key's tenant and mode, priced (test keys cost nothing).

@@ -64,10 +64,23 @@ impl Worker {
         }
     }
 
-    /// One pass: send one batch of due messages and apply due receipts.
-    /// Returns how many items it handled (0 = nothing was due).
+    /// One pass: send one batch of due messages, apply due receipts, charge
+    /// due number renewals. Returns how many items it handled (0 = nothing was due).
     pub async fn run_once(&self) -> anyhow::Result<usize> {
-        Ok(self.send_once().await? + self.receipts_once().await?)
+        Ok(self.send_once().await? + self.receipts_once().await? + self.renew_once().await?)
+    }
+
+    /// Charges the monthly fees of rented numbers that came due (each once,
+    /// whatever other workers do).
+    pub async fn renew_once(&self) -> anyhow::Result<usize> {
+        let renewed = self
+            .store
+            .renew_due(self.clock.now(), self.cfg.batch_size)
+            .await?;
+        if renewed > 0 {
+            tracing::info!(renewed, "number fees charged");
+        }
+        Ok(renewed as usize)
     }
 
     /// Claims a batch of due messages and hands them to their carriers.
@@ -193,6 +206,7 @@ impl Worker {
                         if let Err(e) = me.cleanup().await {
                             tracing::error!(error = %e, "cleanup failed");
                         }
+                        me.pass("renewing numbers", me.renew_once()).await;
                     }
                     if !busy {
                         tokio::select! {

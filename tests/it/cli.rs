@@ -191,3 +191,61 @@ fn serve_prints_a_first_key_once_and_stops_cleanly_on_sigterm() {
     sigterm(&child);
     assert!(child.wait_with_output().unwrap().status.success());
 }
+
+#[test]
+fn numbers_are_imported_all_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "+447400123456\n+442079460000\n+447400123457,abc\n").unwrap();
+    let out = line(dir.path(), &["numbers", "import", bad.to_str().unwrap()]);
+    assert!(!out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("line 2: +442079460000 is not a UK mobile number"),
+        "{err}"
+    );
+    assert!(err.contains("line 3: the price \"abc\""), "{err}");
+    assert!(err.contains("nothing imported"), "{err}");
+
+    let good = dir.path().join("good.csv");
+    std::fs::write(
+        &good,
+        "number,monthly_price_pence\n+447400123456\n+447400123457,250\n",
+    )
+    .unwrap();
+    let out = line(dir.path(), &["numbers", "import", good.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout(&out).contains("imported 2 numbers"), "{out:?}");
+
+    // The failed import left nothing: the store holds exactly the good file's two.
+    let out = line(dir.path(), &["tenant", "create", "--name", "Acme"]);
+    let text = stdout(&out);
+    let tenant = text
+        .split_whitespace()
+        .find(|w| w.starts_with("ten_"))
+        .unwrap();
+    let out = line(
+        dir.path(),
+        &[
+            "tenant",
+            "set",
+            tenant,
+            "--countries",
+            "GB,IE",
+            "--spend-cap",
+            "500",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let account: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        account["allowed_countries"],
+        serde_json::json!(["GB", "IE"])
+    );
+    assert_eq!(account["spend_cap_pence"], 500);
+    let out = line(
+        dir.path(),
+        &["tenant", "set", tenant, "--spend-cap", "lots"],
+    );
+    assert!(!out.status.success());
+}

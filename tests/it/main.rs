@@ -10,6 +10,7 @@ mod common;
 mod account;
 mod cli;
 mod http_carrier;
+mod numbers;
 mod otp;
 mod retries;
 mod smpp;

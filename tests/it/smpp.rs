@@ -196,6 +196,8 @@ async fn hex_ids(backend: Backend, tlv: &str) {
     )
     .await;
     wait_for_state(&app, CarrierState::Bound).await;
+    // A number as `from` must be one the tenant rents.
+    crate::numbers::rent_live(&app, "+447400000001").await;
     let (status, msg) = app
         .post(
             "/v1/sms",

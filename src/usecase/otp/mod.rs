@@ -9,12 +9,13 @@ mod request;
 use super::error::{ApiError, ProblemCode};
 use super::idempotency::{Answer, Idempotent};
 use super::limits::{admit, cap_reached};
-use super::sms::{compose, default_sender, destination};
+use super::sms::{compose, destination, sender_for};
 use super::{Core, detached};
 use crate::domain::encoding::SmsBody;
 use crate::domain::ids::{MessageId, TenantId, VerificationId};
 use crate::domain::otp::{OtpCode, OtpText};
 use crate::domain::phone::{Masked, PhoneNumber};
+use crate::domain::sender::Sender;
 use crate::domain::verification::{StoredVerification, Verdict, Verification, VerificationStatus};
 use crate::store::{AuthContext, CreateOutcome, NewMessage, Resend, Resent};
 
@@ -40,6 +41,7 @@ fn code_message(
     auth: &AuthContext,
     v: &StoredVerification,
     code: &OtpCode,
+    from: &Sender,
 ) -> Result<NewMessage, ApiError> {
     let text = OtpText {
         template: v.template.as_deref(),
@@ -49,14 +51,7 @@ fn code_message(
     };
     let body = SmsBody::parse(text.render(code.digits())).map_err(ApiError::internal)?;
     let to = PhoneNumber::from_stored(v.to.clone());
-    Ok(compose(
-        app,
-        auth,
-        &to,
-        &body,
-        &default_sender(app, auth),
-        None,
-    ))
+    Ok(compose(app, auth, &to, &body, from, None))
 }
 
 /// Reads a verification, marking it expired if its time is up.
@@ -150,6 +145,7 @@ pub async fn start(
     )
     .await?;
     admit_send(app, &auth.tenant.id, to.e164()).await?;
+    let from = sender_for(app, auth, None).await?;
 
     let now = app.clock.now();
     let id = VerificationId::generate();
@@ -175,7 +171,7 @@ pub async fn start(
         created_at: now,
         updated_at: now,
     };
-    let msg = code_message(app, auth, &v, &code)?;
+    let msg = code_message(app, auth, &v, &code, &from)?;
     drop(code);
     v.message_id = msg.id.clone();
     const CREATED: u16 = 201;
@@ -274,8 +270,9 @@ pub async fn resend(
         return Err(ApiError::too_many("a code was sent moments ago", wait));
     }
     admit_send(app, &auth.tenant.id, &v.to).await?;
+    let from = sender_for(app, auth, None).await?;
     let code = OtpCode::generate(v.code_length);
-    let msg = code_message(app, auth, &v, &code)?;
+    let msg = code_message(app, auth, &v, &code, &from)?;
     let code_hash = app.hash_key.code_hash(v.id.as_str(), &code);
     drop(code);
     let resent = Resend {
