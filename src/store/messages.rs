@@ -24,12 +24,20 @@ impl<D: Db> MessageStore for SqlStore<D> {
     /// cap is refused, its key given back), then the messages.
     async fn create_messages(&self, batch: &[PendingMessage]) -> Result<Vec<CreateOutcome>> {
         let all: Vec<&NewMessage> = batch.iter().map(|p| &p.message).collect();
-        if batch
-            .iter()
-            .all(|p| p.idem.is_none() && p.message.price.0 == 0)
-        {
-            D::insert_alone(&self.pool, &all).await?;
-            return Ok(vec![CreateOutcome::Created; batch.len()]);
+        let created = || Ok(vec![CreateOutcome::Created; batch.len()]);
+        if batch.iter().all(|p| p.idem.is_none()) {
+            if all.iter().all(|m| m.price.0 == 0) {
+                D::insert_alone(&self.pool, &all).await?;
+                return created();
+            }
+            // The common live batch: one tenant, one month, no keys.
+            let one = |m: &&NewMessage| {
+                (&m.tenant_id, m.created_at.month(), m.cap)
+                    == (&all[0].tenant_id, all[0].created_at.month(), all[0].cap)
+            };
+            if all.iter().all(one) && D::insert_charged(&self.pool, &all).await? {
+                return created();
+            }
         }
         let mut tx = self.begin().await?;
         let taken = D::take_keys(&mut tx, batch).await?;

@@ -108,6 +108,14 @@ pub trait Db:
         pool: &sqlx::Pool<Self>,
         batch: &[&NewMessage],
     ) -> impl Future<Output = Result<()>> + Send;
+    /// Inserts one tenant's priced messages of one month (one cap) with their
+    /// charges, atomically, if all fit under the cap; false (nothing written)
+    /// if not, or where the backend has no one statement for it (then the
+    /// general path decides each message in a transaction).
+    fn insert_charged(
+        pool: &sqlx::Pool<Self>,
+        batch: &[&NewMessage],
+    ) -> impl Future<Output = Result<bool>> + Send;
     /// Records a batch's idempotency keys in the transaction on `conn`, in the
     /// backend's best way: `Some` with what a key stored before, per item.
     fn take_keys(

@@ -151,6 +151,11 @@ impl Db for Sqlite {
         Ok(())
     }
 
+    /// No statement does it all here; the transaction decides each (cheap in process).
+    async fn insert_charged(_: &SqlitePool, _: &[&NewMessage]) -> Result<bool> {
+        Ok(false)
+    }
+
     async fn take_keys(
         conn: &mut SqliteConnection,
         batch: &[PendingMessage],
