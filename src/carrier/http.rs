@@ -21,9 +21,12 @@ use sha2::Sha256;
 
 use super::{Accepted, Carrier, CarrierError, CarrierState, CarrierStatus, Counters};
 use crate::config::{CarrierConfig, Secret};
+use crate::domain::Mode;
 use crate::domain::api_key::unhex;
+use crate::domain::ids::new_id;
 use crate::domain::message::{MessageStatus, Timestamp};
-use crate::store::{CarrierReceipt, ClaimedMessage};
+use crate::domain::phone::PhoneNumber;
+use crate::store::{CarrierReceipt, ClaimedMessage, InboundMessage};
 
 pub const SIGNATURE_HEADER: &str = "x-line-signature";
 /// Consecutive transient failures after which the upstream counts as down.
@@ -143,6 +146,56 @@ impl HttpCarrier {
             });
         }
         Ok(out)
+    }
+
+    /// Checks a posted mobile-originated message's signature (as for receipts)
+    /// and reads it: `{"from", "to", "body"}` or an array of them, numbers in E.164.
+    pub fn inbound(
+        &self,
+        body: &[u8],
+        signature: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Vec<InboundMessage>, ReceiptError> {
+        if !verify_receipt_signature(self.receipt_secret.expose(), body, signature) {
+            return Err(ReceiptError::Unauthorized);
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Many {
+            One(Mo),
+            Many(Vec<Mo>),
+        }
+        #[derive(Deserialize)]
+        struct Mo {
+            from: String,
+            to: String,
+            body: String,
+        }
+        let list = match serde_json::from_slice(body)
+            .map_err(|e| ReceiptError::Invalid(format!("inbound JSON: {e}")))?
+        {
+            Many::One(m) => vec![m],
+            Many::Many(ms) => ms,
+        };
+        list.into_iter()
+            .map(|m| {
+                let number = |n: &str, what: &str| {
+                    PhoneNumber::parse(n, Mode::Live)
+                        .map(|p| p.e164().to_string())
+                        .map_err(|e| ReceiptError::Invalid(format!("`{what}` {e}")))
+                };
+                Ok(InboundMessage {
+                    id: new_id("mo"),
+                    carrier: self.name.clone(),
+                    from: number(&m.from, "from")?,
+                    to: number(&m.to, "to")?,
+                    body: Some(m.body),
+                    received_at: now,
+                    mode: Mode::Live,
+                    tenant: None,
+                })
+            })
+            .collect()
     }
 
     fn failed(&self) -> CarrierError {

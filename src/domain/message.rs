@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::ids::MessageId;
+use super::ids::{MessageId, NumberId};
 use super::{Mode, encoding::Encoding};
 
 /// queued → sent → delivered | undelivered | failed | expired
@@ -136,6 +136,23 @@ pub struct Message {
     pub updated_at: Timestamp,
     /// Every status the message has had, oldest first.
     pub status_history: Vec<StatusChange>,
+}
+
+/// A message a handset sent to one of the tenant's numbers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct InboundSms {
+    /// `mo_…`
+    pub id: String,
+    /// Always `inbound`.
+    pub direction: String,
+    /// The handset, E.164.
+    pub from: String,
+    /// The tenant's number it was sent to, E.164.
+    pub to: String,
+    /// The rental of that number.
+    pub number_id: NumberId,
+    pub body: String,
+    pub received_at: Timestamp,
 }
 
 /// A part's final status (none yet while its receipt is awaited) and the carrier's error.

@@ -21,17 +21,20 @@ pub enum EventType {
     MessageFailed,
     #[serde(rename = "message.expired")]
     MessageExpired,
+    #[serde(rename = "message.received")]
+    MessageReceived,
     #[serde(rename = "verification.approved")]
     VerificationApproved,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 6] = [
+    pub const ALL: [EventType; 7] = [
         EventType::MessageSent,
         EventType::MessageDelivered,
         EventType::MessageUndelivered,
         EventType::MessageFailed,
         EventType::MessageExpired,
+        EventType::MessageReceived,
         EventType::VerificationApproved,
     ];
 
@@ -42,6 +45,7 @@ impl EventType {
             EventType::MessageUndelivered => "message.undelivered",
             EventType::MessageFailed => "message.failed",
             EventType::MessageExpired => "message.expired",
+            EventType::MessageReceived => "message.received",
             EventType::VerificationApproved => "verification.approved",
         }
     }

@@ -19,6 +19,8 @@ use super::AppState;
         super::sms::get_one,
         super::sms::list,
         super::sandbox::inbox,
+        super::sandbox::inbound,
+        super::carriers::inbound,
         super::otp::start,
         super::otp::get_one,
         super::otp::verify,

@@ -1,16 +1,21 @@
-//! GET /v1/sandbox/messages: what sandbox handsets received (test keys only).
+//! The sandbox, for test keys only: GET /v1/sandbox/messages (what sandbox
+//! handsets received) and POST /v1/sandbox/inbound (a handset's reply).
 
-use axum::Router;
 use axum::extract::State;
-use axum::routing::get;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
-use super::extract::{ApiQuery, Auth};
+use super::extract::{ApiJson, ApiQuery, Auth};
 use crate::domain::Mode;
+use crate::domain::ids::new_id;
+use crate::domain::message::InboundSms;
+use crate::domain::phone::PhoneNumber;
 use crate::http::error::{ApiError, Problem, ProblemCode};
-use crate::store::SandboxMessage;
+use crate::store::{AuthContext, InboundMessage, SandboxMessage};
 use crate::usecase::sms::destination;
 
 /// The inbox keeps what a handset received for one hour.
@@ -39,12 +44,7 @@ pub async fn inbox(
     Auth(auth): Auth,
     ApiQuery(q): ApiQuery<InboxQuery>,
 ) -> Result<axum::Json<Inbox>, ApiError> {
-    if auth.mode != Mode::Test {
-        return Err(ApiError::new(
-            ProblemCode::TestKeyRequired,
-            "the sandbox inbox is available to test keys only",
-        ));
-    }
+    test_key_only(&auth)?;
     let to =
         q.to.as_deref()
             .map(|t| destination(&auth, t).map(|n| n.e164().to_string()))
@@ -57,6 +57,74 @@ pub async fn inbox(
     Ok(axum::Json(Inbox { data }))
 }
 
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SimulatedInbound {
+    /// The handset: E.164 or UK national format.
+    pub from: String,
+    /// A sandbox number this account rents (POST /v1/numbers with a test key).
+    pub to: String,
+    pub body: String,
+}
+
+/// Simulate an SMS from a handset to one of the account's sandbox numbers: it
+/// is recorded and fires message.received as a real one would.
+#[utoipa::path(post, path = "/v1/sandbox/inbound", tag = "sandbox", request_body = SimulatedInbound,
+    responses(
+        (status = 201, body = InboundSms),
+        (status = 403, description = "a live key", body = Problem),
+        (status = 422, body = Problem),
+    ),
+    security(("api_key" = [])))]
+pub async fn inbound(
+    State(app): State<AppState>,
+    Auth(auth): Auth,
+    ApiJson { value: req, .. }: ApiJson<SimulatedInbound>,
+) -> Result<(StatusCode, Json<InboundSms>), ApiError> {
+    test_key_only(&auth)?;
+    let number = |n: &str, param: &str| {
+        PhoneNumber::parse(n, Mode::Test)
+            .map(|p| p.e164().to_string())
+            .map_err(|e| {
+                ApiError::new(ProblemCode::InvalidPhoneNumber, format!("`{param}` {e}"))
+                    .param(param)
+            })
+    };
+    if req.body.is_empty() || req.body.chars().count() > 1600 {
+        return Err(ApiError::invalid(
+            "body",
+            "`body` must be 1–1600 characters",
+        ));
+    }
+    let msg = InboundMessage {
+        id: new_id("mo"),
+        carrier: "sandbox".into(),
+        from: number(&req.from, "from")?,
+        to: number(&req.to, "to")?,
+        body: Some(req.body),
+        received_at: app.clock.now(),
+        mode: Mode::Test,
+        tenant: Some(auth.tenant.id.clone()),
+    };
+    let recorded = app.store.record_inbound(&msg).await?.ok_or_else(|| {
+        ApiError::invalid("to", "`to` must be a sandbox number this account rents")
+    })?;
+    Ok((StatusCode::CREATED, Json(recorded)))
+}
+
+fn test_key_only(auth: &AuthContext) -> Result<(), ApiError> {
+    if auth.mode == Mode::Test {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ProblemCode::TestKeyRequired,
+            "the sandbox is available to test keys only",
+        ))
+    }
+}
+
 pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/sandbox/messages", get(inbox))
+    Router::new()
+        .route("/v1/sandbox/messages", get(inbox))
+        .route("/v1/sandbox/inbound", post(inbound))
 }

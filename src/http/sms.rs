@@ -10,9 +10,9 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::extract::{ApiJson, ApiQuery, Auth, IdempotencyKey, page_limit};
 use crate::domain::ids::MessageId;
-use crate::domain::message::{Message, MessageStatus};
+use crate::domain::message::{InboundSms, Message, MessageStatus};
 use crate::http::error::{ApiError, Problem};
-use crate::store::MessageFilter;
+use crate::store::{MessageFilter, Page};
 use crate::usecase::idempotency::Idempotent;
 use crate::usecase::sms::{self, SendSms, destination};
 
@@ -62,6 +62,9 @@ pub struct ListQuery {
     pub starting_after: Option<String>,
     pub status: Option<String>,
     pub to: Option<String>,
+    /// `outbound` (the default: what this account sent) or `inbound` (what
+    /// handsets sent to its numbers; `status` and `to` do not apply).
+    pub direction: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -71,16 +74,58 @@ pub struct MessageList {
     pub has_more: bool,
 }
 
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct InboundList {
+    pub data: Vec<InboundSms>,
+    pub has_more: bool,
+}
+
+/// The answer to `GET /v1/sms`: outbound messages, or with `direction=inbound` inbound ones.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum SmsList {
+    Outbound(MessageList),
+    Inbound(InboundList),
+}
+
 /// Messages, newest first.
 #[utoipa::path(get, path = "/v1/sms", tag = "sms", params(ListQuery),
-    responses((status = 200, body = MessageList), (status = 422, body = Problem)),
+    responses((status = 200, body = SmsList), (status = 422, body = Problem)),
     security(("api_key" = [])))]
 pub async fn list(
     State(app): State<AppState>,
     Auth(auth): Auth,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> Result<axum::Json<MessageList>, ApiError> {
+) -> Result<axum::Json<SmsList>, ApiError> {
     let limit = page_limit(q.limit)?;
+    match q.direction.as_deref() {
+        None | Some("outbound") => {}
+        Some("inbound") => {
+            if q.status.is_some() || q.to.is_some() {
+                return Err(ApiError::invalid(
+                    "direction",
+                    "`status` and `to` filter outbound messages only",
+                ));
+            }
+            let page = Page {
+                starting_after: q.starting_after,
+                limit: limit + 1,
+            };
+            let mut data = app
+                .store
+                .list_inbound(&auth.tenant.id, auth.mode, &page)
+                .await?;
+            let has_more = data.len() > limit as usize;
+            data.truncate(limit as usize);
+            return Ok(axum::Json(SmsList::Inbound(InboundList { data, has_more })));
+        }
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "direction",
+                "`direction` must be outbound or inbound",
+            ));
+        }
+    }
     let status = q
         .status
         .as_deref()
@@ -106,7 +151,10 @@ pub async fn list(
     let mut data = app.store.list_messages(&auth.tenant.id, &filter).await?;
     let has_more = data.len() > limit as usize;
     data.truncate(limit as usize);
-    Ok(axum::Json(MessageList { data, has_more }))
+    Ok(axum::Json(SmsList::Outbound(MessageList {
+        data,
+        has_more,
+    })))
 }
 
 pub fn router() -> Router<AppState> {

@@ -6,6 +6,7 @@
 //! a backend must supply; `postgres.rs` and `sqlite.rs` supply it.
 
 mod idempotency;
+mod inbound;
 mod ledger;
 mod limits;
 mod maintenance;
@@ -32,7 +33,7 @@ use crate::domain::Mode;
 use crate::domain::ids::{
     DeliveryId, EndpointId, KeyId, MessageId, NumberId, TenantId, VerificationId,
 };
-use crate::domain::message::{Message, Pence, Timestamp};
+use crate::domain::message::{InboundSms, Message, Pence, Timestamp};
 use crate::domain::number::{AvailableNumber, Number};
 use crate::domain::verification::{StoredVerification, VerificationStatus};
 use crate::domain::webhook::Delivery;
@@ -78,6 +79,7 @@ pub trait Store:
     TenantStore
     + MessageStore
     + ReceiptStore
+    + InboundStore
     + SandboxStore
     + VerificationStore
     + WebhookStore
@@ -93,6 +95,7 @@ impl<T> Store for T where
     T: TenantStore
         + MessageStore
         + ReceiptStore
+        + InboundStore
         + SandboxStore
         + VerificationStore
         + WebhookStore
@@ -170,7 +173,7 @@ pub trait MessageStore: Send + Sync + 'static {
     async fn release_leases(&self, token: &str) -> Result<u64>;
 }
 
-/// Carriers' final receipts and mobile-originated messages (`receipts.rs`).
+/// Carriers' final receipts (`receipts.rs`).
 #[async_trait]
 pub trait ReceiptStore: Send + Sync + 'static {
     /// Applies final receipts to their parts, and keeps those whose part is
@@ -181,8 +184,22 @@ pub trait ReceiptStore: Send + Sync + 'static {
     /// Matches kept receipts to message parts (each receipt once); a message
     /// whose parts have all ended takes its final status. Returns how many applied.
     async fn apply_carrier_receipts(&self, now: Timestamp, limit: u32) -> Result<u64>;
-    /// A mobile-originated message, kept for a later inbound feature.
-    async fn record_inbound(&self, msg: &InboundMessage) -> Result<()>;
+}
+
+/// Messages handsets sent to tenants' numbers (`inbound.rs`).
+#[async_trait]
+pub trait InboundStore: Send + Sync + 'static {
+    /// Keeps a mobile-originated message for the tenant renting its `to`
+    /// number (in its mode), with its message.received webhook, and answers it
+    /// as that tenant sees it; kept for the operator alone (`None`) if nobody does.
+    async fn record_inbound(&self, msg: &InboundMessage) -> Result<Option<InboundSms>>;
+    /// A tenant's inbound messages in one mode, newest first.
+    async fn list_inbound(
+        &self,
+        tenant_id: &TenantId,
+        mode: Mode,
+        page: &Page,
+    ) -> Result<Vec<InboundSms>>;
 }
 
 /// The sandbox carrier's handsets (`sandbox.rs`).

@@ -10,7 +10,7 @@ use super::rows::MESSAGE_COLUMNS;
 use super::sql::{Db, json_param, sql};
 use super::{Result, StoreError};
 use crate::domain::ids::{DeliveryId, EndpointId, MessageId, TenantId};
-use crate::domain::message::{Message, MessageStatus, Timestamp};
+use crate::domain::message::{InboundSms, Message, MessageStatus, Timestamp};
 use crate::domain::verification::{StoredVerification, Verification};
 use crate::domain::webhook::{EventSet, EventType, envelope};
 
@@ -72,6 +72,28 @@ pub(super) async fn verification_approved<D: Db>(
 
 fn json(value: &impl serde::Serialize) -> Result<serde_json::Value> {
     serde_json::to_value(value).map_err(|e| StoreError::Corrupt(format!("webhook payload: {e}")))
+}
+
+/// Queues message.received for an inbound message that reached a tenant.
+pub(super) async fn message_received<D: Db>(
+    conn: &mut D::Connection,
+    tenant_id: &TenantId,
+    msg: &InboundSms,
+) -> Result<()> {
+    let event = EventType::MessageReceived;
+    let endpoints = subscribed::<D>(conn, tenant_id, event).await?;
+    if endpoints.is_empty() {
+        return Ok(());
+    }
+    enqueue::<D>(
+        conn,
+        tenant_id,
+        &endpoints,
+        event,
+        json(msg)?,
+        msg.received_at,
+    )
+    .await
 }
 
 /// The tenant's enabled endpoints that take `event`.

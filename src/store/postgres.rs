@@ -62,6 +62,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "numbers",
         include_str!("../../migrations/postgres/0009_numbers.sql"),
     ),
+    (
+        10,
+        "inbound",
+        include_str!("../../migrations/postgres/0010_inbound.sql"),
+    ),
 ];
 
 /// A pooled connection idle longer than this is checked before use.

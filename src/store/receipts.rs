@@ -1,5 +1,5 @@
 //! Carriers' final receipts, applied to message parts; a message whose parts
-//! have all ended takes its final status. Also mobile-originated messages.
+//! have all ended takes its final status.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -10,7 +10,7 @@ use sqlx::AssertSqlSafe;
 use super::outbox::{queue_message_webhooks, tenants_with_endpoints};
 use super::rows::history_append;
 use super::sql::{Db, json_param, sql};
-use super::{CarrierReceipt, InboundMessage, ReceiptStore, Result, SqlStore, StoreError};
+use super::{CarrierReceipt, ReceiptStore, Result, SqlStore, StoreError};
 use crate::domain::ids::{MessageId, TenantId};
 use crate::domain::message::{MessageStatus, PartEnd, Timestamp, final_status};
 
@@ -75,22 +75,6 @@ impl<D: Db> ReceiptStore for SqlStore<D> {
         apply_to_parts::<D>(&mut tx, matched, now).await?;
         tx.commit().await?;
         Ok(taken)
-    }
-
-    async fn record_inbound(&self, m: &InboundMessage) -> Result<()> {
-        sql::<D>(
-            "INSERT INTO inbound_messages (id, carrier, from_number, to_number, body, received_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(m.id.as_str())
-        .bind(&m.carrier)
-        .bind(&m.from)
-        .bind(&m.to)
-        .bind(m.body.as_deref())
-        .bind(m.received_at.millis())
-        .execute(&mut *self.conn().await?)
-        .await?;
-        Ok(())
     }
 }
 

@@ -199,6 +199,9 @@ pub struct InboundMessage {
     pub to: String,
     pub body: Option<String>,
     pub received_at: Timestamp,
+    /// Live from carriers; test from the sandbox, for `tenant` only.
+    pub mode: Mode,
+    pub tenant: Option<TenantId>,
 }
 
 /// A handset in the sandbox and what it received.

@@ -64,6 +64,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "numbers",
         include_str!("../../migrations/sqlite/0009_numbers.sql"),
     ),
+    (
+        10,
+        "inbound",
+        include_str!("../../migrations/sqlite/0010_inbound.sql"),
+    ),
 ];
 
 pub(super) async fn connect(url: &str, max_connections: u32) -> Result<SqlStore<Sqlite>> {

@@ -88,9 +88,19 @@ fn sign(body: &str) -> String {
 }
 
 async fn post_receipt(app: &TestApp, carrier: &str, body: &str, signature: &str) -> (u16, Value) {
+    post_signed(
+        app,
+        &format!("/v1/carriers/{carrier}/receipts"),
+        body,
+        signature,
+    )
+    .await
+}
+
+async fn post_signed(app: &TestApp, path: &str, body: &str, signature: &str) -> (u16, Value) {
     let resp = app
         .client
-        .post(app.url(&format!("/v1/carriers/{carrier}/receipts")))
+        .post(app.url(path))
         .header("content-type", "application/json")
         .header("x-line-signature", signature)
         .body(body.to_string())
@@ -247,8 +257,42 @@ fallback = "backup"
     app.stop().await;
 }
 
+/// A handset's message through the HTTP carrier's signed inbound callback
+/// reaches the tenant renting the number; one to a number nobody rents is
+/// kept for the operator only; a wrong signature is refused.
+async fn inbound_through_the_http_carrier(backend: Backend) {
+    let (url, _up) = start_upstream().await;
+    let config = format!(
+        "{}\n[routing]\ndefault = \"up\"\n",
+        http_carrier("up", &url)
+    );
+    let app = TestApp::spawn_with(backend, &config).await;
+    crate::numbers::rent_live(&app, "+447400000002").await;
+    let body = r#"[{"from": "+447400123456", "to": "+447400000002", "body": "STOP"},
+                   {"from": "+447400123456", "to": "+447400000003", "body": "nobody's"}]"#;
+    let (status, err) = post_signed(&app, "/v1/carriers/up/inbound", body, "sha256=00").await;
+    assert_eq!(status, 401, "{err}");
+    let (status, err) = post_signed(&app, "/v1/carriers/up/inbound", body, &sign(body)).await;
+    assert_eq!(status, 204, "{err}");
+    let (_, list) = app.get("/v1/sms?direction=inbound", &app.live_key).await;
+    let data = list["data"].as_array().unwrap();
+    assert_eq!(data.len(), 1, "{list}");
+    assert_eq!(
+        (data[0]["to"].as_str(), data[0]["body"].as_str()),
+        (Some("+447400000002"), Some("STOP"))
+    );
+    let kept = app
+        .sql_text("SELECT MAX(body) FROM inbound_messages WHERE tenant_id IS NULL")
+        .await;
+    assert_eq!(kept.as_deref(), Some("nobody's"));
+    let (status, err) = post_signed(&app, "/v1/carriers/up/inbound", "{}", &sign("{}")).await;
+    assert_eq!(status, 422, "{err}");
+    app.stop().await;
+}
+
 backends!(
     backend:
+    inbound_through_the_http_carrier,
     http_upstream_and_signed_receipts,
     fallback_and_prefix_routes
 );

@@ -461,8 +461,39 @@ async fn mobile_originated_is_recorded(backend: Backend) {
     app.stop().await;
 }
 
+/// An MO deliver_sm to a number the tenant rents reaches it (listed as
+/// inbound); the simulator sends one on each bind.
+async fn mobile_originated_reaches_the_renting_tenant(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let smsc = Smsc::start(
+        dir.path(),
+        &[("SMSC_MO_ON_BIND", "HELP"), ("SMSC_MO_TO", "447400000002")],
+    )
+    .await;
+    let app = TestApp::spawn_with(backend, &config(smsc.port, "")).await;
+    // Rented before the carrier binds (binding starts with the first worker).
+    crate::numbers::rent_live(&app, "+447400000002").await;
+    let _worker = app.line.worker();
+    wait_for_state(&app, CarrierState::Bound).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, list) = app.get("/v1/sms?direction=inbound", &app.live_key).await;
+        if let Some(mo) = list["data"].as_array().unwrap().first() {
+            assert_eq!(
+                (mo["from"].as_str(), mo["to"].as_str(), mo["body"].as_str()),
+                (Some("+447400123456"), Some("+447400000002"), Some("HELP"))
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "no inbound message listed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    app.stop().await;
+}
+
 backends!(
     backend:
+    mobile_originated_reaches_the_renting_tenant,
     receipts_map_to_statuses,
     hex_ids_and_text_receipts,
     padded_upper_case_ids,

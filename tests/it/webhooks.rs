@@ -683,8 +683,62 @@ async fn five_days_without_a_success_disable_an_endpoint(app: TestApp) {
     app.stop().await;
 }
 
+/// A handset's reply to a sandbox number the tenant rents: kept for it,
+/// listed with direction=inbound, and a signed message.received webhook; not
+/// for another tenant, nor for a number nobody rents.
+async fn inbound_sms_reaches_the_tenant_signed(app: TestApp) {
+    let (url, receiver) = Receiver::start().await;
+    let e = create(&app, json!({"url": url, "events": ["message.received"]})).await;
+    let secret = e["secret"].as_str().unwrap().to_string();
+    let (status, n) = app
+        .post(
+            "/v1/numbers",
+            &app.test_key,
+            &json!({"number": "+447700900123"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{n}");
+    let reply = json!({"from": "07700 900001", "to": "+447700900123", "body": "YES please"});
+    let (status, mo) = app.post("/v1/sandbox/inbound", &app.test_key, &reply).await;
+    assert_eq!(status, 201, "{mo}");
+    assert!(mo["id"].as_str().unwrap().starts_with("mo_"));
+    assert_eq!(
+        (mo["direction"].as_str(), mo["from"].as_str()),
+        (Some("inbound"), Some("+447700900001"))
+    );
+    assert_eq!(mo["number_id"], n["id"]);
+    while dispatch(&app).await > 0 {}
+    let got = receiver.got.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let (headers, body) = &got[0];
+    assert!(python_verifies(&secret, headers, body), "{body}");
+    let event: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(event["type"], "message.received");
+    assert_eq!(event["data"], mo);
+
+    let (_, list) = app.get("/v1/sms?direction=inbound", &app.test_key).await;
+    assert_eq!(list["data"], json!([mo]), "{list}");
+    let (_, outbound) = app.get("/v1/sms", &app.test_key).await;
+    assert_eq!(outbound["data"], json!([]));
+    let other = app.line.create_tenant("Other").await.unwrap();
+    let (_, theirs) = app
+        .get("/v1/sms?direction=inbound", other.test_key.expose())
+        .await;
+    assert_eq!(theirs["data"], json!([]));
+    let (status, err) = app
+        .post("/v1/sandbox/inbound", other.test_key.expose(), &reply)
+        .await;
+    assert_problem(status, &err, 422, "invalid_request");
+    let (status, err) = app.post("/v1/sandbox/inbound", &app.live_key, &reply).await;
+    assert_problem(status, &err, 403, "test_key_required");
+    let (status, err) = app.get("/v1/sms?direction=sideways", &app.test_key).await;
+    assert_problem(status, &err, 422, "invalid_request");
+    app.stop().await;
+}
+
 backends!(
     app with PRIVATE_OK in delivery:
+    inbound_sms_reaches_the_tenant_signed,
     private_addresses_are_allowed_when_configured,
     two_dispatchers_never_send_one_delivery_twice,
     deliveries_are_listed_with_attempts_and_replayed,

@@ -18,6 +18,7 @@ const ID_FORMAT = env.SMSC_ID_FORMAT || 'dec';
 const WITH_TLV = (env.SMSC_TLV || '1') !== '0';
 const RECEIPT_DELAY_MS = Math.max(0, parseInt(env.SMSC_RECEIPT_DELAY_MS || '0', 10) || 0);
 const MO_ON_BIND = env.SMSC_MO_ON_BIND || '';
+const MO_TO = env.SMSC_MO_TO || '447700900001';
 // A crash at a known point: after accepting this many submits, answer no more
 // (those stay unacknowledged, as at a real crash), then SIGKILL ourselves once
 // what was answered has gone out. Every message is then accepted exactly once
@@ -317,7 +318,7 @@ function sendMo(session) {
   const body = isGsm ? smpp.gsmCoder.encode(MO_ON_BIND, 0) : Buffer.from(MO_ON_BIND, 'utf16le').swap16();
   const opts = {
     source_addr_ton: 1, source_addr_npi: 1, source_addr: '447400123456',
-    dest_addr_ton: 1, dest_addr_npi: 1, destination_addr: '447700900001',
+    dest_addr_ton: 1, dest_addr_npi: 1, destination_addr: MO_TO,
     esm_class: 0, data_coding: isGsm ? 0 : 8,
   };
   if (body.length <= 254) opts.short_message = body;

@@ -27,6 +27,7 @@ use session::{Session, SessionError};
 
 use super::{Accepted, Carrier, CarrierError, CarrierState, CarrierStatus, Counters, normalize_id};
 use crate::config::{CarrierConfig, IdBase};
+use crate::domain::Mode;
 use crate::domain::encoding::{Encoding, encode_parts};
 use crate::domain::ids::new_id;
 use crate::domain::message::MessageStatus;
@@ -304,8 +305,14 @@ impl SmppCarrier {
                     to,
                     body: Some(body),
                     received_at: self.clock.now(),
+                    mode: Mode::Live,
+                    tenant: None,
                 };
-                self.store.record_inbound(&msg).await.map_err(Into::into)
+                self.store
+                    .record_inbound(&msg)
+                    .await
+                    .map(drop)
+                    .map_err(Into::into)
             }
         };
         let status = match recorded {
