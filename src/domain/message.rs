@@ -138,6 +138,10 @@ pub struct Message {
     pub status_history: Vec<StatusChange>,
 }
 
+/// The error code of a multi-part message some of whose parts a carrier took
+/// before it refused one: the handset got part of it, so it is not refunded.
+pub const PARTLY_SENT: &str = "partly_sent";
+
 /// A message a handset sent to one of the tenant's numbers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct InboundSms {

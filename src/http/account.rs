@@ -10,7 +10,8 @@ use utoipa::IntoParams;
 
 use super::AppState;
 use super::extract::{ApiJson, ApiQuery, Auth};
-use crate::http::error::{ApiError, Problem};
+use crate::domain::Mode;
+use crate::http::error::{ApiError, Problem, ProblemCode};
 use crate::usecase::account::{self, Account, AccountChange};
 use crate::usecase::usage::{self, Usage};
 
@@ -25,15 +26,23 @@ pub async fn get_one(
     Ok(Json(account::get(&app, &auth.tenant.id).await?))
 }
 
-/// Change the name (OTP brand), default sender, allowed countries or spend cap.
+/// Change the name (OTP brand), default sender, allowed countries or spend cap
+/// (live keys only: they govern what live sends may cost and reach).
 #[utoipa::path(patch, path = "/v1/account", tag = "account", request_body = AccountChange,
-    responses((status = 200, body = Account), (status = 401, body = Problem), (status = 422, body = Problem)),
+    responses((status = 200, body = Account), (status = 401, body = Problem),
+        (status = 403, description = "live_key_required", body = Problem), (status = 422, body = Problem)),
     security(("api_key" = [])))]
 pub async fn update(
     State(app): State<AppState>,
     Auth(auth): Auth,
     ApiJson { value: change, .. }: ApiJson<AccountChange>,
 ) -> Result<Json<Account>, ApiError> {
+    if auth.mode != Mode::Live {
+        return Err(ApiError::new(
+            ProblemCode::LiveKeyRequired,
+            "account settings change with a live key only",
+        ));
+    }
     let account = account::update(&app, &auth.tenant.id, change).await?;
     // This process's next request sees the change; others within the cache's 10 s.
     app.auth_cache.forget_tenant(&auth.tenant.id);

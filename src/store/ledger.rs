@@ -81,31 +81,51 @@ pub(super) async fn charge_fee<D: Db>(
     Ok(true)
 }
 
-/// Gives back what a message was charged (it never reached a carrier), in the
-/// month it was charged in; nothing if it was not charged or is refunded already.
-pub(super) async fn refund_message<D: Db>(
+/// A message's charge: (message, tenant, month, pence, segments).
+type Charge = (MessageId, TenantId, String, i64, i64);
+
+/// Gives back what these messages were charged (none reached a carrier), each
+/// in the month it was charged in; nothing for one not charged or refunded
+/// already. Month totals are locked in one order, as `charge_messages` does,
+/// so the two never wait on each other in a cycle.
+pub(super) async fn refund_messages<D: Db>(
     conn: &mut D::Connection,
-    id: &MessageId,
-    at: Timestamp,
+    ended: &[(&MessageId, Timestamp)],
 ) -> Result<()> {
-    let charge: Option<(TenantId, String, i64, i64)> = sql::<D>(
-        "SELECT tenant_id, month, pence, segments FROM ledger \
-         WHERE kind = 'sms' AND message_id = $1 AND NOT EXISTS \
-           (SELECT 1 FROM ledger r WHERE r.kind = 'refund' AND r.message_id = $1)",
-    )
-    .bind(id.as_str())
-    .fetch_optional(conn)
-    .await?;
-    let Some((tenant, month, pence, segments)) = charge else {
+    if ended.is_empty() {
         return Ok(());
-    };
-    lock_total::<D>(conn, &tenant, &month).await?;
-    add_to_total::<D>(conn, &tenant, &month, -pence).await?;
-    let entry = json!({
-        "t": tenant.as_str(), "mo": month, "at": at.millis(), "k": "refund",
-        "p": -pence, "s": -segments, "m": id.as_str(),
-    });
-    insert_entries::<D>(conn, vec![entry]).await
+    }
+    let text = format!(
+        "SELECT message_id, tenant_id, month, pence, segments FROM ledger \
+         WHERE kind = 'sms' AND message_id {} AND NOT EXISTS \
+           (SELECT 1 FROM ledger r WHERE r.kind = 'refund' AND r.message_id = ledger.message_id)",
+        D::json_keys(1, "m")
+    );
+    let keys = ended
+        .iter()
+        .map(|(id, _)| json!({"m": id.as_str()}))
+        .collect();
+    let charges: Vec<Charge> = sql::<D>(AssertSqlSafe(text))
+        .bind(json_param(keys))
+        .fetch_all(conn)
+        .await?;
+    let at: std::collections::HashMap<&MessageId, Timestamp> = ended.iter().copied().collect();
+    let mut groups: BTreeMap<(&TenantId, &str), Vec<&Charge>> = BTreeMap::new();
+    for c in &charges {
+        groups.entry((&c.1, c.2.as_str())).or_default().push(c);
+    }
+    let mut entries = Vec::new();
+    for ((tenant, month), items) in groups {
+        lock_total::<D>(conn, tenant, month).await?;
+        add_to_total::<D>(conn, tenant, month, -items.iter().map(|c| c.3).sum::<i64>()).await?;
+        for (id, _, _, pence, segments) in items {
+            entries.push(json!({
+                "t": tenant.as_str(), "mo": month, "at": at[id].millis(), "k": "refund",
+                "p": -pence, "s": -segments, "m": id.as_str(),
+            }));
+        }
+    }
+    insert_entries::<D>(conn, entries).await
 }
 
 /// The month's total, its row locked (where the backend can) until the transaction ends.
@@ -185,7 +205,8 @@ async fn insert_entries<D: Db>(
 impl<D: Db> LedgerStore for SqlStore<D> {
     async fn usage(&self, tenant_id: &TenantId, month: &str) -> Result<Vec<UsageRow>> {
         let rows: Vec<(i64, String, i64, i64, i64)> = sql::<D>(
-            "SELECT at / 86400000, kind, COUNT(*), CAST(SUM(segments) AS BIGINT), \
+            // Entries for messages are counted (not the opening balance a migration wrote).
+            "SELECT at / 86400000, kind, COUNT(message_id), CAST(SUM(segments) AS BIGINT), \
                CAST(SUM(pence) AS BIGINT) FROM ledger \
              WHERE tenant_id = $1 AND month = $2 GROUP BY at / 86400000, kind \
              ORDER BY at / 86400000, kind",

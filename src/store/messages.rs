@@ -7,7 +7,7 @@ use serde_json::json;
 use sqlx::AssertSqlSafe;
 
 use super::idempotency::drop_key;
-use super::ledger::{charge_messages, refund_message};
+use super::ledger::{charge_messages, refund_messages};
 use super::outbox::{queue_message_webhooks, tenants_with_endpoints};
 use super::rows::{CLAIMED_COLUMNS, MESSAGE_COLUMNS, history_append};
 use super::sql::{Db, find_owned, json_param, sql};
@@ -16,7 +16,7 @@ use super::{
     PendingMessage, Result, SqlStore, SubmitResult,
 };
 use crate::domain::ids::{MessageId, TenantId};
-use crate::domain::message::{Message, MessageStatus, Timestamp};
+use crate::domain::message::{Message, MessageStatus, PARTLY_SENT, Timestamp};
 
 #[async_trait]
 impl<D: Db> MessageStore for SqlStore<D> {
@@ -120,9 +120,21 @@ impl<D: Db> MessageStore for SqlStore<D> {
             .partition(|f| matches!(f.result, SubmitResult::Sent { .. }));
         let done = finish_sent::<D>(&mut tx, &sent).await?;
         let mut others: HashMap<&MessageId, bool> = HashMap::new();
+        let mut refunds = Vec::new();
         for f in other {
-            others.insert(&f.id, finish_other::<D>(&mut tx, f).await?);
+            let ended = finish_other::<D>(&mut tx, f).await?;
+            // No carrier took it: what it was charged is given back.
+            let unsent = match &f.result {
+                SubmitResult::Failed { code, .. } => code != PARTLY_SENT,
+                SubmitResult::Expired => true,
+                _ => false,
+            };
+            if ended && unsent {
+                refunds.push((&f.id, f.now));
+            }
+            others.insert(&f.id, ended);
         }
+        refund_messages::<D>(&mut tx, &refunds).await?;
         tx.commit().await?;
         Ok(items
             .iter()
@@ -307,8 +319,6 @@ async fn end_unsent<D: Db>(
     let Some(tenant) = tenant else {
         return Ok(false);
     };
-    // No carrier took it: what it was charged is given back.
-    refund_message::<D>(conn, &f.id, f.now).await?;
     queue_message_webhooks::<D>(conn, &tenant, &f.id, status, f.now).await?;
     Ok(true)
 }

@@ -78,12 +78,14 @@ impl<D: Db> NumberStore for SqlStore<D> {
         // Dropping the transaction on a refusal gives the key back.
         if n.mode == Mode::Live {
             let taken = sql::<D>(
-                "UPDATE numbers SET rental_id = $1 \
-                 WHERE number = $2 AND rental_id IS NULL AND available_from <= $3",
+                // At the price shown: a re-import that changed it meanwhile makes this a 409.
+                "UPDATE numbers SET rental_id = $1 WHERE number = $2 AND rental_id IS NULL \
+                   AND available_from <= $3 AND monthly_price_pence = $4",
             )
             .bind(n.id.as_str())
             .bind(&n.number)
             .bind(n.rented_at.millis())
+            .bind(n.monthly_price_pence.0)
             .execute(&mut tx)
             .await?;
             if taken == 0 {
@@ -169,28 +171,34 @@ impl<D: Db> NumberStore for SqlStore<D> {
         .bind(now.millis())
         .execute(&mut tx)
         .await?;
-        sql::<D>("UPDATE numbers SET rental_id = NULL, available_from = $2 WHERE rental_id = $1")
+        if released == 1 {
+            sql::<D>(
+                "UPDATE numbers SET rental_id = NULL, available_from = $2 WHERE rental_id = $1",
+            )
             .bind(id.as_str())
             .bind(rests_until.millis())
             .execute(&mut tx)
             .await?;
+        }
         tx.commit().await?;
         Ok(released == 1)
     }
 
+    /// Each renewal in a transaction of its own: it locks one month total,
+    /// so renewals never hold several tenants' totals against the create path.
     async fn renew_due(&self, now: Timestamp, limit: u32) -> Result<u64> {
-        let mut tx = self.begin().await?;
         let due: Vec<(NumberId, TenantId, i64, i64)> = sql::<D>(
             "SELECT id, tenant_id, monthly_price_pence, renews_at FROM rentals \
-             WHERE status = 'rented' AND renews_at <= $1 ORDER BY renews_at LIMIT $2",
+             WHERE status = 'rented' AND renews_at <= $1 ORDER BY renews_at, id LIMIT $2",
         )
         .bind(now.millis())
         .bind(i64::from(limit))
-        .fetch_all(&mut tx)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         let mut renewed = 0;
         for (id, tenant, price, due_at) in due {
             let due_at = Timestamp(due_at);
+            let mut tx = self.begin().await?;
             // Compare-and-set on the date: another node renewing it meanwhile wins.
             let moved = sql::<D>(
                 "UPDATE rentals SET renews_at = $3 \
@@ -204,10 +212,10 @@ impl<D: Db> NumberStore for SqlStore<D> {
             if moved == 1 {
                 // Owed whatever the cap: a tenant stops the fees by releasing the number.
                 charge_fee::<D>(&mut tx, &tenant, &id, Pence(price), due_at, None).await?;
+                tx.commit().await?;
                 renewed += 1;
             }
         }
-        tx.commit().await?;
         Ok(renewed)
     }
 

@@ -210,10 +210,12 @@ async fn take_keys(
     conn: &mut PgConnection,
     batch: &[PendingMessage],
 ) -> Result<Vec<Option<StoredResponse>>> {
-    let keyed: Vec<(&NewMessage, &IdempotencyRecord)> = batch
+    let mut keyed: Vec<(&NewMessage, &IdempotencyRecord)> = batch
         .iter()
         .filter_map(|p| p.idem.as_ref().map(|i| (&p.message, i)))
         .collect();
+    // Keys locked in one order: two batches never wait on each other in a cycle.
+    keyed.sort_by(|a, b| (&a.0.tenant_id, &a.1.key).cmp(&(&b.0.tenant_id, &b.1.key)));
     if keyed.is_empty() {
         return Ok(vec![None; batch.len()]);
     }

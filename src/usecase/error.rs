@@ -27,10 +27,11 @@ pub enum ProblemCode {
     NotReady,
     NumberUnavailable,
     SenderNotAllowed,
+    LiveKeyRequired,
 }
 
 impl ProblemCode {
-    pub const ALL: [ProblemCode; 20] = [
+    pub const ALL: [ProblemCode; 21] = [
         ProblemCode::InvalidJson,
         ProblemCode::Unauthorized,
         ProblemCode::SpendCapReached,
@@ -51,6 +52,7 @@ impl ProblemCode {
         ProblemCode::NotReady,
         ProblemCode::NumberUnavailable,
         ProblemCode::SenderNotAllowed,
+        ProblemCode::LiveKeyRequired,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -75,6 +77,7 @@ impl ProblemCode {
             ProblemCode::NotReady => "not_ready",
             ProblemCode::NumberUnavailable => "number_unavailable",
             ProblemCode::SenderNotAllowed => "sender_not_allowed",
+            ProblemCode::LiveKeyRequired => "live_key_required",
         }
     }
 
@@ -83,9 +86,9 @@ impl ProblemCode {
             ProblemCode::InvalidJson => StatusCode::BAD_REQUEST,
             ProblemCode::Unauthorized => StatusCode::UNAUTHORIZED,
             ProblemCode::SpendCapReached => StatusCode::PAYMENT_REQUIRED,
-            ProblemCode::DestinationNotAllowed | ProblemCode::TestKeyRequired => {
-                StatusCode::FORBIDDEN
-            }
+            ProblemCode::DestinationNotAllowed
+            | ProblemCode::TestKeyRequired
+            | ProblemCode::LiveKeyRequired => StatusCode::FORBIDDEN,
             ProblemCode::NotFound => StatusCode::NOT_FOUND,
             ProblemCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ProblemCode::VerificationClosed | ProblemCode::NumberUnavailable => {

@@ -105,13 +105,22 @@ pub async fn rent(
     let price = match auth.mode {
         Mode::Test => Pence(0),
         Mode::Live => {
-            app.store
+            let stocked = app
+                .store
                 .available_numbers(number.e164(), 1, now)
                 .await?
                 .into_iter()
-                .find(|a| a.number == number.e164())
-                .ok_or_else(unavailable)?
-                .monthly_price_pence
+                .find(|a| a.number == number.e164());
+            match stocked {
+                Some(a) => a.monthly_price_pence,
+                // Taken, perhaps by this very request's first try, committed meanwhile.
+                None => {
+                    return match idem.earlier(&*app.store, &auth.tenant.id).await? {
+                        Some(earlier) => Ok(earlier),
+                        None => Err(unavailable()),
+                    };
+                }
+            }
         }
     };
     let rental = NewRental {

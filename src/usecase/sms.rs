@@ -73,7 +73,6 @@ pub async fn send(
             ApiError::new(ProblemCode::BodyTooLong, e.to_string()).param("body")
         }
     })?;
-    let from = sender_for(app, auth, req.from.as_deref()).await?;
     if req
         .reference
         .as_ref()
@@ -84,10 +83,12 @@ pub async fn send(
             format!("`reference` is longer than {MAX_REFERENCE} characters"),
         ));
     }
-    // A repeated request is answered as the first was, before the cap counts it again.
+    // A repeated request is answered as the first was, before the cap counts
+    // it again (and whatever became of the number it was sent from).
     if let Some(earlier) = idem.earlier(&*app.store, &auth.tenant.id).await? {
         return Ok(earlier);
     }
+    let from = sender_for(app, auth, req.from.as_deref()).await?;
     let new = compose(app, auth, &to, &body, &from, req.reference);
     let now = new.created_at;
     let message = Message {

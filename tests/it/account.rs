@@ -224,6 +224,17 @@ async fn account_settings_change_what_the_api_accepts(app: TestApp) {
     }
     let (_, a) = app.get("/v1/account", &app.live_key).await;
     assert_eq!(a["name"], "Acme Bank");
+    // Test keys read the settings but do not change them.
+    let resp = app
+        .client
+        .patch(app.url("/v1/account"))
+        .bearer_auth(&app.test_key)
+        .json(&json!({"spend_cap_pence": 100000}))
+        .send()
+        .await
+        .unwrap();
+    let (status, err) = common::decode(resp).await;
+    assert_problem(status, &err, 403, "live_key_required");
     app.stop().await;
 }
 

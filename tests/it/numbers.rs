@@ -218,6 +218,18 @@ async fn senders_must_be_owned(app: TestApp) {
     );
     let (status, _) = send(&app.live_key, "Acme").await;
     assert_eq!(status, 202);
+    // A repeat of a send from a number is answered as the first was, even
+    // once the number is released.
+    let (n, body) = (
+        rent_live(&app, "+447400123458").await,
+        json!({"to": "+447400123457", "body": "k", "from": "+447400123458"}),
+    );
+    let (s1, first, _) = app.post_keyed("/v1/sms", &app.live_key, "s-1", &body).await;
+    delete(&app, &app.live_key, n["id"].as_str().unwrap()).await;
+    let (s2, second, replayed) = app.post_keyed("/v1/sms", &app.live_key, "s-1", &body).await;
+    assert_eq!((s1, s2, replayed, &first), (202, 202, true, &second));
+    let (status, err) = app.post("/v1/sms", &app.live_key, &body).await;
+    assert_problem(status, &err, 422, "sender_not_allowed");
 
     // The sandbox: free numbers in the drama range, each tenant its own.
     let (_, avail) = app
@@ -260,7 +272,7 @@ async fn senders_must_be_owned(app: TestApp) {
             live["data"].as_array().unwrap().len(),
             test["data"].as_array().unwrap().len()
         ),
-        (1, 1)
+        (2, 1)
     );
     let (status, err) = app
         .post(

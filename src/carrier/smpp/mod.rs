@@ -452,7 +452,7 @@ impl Carrier for SmppCarrier {
             }
             // Some parts are on their way: sending again would repeat them on the handset.
             return Err(CarrierError::Permanent {
-                code: "partly_sent".into(),
+                code: crate::domain::message::PARTLY_SENT.into(),
                 message: format!(
                     "{} of {total} parts were accepted, then: {failure}",
                     ids.len()
