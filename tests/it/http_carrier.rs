@@ -146,6 +146,20 @@ async fn http_upstream_and_signed_receipts(backend: Backend) {
     let failed = message(&app, &refused).await;
     assert_eq!(failed["status"], "failed");
     assert_eq!(failed["error_code"], "http_422");
+    // Four charged when accepted; the one the carrier refused is given back.
+    let period = &failed["created_at"].as_str().unwrap()[..7];
+    let (_, u) = app
+        .get(&format!("/v1/usage?period={period}"), &app.live_key)
+        .await;
+    assert_eq!(
+        (
+            u["sms_pence"].as_i64(),
+            u["refunds_pence"].as_i64(),
+            u["total_pence"].as_i64()
+        ),
+        (Some(4), Some(1), Some(3)),
+        "{u}"
+    );
     assert_eq!(
         message(&app, &broken).await["status"],
         "queued",

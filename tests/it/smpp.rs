@@ -470,9 +470,11 @@ async fn mobile_originated_reaches_the_renting_tenant(backend: Backend) {
         &[("SMSC_MO_ON_BIND", "HELP"), ("SMSC_MO_TO", "447400000002")],
     )
     .await;
-    let app = TestApp::spawn_with(backend, &config(smsc.port, "")).await;
+    let extra = format!("{}\n{}", config(smsc.port, ""), crate::webhooks::PRIVATE_OK);
+    let app = TestApp::spawn_with(backend, &extra).await;
     // Rented before the carrier binds (binding starts with the first worker).
     crate::numbers::rent_live(&app, "+447400000002").await;
+    let (receiver, secret) = crate::webhooks::receive_inbound(&app).await;
     let _worker = app.line.worker();
     wait_for_state(&app, CarrierState::Bound).await;
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -483,6 +485,8 @@ async fn mobile_originated_reaches_the_renting_tenant(backend: Backend) {
                 (mo["from"].as_str(), mo["to"].as_str(), mo["body"].as_str()),
                 (Some("+447400123456"), Some("+447400000002"), Some("HELP"))
             );
+            let data = crate::webhooks::one_signed_inbound(&app, &receiver, &secret).await;
+            assert_eq!(&data, mo);
             break;
         }
         assert!(Instant::now() < deadline, "no inbound message listed");

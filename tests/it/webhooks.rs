@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 /// A public address given as a literal, so no DNS is needed.
 const PUBLIC: &str = "https://93.184.216.34/hooks/line";
 
-async fn create(app: &TestApp, body: Value) -> Value {
+pub async fn create(app: &TestApp, body: Value) -> Value {
     let (status, e) = app.post("/v1/webhooks", &app.test_key, &body).await;
     assert_eq!(status, 201, "{e}");
     e
@@ -226,20 +226,20 @@ use std::time::Duration;
 
 use axum::http::HeaderMap;
 
-const PRIVATE_OK: &str = "[webhooks]\nallow_private_addresses = true";
+pub const PRIVATE_OK: &str = "[webhooks]\nallow_private_addresses = true";
 
 /// A scripted answer: status and an optional Retry-After.
 type Answer = (u16, Option<&'static str>);
 
 #[derive(Clone, Default)]
-struct Receiver {
-    got: Arc<Mutex<Vec<(HeaderMap, String)>>>,
+pub struct Receiver {
+    pub got: Arc<Mutex<Vec<(HeaderMap, String)>>>,
     /// Answers to give, first to last (status, Retry-After); then 200.
     script: Arc<Mutex<Vec<Answer>>>,
 }
 
 impl Receiver {
-    async fn start() -> (String, Receiver) {
+    pub async fn start() -> (String, Receiver) {
         let receiver = Receiver::default();
         let state = receiver.clone();
         let app = axum::Router::new().route(
@@ -283,7 +283,7 @@ impl Receiver {
 }
 
 /// Verifies a received webhook with the Python Standard Webhooks library.
-fn python_verifies(secret: &str, headers: &HeaderMap, body: &str) -> bool {
+pub fn python_verifies(secret: &str, headers: &HeaderMap, body: &str) -> bool {
     static INSTALLED: OnceLock<()> = OnceLock::new();
     INSTALLED.get_or_init(|| {
         let ok = std::process::Command::new("python3")
@@ -324,7 +324,7 @@ fn python_verifies(secret: &str, headers: &HeaderMap, body: &str) -> bool {
     child.wait().unwrap().success()
 }
 
-async fn dispatch(app: &TestApp) -> usize {
+pub async fn dispatch(app: &TestApp) -> usize {
     app.line.dispatcher().run_once().await.unwrap()
 }
 
@@ -683,6 +683,26 @@ async fn five_days_without_a_success_disable_an_endpoint(app: TestApp) {
     app.stop().await;
 }
 
+/// Subscribes a receiver to message.received; returns it with its secret.
+pub async fn receive_inbound(app: &TestApp) -> (Receiver, String) {
+    let (url, receiver) = Receiver::start().await;
+    let e = create(app, json!({"url": url, "events": ["message.received"]})).await;
+    (receiver, e["secret"].as_str().unwrap().to_string())
+}
+
+/// Delivers what is due and returns the one message.received the receiver
+/// got, its signature checked by the official Python library.
+pub async fn one_signed_inbound(app: &TestApp, receiver: &Receiver, secret: &str) -> Value {
+    while dispatch(app).await > 0 {}
+    let got = receiver.got.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let (headers, body) = &got[0];
+    assert!(python_verifies(secret, headers, body), "{body}");
+    let event: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(event["type"], "message.received");
+    event["data"].clone()
+}
+
 /// A handset's reply to a sandbox number the tenant rents: kept for it,
 /// listed with direction=inbound, and a signed message.received webhook; not
 /// for another tenant, nor for a number nobody rents.
@@ -707,14 +727,7 @@ async fn inbound_sms_reaches_the_tenant_signed(app: TestApp) {
         (Some("inbound"), Some("+447700900001"))
     );
     assert_eq!(mo["number_id"], n["id"]);
-    while dispatch(&app).await > 0 {}
-    let got = receiver.got.lock().unwrap().clone();
-    assert_eq!(got.len(), 1, "{got:?}");
-    let (headers, body) = &got[0];
-    assert!(python_verifies(&secret, headers, body), "{body}");
-    let event: Value = serde_json::from_str(body).unwrap();
-    assert_eq!(event["type"], "message.received");
-    assert_eq!(event["data"], mo);
+    assert_eq!(one_signed_inbound(&app, &receiver, &secret).await, mo);
 
     let (_, list) = app.get("/v1/sms?direction=inbound", &app.test_key).await;
     assert_eq!(list["data"], json!([mo]), "{list}");
