@@ -91,21 +91,7 @@ pub trait Store:
 {
 }
 
-impl<T> Store for T where
-    T: TenantStore
-        + MessageStore
-        + ReceiptStore
-        + InboundStore
-        + SandboxStore
-        + VerificationStore
-        + WebhookStore
-        + LimitStore
-        + LedgerStore
-        + NumberStore
-        + IdempotencyStore
-        + Maintenance
-{
-}
+impl<D: Db> Store for SqlStore<D> where D::Connection: sqlx::migrate::Migrate {}
 
 /// The store over one backend's connection pool.
 pub struct SqlStore<D: Db> {
