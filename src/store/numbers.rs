@@ -15,7 +15,7 @@ use super::{
 use crate::domain::Mode;
 use crate::domain::ids::{NumberId, TenantId};
 use crate::domain::message::{Pence, Timestamp};
-use crate::domain::number::{AvailableNumber, Number};
+use crate::domain::number::{AvailableNumber, Number, next_renewal};
 
 #[async_trait]
 impl<D: Db> NumberStore for SqlStore<D> {
@@ -187,8 +187,8 @@ impl<D: Db> NumberStore for SqlStore<D> {
     /// Each renewal in a transaction of its own: it locks one month total,
     /// so renewals never hold several tenants' totals against the create path.
     async fn renew_due(&self, now: Timestamp, limit: u32) -> Result<u64> {
-        let due: Vec<(NumberId, TenantId, i64, i64)> = sql::<D>(
-            "SELECT id, tenant_id, monthly_price_pence, renews_at FROM rentals \
+        let due: Vec<(NumberId, TenantId, i64, i64, i64)> = sql::<D>(
+            "SELECT id, tenant_id, monthly_price_pence, renews_at, rented_at FROM rentals \
              WHERE status = 'rented' AND renews_at <= $1 ORDER BY renews_at, id LIMIT $2",
         )
         .bind(now.millis())
@@ -196,8 +196,9 @@ impl<D: Db> NumberStore for SqlStore<D> {
         .fetch_all(&mut *self.conn().await?)
         .await?;
         let mut renewed = 0;
-        for (id, tenant, price, due_at) in due {
+        for (id, tenant, price, due_at, rented_at) in due {
             let due_at = Timestamp(due_at);
+            let next = next_renewal(Timestamp(rented_at), due_at);
             let mut tx = self.begin().await?;
             // Compare-and-set on the date: another node renewing it meanwhile wins.
             let moved = sql::<D>(
@@ -206,7 +207,7 @@ impl<D: Db> NumberStore for SqlStore<D> {
             )
             .bind(id.as_str())
             .bind(due_at.millis())
-            .bind(due_at.plus_months(1).millis())
+            .bind(next.millis())
             .execute(&mut tx)
             .await?;
             if moved == 1 {
