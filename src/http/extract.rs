@@ -15,7 +15,7 @@ use super::AppState;
 use crate::domain::api_key::{ApiKey, hex};
 use crate::domain::ids::TenantId;
 use crate::http::error::{ApiError, ProblemCode};
-use crate::store::AuthContext;
+use crate::store::{AuthContext, Page};
 
 /// A JSON body, plus (when the request has an `Idempotency-Key`) a digest of
 /// its path and canonical form. Unknown fields and wrong types are 422s naming the field.
@@ -83,6 +83,34 @@ pub fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
             "limit",
             "`limit` must be between 1 and 100",
         ))
+    }
+}
+
+/// A list request: `limit` items (1–100, default 20) older than
+/// `starting_after`. The store is asked for one more than is shown, which
+/// tells whether more follow.
+pub struct PageRequest {
+    pub page: Page,
+    limit: u32,
+}
+
+impl PageRequest {
+    pub fn parse(limit: Option<u32>, starting_after: Option<String>) -> Result<Self, ApiError> {
+        let limit = page_limit(limit)?;
+        Ok(PageRequest {
+            page: Page {
+                starting_after,
+                limit: limit + 1,
+            },
+            limit,
+        })
+    }
+
+    /// The items to show, and whether more follow.
+    pub fn cut<T>(&self, mut data: Vec<T>) -> (Vec<T>, bool) {
+        let has_more = data.len() > self.limit as usize;
+        data.truncate(self.limit as usize);
+        (data, has_more)
     }
 }
 

@@ -9,11 +9,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
-use super::extract::{ApiJson, ApiQuery, Auth, IdempotencyKey, page_limit};
+use super::extract::{ApiJson, ApiQuery, Auth, IdempotencyKey, PageRequest, page_limit};
 use crate::domain::ids::NumberId;
 use crate::domain::number::{AvailableNumber, Number};
 use crate::http::error::{ApiError, Problem};
-use crate::store::Page;
 use crate::usecase::idempotency::Idempotent;
 use crate::usecase::numbers::{self, RentNumber};
 
@@ -89,14 +88,8 @@ pub async fn list(
     Auth(auth): Auth,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<NumberList>, ApiError> {
-    let limit = page_limit(q.limit)?;
-    let page = Page {
-        starting_after: q.starting_after,
-        limit: limit + 1,
-    };
-    let mut data = numbers::list(&app, &auth, &page).await?;
-    let has_more = data.len() > limit as usize;
-    data.truncate(limit as usize);
+    let request = PageRequest::parse(q.limit, q.starting_after)?;
+    let (data, has_more) = request.cut(numbers::list(&app, &auth, &request.page).await?);
     Ok(Json(NumberList { data, has_more }))
 }
 

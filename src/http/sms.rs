@@ -8,11 +8,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
-use super::extract::{ApiJson, ApiQuery, Auth, IdempotencyKey, page_limit};
+use super::extract::{ApiJson, ApiQuery, Auth, IdempotencyKey, PageRequest};
 use crate::domain::ids::MessageId;
 use crate::domain::message::{InboundSms, Message, MessageStatus};
 use crate::http::error::{ApiError, Problem};
-use crate::store::{MessageFilter, Page};
+use crate::store::MessageFilter;
 use crate::usecase::idempotency::Idempotent;
 use crate::usecase::sms::{self, SendSms, destination};
 
@@ -97,7 +97,7 @@ pub async fn list(
     Auth(auth): Auth,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<axum::Json<SmsList>, ApiError> {
-    let limit = page_limit(q.limit)?;
+    let request = PageRequest::parse(q.limit, q.starting_after)?;
     match q.direction.as_deref() {
         None | Some("outbound") => {}
         Some("inbound") => {
@@ -107,16 +107,11 @@ pub async fn list(
                     "`status` and `to` filter outbound messages only",
                 ));
             }
-            let page = Page {
-                starting_after: q.starting_after,
-                limit: limit + 1,
-            };
-            let mut data = app
+            let inbound = app
                 .store
-                .list_inbound(&auth.tenant.id, auth.mode, &page)
+                .list_inbound(&auth.tenant.id, auth.mode, &request.page)
                 .await?;
-            let has_more = data.len() > limit as usize;
-            data.truncate(limit as usize);
+            let (data, has_more) = request.cut(inbound);
             return Ok(axum::Json(SmsList::Inbound(InboundList { data, has_more })));
         }
         Some(_) => {
@@ -145,12 +140,10 @@ pub async fn list(
     let filter = MessageFilter {
         status,
         to,
-        starting_after: q.starting_after,
-        limit: limit + 1,
+        starting_after: request.page.starting_after.clone(),
+        limit: request.page.limit,
     };
-    let mut data = app.store.list_messages(&auth.tenant.id, &filter).await?;
-    let has_more = data.len() > limit as usize;
-    data.truncate(limit as usize);
+    let (data, has_more) = request.cut(app.store.list_messages(&auth.tenant.id, &filter).await?);
     Ok(axum::Json(SmsList::Outbound(MessageList {
         data,
         has_more,

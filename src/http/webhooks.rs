@@ -11,11 +11,11 @@ use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
-use super::extract::{ApiJson, ApiQuery, Auth, IdempotencyKey, page_limit};
+use super::extract::{ApiJson, ApiQuery, Auth, IdempotencyKey, PageRequest};
 use crate::domain::ids::{DeliveryId, EndpointId, TenantId};
 use crate::domain::webhook::{Delivery, Endpoint, EventSet, EventType, new_secret};
 use crate::http::error::{ApiError, Problem, ProblemCode};
-use crate::store::{CreateOutcome, Page, Rotation, StoredEndpoint};
+use crate::store::{CreateOutcome, Rotation, StoredEndpoint};
 use crate::usecase::detached;
 use crate::usecase::idempotency::Idempotent;
 use crate::webhook::check_destination;
@@ -64,13 +64,6 @@ pub struct ListQuery {
     /// 1–100, default 20.
     pub limit: Option<u32>,
     pub starting_after: Option<String>,
-}
-
-fn page(starting_after: Option<String>, limit: u32) -> Page {
-    Page {
-        starting_after,
-        limit,
-    }
 }
 
 fn view(e: &StoredEndpoint, with_secret: bool) -> Endpoint {
@@ -188,13 +181,12 @@ pub async fn list(
     Auth(auth): Auth,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<EndpointList>, ApiError> {
-    let limit = page_limit(q.limit)?;
-    let mut rows = app
-        .store
-        .list_endpoints(&auth.tenant.id, &page(q.starting_after, limit + 1))
-        .await?;
-    let has_more = rows.len() > limit as usize;
-    rows.truncate(limit as usize);
+    let request = PageRequest::parse(q.limit, q.starting_after)?;
+    let (rows, has_more) = request.cut(
+        app.store
+            .list_endpoints(&auth.tenant.id, &request.page)
+            .await?,
+    );
     Ok(Json(EndpointList {
         data: rows.iter().map(|e| view(e, false)).collect(),
         has_more,
@@ -310,13 +302,12 @@ pub async fn deliveries(
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<DeliveryList>, ApiError> {
     load(&app, &auth.tenant.id, &id).await?;
-    let limit = page_limit(q.limit)?;
-    let mut data = app
-        .store
-        .list_deliveries(&auth.tenant.id, &id, &page(q.starting_after, limit + 1))
-        .await?;
-    let has_more = data.len() > limit as usize;
-    data.truncate(limit as usize);
+    let request = PageRequest::parse(q.limit, q.starting_after)?;
+    let (data, has_more) = request.cut(
+        app.store
+            .list_deliveries(&auth.tenant.id, &id, &request.page)
+            .await?,
+    );
     Ok(Json(DeliveryList { data, has_more }))
 }
 

@@ -3,6 +3,7 @@
 //! alone when nobody rents it.
 
 use async_trait::async_trait;
+use sqlx::AssertSqlSafe;
 
 use super::outbox::message_received;
 use super::sql::{Db, sql};
@@ -16,15 +17,17 @@ impl<D: Db> InboundStore for SqlStore<D> {
     async fn record_inbound(&self, m: &InboundMessage) -> Result<Option<InboundSms>> {
         let mut tx = self.begin().await?;
         // A sandbox message is for the tenant that sent it; a carrier's for whoever rents the number.
-        let owner: Option<(NumberId, TenantId)> = sql::<D>(
+        let text = format!(
             "SELECT id, tenant_id FROM rentals WHERE number = $1 AND mode = $2 \
-               AND status = 'rented' AND (CAST($3 AS TEXT) IS NULL OR tenant_id = $3)",
-        )
-        .bind(&m.to)
-        .bind(m.mode.as_str())
-        .bind(m.tenant.as_ref().map(|t| t.as_str()))
-        .fetch_optional(&mut tx)
-        .await?;
+               AND status = 'rented' AND ({} IS NULL OR tenant_id = $3)",
+            D::text(3)
+        );
+        let owner: Option<(NumberId, TenantId)> = sql::<D>(AssertSqlSafe(text))
+            .bind(&m.to)
+            .bind(m.mode.as_str())
+            .bind(m.tenant.as_ref().map(|t| t.as_str()))
+            .fetch_optional(&mut tx)
+            .await?;
         sql::<D>(
             "INSERT INTO inbound_messages (id, carrier, from_number, to_number, body, received_at, \
                tenant_id, number_id, mode) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",

@@ -31,9 +31,10 @@ impl<D: Db> MessageStore for SqlStore<D> {
                 return created();
             }
             // The common live batch: one tenant, one month, no keys.
+            let (first, month) = (all[0], all[0].created_at.month());
             let one = |m: &&NewMessage| {
-                (&m.tenant_id, m.created_at.month(), m.cap)
-                    == (&all[0].tenant_id, all[0].created_at.month(), all[0].cap)
+                (&m.tenant_id, m.cap) == (&first.tenant_id, first.cap)
+                    && m.created_at.month() == month
             };
             if all.iter().all(one) && D::insert_charged(&self.pool, &all).await? {
                 return created();

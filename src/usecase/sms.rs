@@ -156,7 +156,7 @@ pub async fn sender_for(
 }
 
 /// An alphanumeric sender, or a number the tenant rents in this key's mode.
-pub async fn owned(app: &Core, auth: &AuthContext, sender: &Sender) -> Result<bool, ApiError> {
+async fn owned(app: &Core, auth: &AuthContext, sender: &Sender) -> Result<bool, ApiError> {
     if !sender.is_number() {
         return Ok(true);
     }

@@ -22,12 +22,16 @@ pub async fn import(app: &TestApp, numbers: &[(&str, i64)]) {
         .unwrap();
 }
 
+/// POST /v1/numbers for `number` with `key`.
+async fn rent(app: &TestApp, key: &str, number: &str) -> (u16, Value) {
+    app.post("/v1/numbers", key, &json!({"number": number}))
+        .await
+}
+
 /// Imports a number and rents it with the live key.
 pub async fn rent_live(app: &TestApp, number: &str) -> Value {
     import(app, &[(number, 170)]).await;
-    let (status, n) = app
-        .post("/v1/numbers", &app.live_key, &json!({"number": number}))
-        .await;
+    let (status, n) = rent(app, &app.live_key, number).await;
     assert_eq!(status, 201, "{n}");
     n
 }
@@ -64,13 +68,7 @@ async fn rent_release_and_rest(app: TestApp) {
             {"number": "+447400123999", "monthly_price_pence": 250},
         ])
     );
-    let (status, n) = app
-        .post(
-            "/v1/numbers",
-            &app.live_key,
-            &json!({"number": "07400 123456"}),
-        )
-        .await;
+    let (status, n) = rent(&app, &app.live_key, "07400 123456").await;
     assert_eq!(status, 201, "{n}");
     let id = n["id"].as_str().unwrap().to_string();
     assert!(id.starts_with("num_"));
@@ -94,31 +92,13 @@ async fn rent_release_and_rest(app: TestApp) {
 
     let other = app.line.create_tenant("Other").await.unwrap();
     let other_key = other.live_key.expose().to_string();
-    let (status, err) = app
-        .post(
-            "/v1/numbers",
-            &other_key,
-            &json!({"number": "+447400123456"}),
-        )
-        .await;
+    let (status, err) = rent(&app, &other_key, "+447400123456").await;
     assert_problem(status, &err, 409, "number_unavailable");
     let (status, err) = app.get(&format!("/v1/numbers/{id}"), &other_key).await;
     assert_problem(status, &err, 404, "not_found");
-    let (status, err) = app
-        .post(
-            "/v1/numbers",
-            &app.live_key,
-            &json!({"number": "+447400000000"}),
-        )
-        .await;
+    let (status, err) = rent(&app, &app.live_key, "+447400000000").await;
     assert_problem(status, &err, 409, "number_unavailable");
-    let (status, err) = app
-        .post(
-            "/v1/numbers",
-            &app.live_key,
-            &json!({"number": "+442079460000"}),
-        )
-        .await;
+    let (status, err) = rent(&app, &app.live_key, "+442079460000").await;
     assert_problem(status, &err, 422, "invalid_request");
 
     let (status, released) = delete(&app, &app.live_key, &id).await;
@@ -132,22 +112,10 @@ async fn rent_release_and_rest(app: TestApp) {
         "releasing twice changes nothing"
     );
     // It rests for 30 days.
-    let (status, err) = app
-        .post(
-            "/v1/numbers",
-            &other_key,
-            &json!({"number": "+447400123456"}),
-        )
-        .await;
+    let (status, err) = rent(&app, &other_key, "+447400123456").await;
     assert_problem(status, &err, 409, "number_unavailable");
     app.clock.advance(Duration::from_secs(30 * 86_400 + 1));
-    let (status, n) = app
-        .post(
-            "/v1/numbers",
-            &other_key,
-            &json!({"number": "+447400123456"}),
-        )
-        .await;
+    let (status, n) = rent(&app, &other_key, "+447400123456").await;
     assert_eq!(status, 201, "{n}");
     let (_, mine) = app.get("/v1/numbers", &app.live_key).await;
     assert_eq!(mine["data"][0]["status"], "released", "{mine}");
@@ -159,10 +127,8 @@ async fn two_tenants_race_for_one_number(app: TestApp) {
     import(&app, &[("+447400123456", 170)]).await;
     let other = app.line.create_tenant("Other").await.unwrap();
     let keys = [app.live_key.clone(), other.live_key.expose().to_string()];
-    let body = json!({"number": "+447400123456"});
     let results =
-        futures_util::future::join_all(keys.iter().map(|k| app.post("/v1/numbers", k, &body)))
-            .await;
+        futures_util::future::join_all(keys.iter().map(|k| rent(&app, k, "+447400123456"))).await;
     let mut statuses: Vec<u16> = results.iter().map(|(s, _)| *s).collect();
     statuses.sort();
     assert_eq!(statuses, [201, 409], "{results:?}");
@@ -241,25 +207,13 @@ async fn senders_must_be_owned(app: TestApp) {
     );
     let (status, err) = send(&app.test_key, "+447700900123").await;
     assert_problem(status, &err, 422, "sender_not_allowed");
-    let (status, n) = app
-        .post(
-            "/v1/numbers",
-            &app.test_key,
-            &json!({"number": "+447700900123"}),
-        )
-        .await;
+    let (status, n) = rent(&app, &app.test_key, "+447700900123").await;
     assert_eq!(
         (status, n["monthly_price_pence"].as_i64()),
         (201, Some(0)),
         "{n}"
     );
-    let (status, err) = app
-        .post(
-            "/v1/numbers",
-            &app.test_key,
-            &json!({"number": "+447700900123"}),
-        )
-        .await;
+    let (status, err) = rent(&app, &app.test_key, "+447700900123").await;
     assert_problem(status, &err, 409, "number_unavailable");
     let body = json!({"to": "+447700900001", "body": "hi", "from": "+447700900123"});
     let (status, msg) = app.post("/v1/sms", &app.test_key, &body).await;
@@ -274,22 +228,10 @@ async fn senders_must_be_owned(app: TestApp) {
         ),
         (2, 1)
     );
-    let (status, err) = app
-        .post(
-            "/v1/numbers",
-            &app.test_key,
-            &json!({"number": "+447400123456"}),
-        )
-        .await;
+    let (status, err) = rent(&app, &app.test_key, "+447400123456").await;
     assert_problem(status, &err, 422, "invalid_request");
     let other = app.line.create_tenant("Other").await.unwrap();
-    let (status, _) = app
-        .post(
-            "/v1/numbers",
-            other.test_key.expose(),
-            &json!({"number": "+447700900123"}),
-        )
-        .await;
+    let (status, _) = rent(&app, other.test_key.expose(), "+447700900123").await;
     assert_eq!(status, 201, "each tenant's sandbox is its own");
     app.stop().await;
 }
