@@ -6,6 +6,8 @@ COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY migrations ./migrations
 COPY config ./config
+COPY templates ./templates
+COPY assets ./assets
 RUN cargo build --release --locked && cp target/release/line /usr/local/bin/line
 
 FROM debian:bookworm-slim

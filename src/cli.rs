@@ -223,7 +223,9 @@ async fn run(command: Option<Command>, config: Config) -> anyhow::Result<()> {
             command: KeyCommand::Revoke { key_id },
         } => {
             anyhow::ensure!(
-                line.store.revoke_api_key(&key_id, line.clock.now()).await?,
+                line.store
+                    .revoke_api_key(None, &key_id, line.clock.now())
+                    .await?,
                 "no active key {key_id}"
             );
             println!("revoked {key_id} (cached copies expire within 10 s)");

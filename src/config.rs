@@ -70,6 +70,7 @@ pub struct Config {
     pub limits: Limits,
     pub prices: Prices,
     pub numbers: NumbersConfig,
+    pub dashboard: DashboardConfig,
     pub worker: WorkerConfig,
     pub sandbox: SandboxConfig,
     pub webhooks: WebhooksConfig,
@@ -102,6 +103,32 @@ pub struct Prices {
 #[serde(deny_unknown_fields)]
 pub struct NumbersConfig {
     pub quarantine_days: u32,
+}
+
+/// Who may create an account on the dashboard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignUp {
+    /// Anyone.
+    Open,
+    /// Only with an invitation from a team.
+    Invite,
+    /// Nobody: operators create tenants with `line tenant create`.
+    Closed,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DashboardConfig {
+    pub signup: SignUp,
+    pub session_hours: u64,
+    pub invite_days: u64,
+    /// Trust `X-Forwarded-For` / `X-Forwarded-Proto` from a proxy in front.
+    pub behind_proxy: bool,
+    pub signups_per_ip_per_hour: u32,
+    pub logins_per_ip_per_minute: u32,
+    pub logins_per_account_per_hour: u32,
+    pub demo_previews_per_ip_per_minute: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]

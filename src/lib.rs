@@ -9,6 +9,7 @@ pub mod infra;
 pub mod receipts;
 pub mod store;
 pub mod usecase;
+pub mod web;
 pub mod webhook;
 pub mod worker;
 
@@ -30,7 +31,7 @@ use crate::http::extract::AuthCache;
 use crate::infra::clock::Clock;
 use crate::infra::shutdown::Shutdown;
 use crate::receipts::ReceiptSink;
-use crate::store::{NewApiKey, Store, Tenant};
+use crate::store::{Store, Tenant};
 use crate::usecase::Core;
 use crate::webhook::Dispatcher;
 use crate::worker::Worker;
@@ -157,23 +158,9 @@ impl Line {
         tenant_id: &TenantId,
         mode: Mode,
     ) -> anyhow::Result<(KeyId, ApiKey)> {
-        anyhow::ensure!(
-            self.store.tenant_exists(tenant_id).await?,
-            "no tenant {tenant_id}"
-        );
-        let key = ApiKey::generate(mode);
-        let id = KeyId::generate();
-        self.store
-            .create_api_key(&NewApiKey {
-                id: id.clone(),
-                tenant_id: tenant_id.clone(),
-                mode,
-                key_hash: key.hash(),
-                hint: key.hint(),
-                created_at: self.clock.now(),
-            })
-            .await?;
-        Ok((id, key))
+        usecase::keys::create(&self.core, tenant_id, mode, "")
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", e.detail))
     }
 
     /// A webhook dispatcher for the configured schedule.
@@ -205,9 +192,13 @@ impl Line {
         });
         if role.runs_api() {
             let mut stop = shutdown.clone();
-            axum::serve(listener, self.router())
-                .with_graceful_shutdown(async move { stop.wait().await })
-                .await?;
+            axum::serve(
+                listener,
+                self.router()
+                    .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move { stop.wait().await })
+            .await?;
         }
         if let Some((sender, dispatcher)) = worker {
             sender.await?;

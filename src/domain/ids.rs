@@ -62,6 +62,10 @@ id_type! {
     DeliveryId = "whd";
     /// `num_…`: one rental of a number by a tenant
     NumberId = "num";
+    /// `usr_…`: a person in a tenant's team (the dashboard)
+    UserId = "usr";
+    /// `inv_…`: an invitation to join a team
+    InviteId = "inv";
 }
 
 #[cfg(test)]

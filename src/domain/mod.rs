@@ -1,5 +1,6 @@
 //! Pure types and rules: they parse input into values that can only be valid.
 
+pub mod account;
 pub mod api_key;
 pub mod encoding;
 pub mod ids;

@@ -148,7 +148,7 @@ impl FromRequestParts<AppState> for Auth {
         }
         let ctx = state
             .store
-            .authenticate(&hash)
+            .authenticate(&hash, state.clock.now())
             .await?
             .ok_or_else(ApiError::unauthorized)?;
         state.auth_cache.put(hash, ctx.clone());

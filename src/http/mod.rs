@@ -63,6 +63,7 @@ pub fn router(state: AppState) -> Router {
         .merge(webhooks::router())
         .merge(sandbox::router())
         .merge(carriers::router())
+        .merge(crate::web::router())
         .fallback(|| async { ApiError::not_found("endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

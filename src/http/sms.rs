@@ -138,6 +138,8 @@ pub async fn list(
             .map(|t| destination(&auth, t).map(|n| n.e164().to_string()))
             .transpose()?;
     let filter = MessageFilter {
+        since: None,
+        until: None,
         status,
         to,
         starting_after: request.page.starting_after.clone(),

@@ -67,6 +67,11 @@ where
                 sandbox_before,
             ),
             ("DELETE FROM rate_limits WHERE tat < $1", now),
+            ("DELETE FROM sessions WHERE expires_at < $1", now),
+            (
+                "DELETE FROM invites WHERE expires_at < $1 AND accepted_by IS NULL",
+                now,
+            ),
             // A receipt no part claimed within a week never will.
             (
                 "DELETE FROM carrier_receipts WHERE received_at < $1",

@@ -81,7 +81,8 @@ impl<D: Db> MessageStore for SqlStore<D> {
         let text = format!(
             "SELECT {MESSAGE_COLUMNS} FROM messages WHERE tenant_id = $1 \
              AND ({} IS NULL OR status = $2) AND ({} IS NULL OR to_number = $3) \
-             AND ({} IS NULL OR id < $4) ORDER BY id DESC LIMIT $5",
+             AND ({} IS NULL OR id < $4) AND created_at >= $6 AND created_at < $7 \
+             ORDER BY id DESC LIMIT $5",
             D::text(2),
             D::text(3),
             D::text(4),
@@ -92,6 +93,8 @@ impl<D: Db> MessageStore for SqlStore<D> {
             .bind(&f.to)
             .bind(&f.starting_after)
             .bind(i64::from(f.limit))
+            .bind(f.since.map_or(i64::MIN, |t| t.millis()))
+            .bind(f.until.map_or(i64::MAX, |t| t.millis()))
             .fetch_all(&mut *self.conn().await?)
             .await
     }

@@ -5,6 +5,7 @@
 //! Each aggregate file holds its trait's one implementation; `sql.rs` is what
 //! a backend must supply; `postgres.rs` and `sqlite.rs` supply it.
 
+mod accounts;
 mod idempotency;
 mod inbound;
 mod ledger;
@@ -31,13 +32,14 @@ use async_trait::async_trait;
 
 use crate::domain::Mode;
 use crate::domain::ids::{
-    DeliveryId, EndpointId, KeyId, MessageId, NumberId, TenantId, VerificationId,
+    DeliveryId, EndpointId, KeyId, MessageId, NumberId, TenantId, UserId, VerificationId,
 };
 use crate::domain::message::{InboundSms, Message, Pence, Timestamp};
 use crate::domain::number::{AvailableNumber, Number};
 use crate::domain::verification::{StoredVerification, VerificationStatus};
 use crate::domain::webhook::Delivery;
 
+pub use accounts::{Invite, NewInvite, NewSession, NewUser, SessionContext, SignUp, User};
 pub use records::*;
 pub use sql::Db;
 
@@ -77,6 +79,7 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 /// Everything the service stores.
 pub trait Store:
     TenantStore
+    + AccountStore
     + MessageStore
     + ReceiptStore
     + InboundStore
@@ -126,14 +129,57 @@ pub trait TenantStore: Send + Sync + 'static {
     async fn create_tenant(&self, id: &TenantId, name: &str, now: Timestamp) -> Result<Tenant>;
     async fn tenant_exists(&self, tenant_id: &TenantId) -> Result<bool>;
     async fn create_api_key(&self, key: &NewApiKey) -> Result<()>;
-    /// True when a live key was revoked by this call.
-    async fn revoke_api_key(&self, key_id: &KeyId, now: Timestamp) -> Result<bool>;
-    async fn authenticate(&self, key_hash: &str) -> Result<Option<AuthContext>>;
+    /// A tenant's keys, newest first, revoked ones too.
+    async fn list_api_keys(&self, tenant_id: &TenantId) -> Result<Vec<ApiKeyInfo>>;
+    /// True when a live key was revoked by this call. `None` = any tenant's
+    /// (the operator's command line).
+    async fn revoke_api_key(
+        &self,
+        tenant_id: Option<&TenantId>,
+        key_id: &KeyId,
+        now: Timestamp,
+    ) -> Result<bool>;
+    /// The key's tenant and mode; notes when it was last used (to the minute).
+    async fn authenticate(&self, key_hash: &str, now: Timestamp) -> Result<Option<AuthContext>>;
     async fn get_tenant(&self, id: &TenantId) -> Result<Option<Tenant>>;
     /// Writes name, allowed regions, default sender and spend cap.
     async fn update_tenant(&self, tenant: &Tenant) -> Result<bool>;
     /// A setting's value, storing `value` first if it has none (first writer wins).
     async fn setting_or_init(&self, key: &str, value: &str) -> Result<String>;
+}
+
+/// Dashboard users, sessions and invitations (`accounts.rs`).
+#[async_trait]
+pub trait AccountStore: Send + Sync + 'static {
+    /// A tenant, its owner and a first key in one transaction; `Conflict` if
+    /// the e-mail address is taken.
+    async fn sign_up(&self, sign_up: &SignUp) -> Result<()>;
+    /// A user by e-mail address, with their password hash.
+    async fn credentials(&self, email: &str) -> Result<Option<NewUser>>;
+    async fn user_credentials(&self, tenant_id: &TenantId, id: &UserId) -> Result<Option<NewUser>>;
+    async fn list_users(&self, tenant_id: &TenantId) -> Result<Vec<User>>;
+    /// Sets the hash and ends the user's sessions except `keep_session`.
+    async fn set_password(
+        &self,
+        tenant_id: &TenantId,
+        id: &UserId,
+        password_hash: &str,
+        keep_session: &str,
+    ) -> Result<bool>;
+    /// Removes a user from the team and ends their sessions.
+    async fn remove_user(&self, tenant_id: &TenantId, id: &UserId, now: Timestamp) -> Result<bool>;
+    async fn create_session(&self, session: &NewSession) -> Result<()>;
+    /// A live session by its token's hash, with its user and tenant.
+    async fn session(&self, token_hash: &str, now: Timestamp) -> Result<Option<SessionContext>>;
+    async fn end_session(&self, token_hash: &str) -> Result<()>;
+    async fn create_invite(&self, invite: &NewInvite) -> Result<()>;
+    /// Invitations not yet accepted nor expired, newest first.
+    async fn list_invites(&self, tenant_id: &TenantId, now: Timestamp) -> Result<Vec<Invite>>;
+    /// An open invitation by its token's hash.
+    async fn invite(&self, token_hash: &str, now: Timestamp) -> Result<Option<Invite>>;
+    /// Adds `user` if the invitation is still open (at `user.created_at`),
+    /// once; `Conflict` if the e-mail address is taken.
+    async fn accept_invite(&self, token_hash: &str, user: &NewUser) -> Result<bool>;
 }
 
 /// Messages and their parts, from queued to sent (`messages.rs`).
@@ -221,6 +267,12 @@ pub trait VerificationStore: Send + Sync + 'static {
     ) -> Result<Option<StoredVerification>>;
     /// Verifications by id, whatever their tenant (the caller checks it).
     async fn get_verifications(&self, ids: &[&VerificationId]) -> Result<Vec<StoredVerification>>;
+    /// A tenant's verifications, newest first, after the `starting_after` id.
+    async fn list_verifications(
+        &self,
+        tenant_id: &TenantId,
+        page: &Page,
+    ) -> Result<Vec<StoredVerification>>;
     /// The number's pending verification, else its newest one.
     async fn latest_verification(
         &self,

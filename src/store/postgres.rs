@@ -67,6 +67,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "inbound",
         include_str!("../../migrations/postgres/0010_inbound.sql"),
     ),
+    (
+        11,
+        "accounts",
+        include_str!("../../migrations/postgres/0011_accounts.sql"),
+    ),
 ];
 
 /// A pooled connection idle longer than this is checked before use.

@@ -21,11 +21,11 @@ pub struct Tenant {
     pub spend_cap: Option<Pence>,
 }
 
-/// Who a request acts for: resolved from an API key.
+/// Who a request acts for: resolved from an API key, or a dashboard session
+/// acting in one mode.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthContext {
     pub tenant: Tenant,
-    pub key_id: KeyId,
     pub mode: Mode,
 }
 
@@ -36,9 +36,23 @@ pub struct NewApiKey {
     pub tenant_id: TenantId,
     pub mode: Mode,
     pub key_hash: String,
-    /// The key's first and last characters, to tell keys apart.
+    /// The key's first characters, to tell keys apart.
+    pub hint: String,
+    /// What its owner calls it ("backend", "CI"); may be empty.
+    pub name: String,
+    pub created_at: Timestamp,
+}
+
+/// An API key as listed: never the key itself.
+#[derive(Debug, Clone)]
+pub struct ApiKeyInfo {
+    pub id: KeyId,
+    pub mode: Mode,
+    pub name: String,
     pub hint: String,
     pub created_at: Timestamp,
+    pub last_used_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
 }
 
 /// A queue claim: up to `limit` due items at `now`, leased to `token` until `lease_until`.
@@ -123,6 +137,10 @@ pub struct NewRental {
 pub struct MessageFilter {
     pub status: Option<MessageStatus>,
     pub to: Option<String>,
+    /// Created at or after.
+    pub since: Option<Timestamp>,
+    /// Created before.
+    pub until: Option<Timestamp>,
     pub starting_after: Option<String>,
     pub limit: u32,
 }

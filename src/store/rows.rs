@@ -1,7 +1,9 @@
 //! Rows read back as records: each record's columns, in SELECT order, beside
 //! the code that reads them (either backend).
 
-use super::records::{AuthContext, ClaimedMessage, SandboxMessage, StoredEndpoint, Tenant};
+use super::records::{
+    ApiKeyInfo, AuthContext, ClaimedMessage, SandboxMessage, StoredEndpoint, Tenant,
+};
 use super::sql::{Columns, Db, FromRow};
 use super::{Result, StoreError};
 use crate::domain::Mode;
@@ -38,7 +40,7 @@ pub const TENANT_COLUMNS: &str =
     "t.id, t.name, t.allowed_regions, t.default_sender, t.spend_cap_pence";
 
 /// A tenant from `TENANT_COLUMNS`, starting at column `at`.
-fn tenant_from<D: Db>(r: &Columns<D>, at: usize) -> Result<Tenant> {
+pub(super) fn tenant_from<D: Db>(r: &Columns<D>, at: usize) -> Result<Tenant> {
     let allowed: String = r.get(at + 2)?;
     Ok(Tenant {
         id: r.get(at)?,
@@ -62,14 +64,31 @@ impl<D: Db> FromRow<D> for Tenant {
     }
 }
 
-/// An API key's id and mode, then `TENANT_COLUMNS`.
+/// An API key's mode, then `TENANT_COLUMNS`.
 impl<D: Db> FromRow<D> for AuthContext {
     fn from_row(row: &D::Row) -> Result<Self> {
         let r = Columns::<D>(row);
         Ok(AuthContext {
-            key_id: r.get(0)?,
+            mode: mode(&r, 0)?,
+            tenant: tenant_from(&r, 1)?,
+        })
+    }
+}
+
+/// The columns an [`ApiKeyInfo`] is read from, in SELECT order.
+pub const API_KEY_COLUMNS: &str = "id, mode, name, hint, created_at, last_used_at, revoked_at";
+
+impl<D: Db> FromRow<D> for ApiKeyInfo {
+    fn from_row(row: &D::Row) -> Result<Self> {
+        let r = Columns::<D>(row);
+        Ok(ApiKeyInfo {
+            id: r.get(0)?,
             mode: mode(&r, 1)?,
-            tenant: tenant_from(&r, 2)?,
+            name: r.get(2)?,
+            hint: r.get(3)?,
+            created_at: at(&r, 4)?,
+            last_used_at: r.get::<Option<i64>>(5)?.map(Timestamp),
+            revoked_at: r.get::<Option<i64>>(6)?.map(Timestamp),
         })
     }
 }

@@ -15,7 +15,7 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, Row, Type};
 use super::Result;
 use super::records::{NewMessage, PendingMessage, StoredResponse};
 use crate::domain::ids::{
-    DeliveryId, EndpointId, KeyId, MessageId, NumberId, TenantId, VerificationId,
+    DeliveryId, EndpointId, InviteId, KeyId, MessageId, NumberId, TenantId, UserId, VerificationId,
 };
 use crate::domain::message::Timestamp;
 
@@ -76,6 +76,8 @@ pub trait Db:
     + Get<EndpointId>
     + Get<DeliveryId>
     + Get<NumberId>
+    + Get<UserId>
+    + Get<InviteId>
 {
     /// Every file of the backend's migrations folder, in order: (version, name, SQL).
     const MIGRATIONS: &'static [(i64, &'static str, &'static str)];
@@ -261,7 +263,9 @@ id_columns!(
     VerificationId,
     EndpointId,
     DeliveryId,
-    NumberId
+    NumberId,
+    UserId,
+    InviteId
 );
 
 macro_rules! tuple_from_row {

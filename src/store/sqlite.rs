@@ -69,6 +69,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "inbound",
         include_str!("../../migrations/sqlite/0010_inbound.sql"),
     ),
+    (
+        11,
+        "accounts",
+        include_str!("../../migrations/sqlite/0011_accounts.sql"),
+    ),
 ];
 
 pub(super) async fn connect(url: &str, max_connections: u32) -> Result<SqlStore<Sqlite>> {

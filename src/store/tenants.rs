@@ -4,11 +4,29 @@ use async_trait::async_trait;
 
 use sqlx::AssertSqlSafe;
 
-use super::rows::TENANT_COLUMNS;
+use super::rows::{API_KEY_COLUMNS, TENANT_COLUMNS};
 use super::sql::{Db, sql};
-use super::{AuthContext, NewApiKey, Result, SqlStore, Tenant, TenantStore};
+use super::{ApiKeyInfo, AuthContext, NewApiKey, Result, SqlStore, Tenant, TenantStore};
 use crate::domain::ids::{KeyId, TenantId};
 use crate::domain::message::Timestamp;
+
+/// Inserts a key (on its own or in a sign-up's transaction).
+pub(super) async fn insert_api_key<D: Db>(conn: &mut D::Connection, k: &NewApiKey) -> Result<()> {
+    sql::<D>(
+        "INSERT INTO api_keys (id, tenant_id, mode, key_hash, hint, name, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(k.id.as_str())
+    .bind(k.tenant_id.as_str())
+    .bind(k.mode.as_str())
+    .bind(&k.key_hash)
+    .bind(&k.hint)
+    .bind(&k.name)
+    .bind(k.created_at.millis())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
 
 #[async_trait]
 impl<D: Db> TenantStore for SqlStore<D> {
@@ -63,39 +81,58 @@ impl<D: Db> TenantStore for SqlStore<D> {
     }
 
     async fn create_api_key(&self, k: &NewApiKey) -> Result<()> {
-        sql::<D>(
-            "INSERT INTO api_keys (id, tenant_id, mode, key_hash, hint, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(k.id.as_str())
-        .bind(k.tenant_id.as_str())
-        .bind(k.mode.as_str())
-        .bind(&k.key_hash)
-        .bind(&k.hint)
-        .bind(k.created_at.millis())
-        .execute(&mut *self.conn().await?)
-        .await?;
-        Ok(())
+        insert_api_key::<D>(&mut *self.conn().await?, k).await
     }
 
-    async fn revoke_api_key(&self, key_id: &KeyId, now: Timestamp) -> Result<bool> {
-        let revoked =
-            sql::<D>("UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
-                .bind(key_id.as_str())
-                .bind(now.millis())
-                .execute(&mut *self.conn().await?)
-                .await?;
+    async fn list_api_keys(&self, tenant_id: &TenantId) -> Result<Vec<ApiKeyInfo>> {
+        let text =
+            format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE tenant_id = $1 ORDER BY id DESC");
+        sql::<D>(AssertSqlSafe(text))
+            .bind(tenant_id.as_str())
+            .fetch_all(&mut *self.conn().await?)
+            .await
+    }
+
+    async fn revoke_api_key(
+        &self,
+        tenant_id: Option<&TenantId>,
+        key_id: &KeyId,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let text = format!(
+            "UPDATE api_keys SET revoked_at = $2 \
+             WHERE id = $1 AND revoked_at IS NULL AND ({} IS NULL OR tenant_id = $3)",
+            D::text(3)
+        );
+        let revoked = sql::<D>(AssertSqlSafe(text))
+            .bind(key_id.as_str())
+            .bind(now.millis())
+            .bind(tenant_id.map(|t| t.as_str()))
+            .execute(&mut *self.conn().await?)
+            .await?;
         Ok(revoked == 1)
     }
 
-    async fn authenticate(&self, key_hash: &str) -> Result<Option<AuthContext>> {
+    async fn authenticate(&self, key_hash: &str, now: Timestamp) -> Result<Option<AuthContext>> {
+        let mut conn = self.conn().await?;
+        // Callers cache what this answers, so this write runs at most once
+        // per key and cache period, and only when the minute has moved on.
+        sql::<D>(
+            "UPDATE api_keys SET last_used_at = $2 WHERE key_hash = $1 AND revoked_at IS NULL \
+             AND (last_used_at IS NULL OR last_used_at < $3)",
+        )
+        .bind(key_hash)
+        .bind(now.millis())
+        .bind(now.millis() - 60_000)
+        .execute(&mut conn)
+        .await?;
         let text = format!(
-            "SELECT k.id, k.mode, {TENANT_COLUMNS} FROM api_keys k \
+            "SELECT k.mode, {TENANT_COLUMNS} FROM api_keys k \
              JOIN tenants t ON t.id = k.tenant_id WHERE k.key_hash = $1 AND k.revoked_at IS NULL"
         );
         sql::<D>(AssertSqlSafe(text))
             .bind(key_hash)
-            .fetch_optional(&mut *self.conn().await?)
+            .fetch_optional(&mut conn)
             .await
     }
 

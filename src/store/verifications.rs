@@ -12,8 +12,8 @@ use super::outbox::verification_approved;
 use super::rows::VERIFICATION_COLUMNS;
 use super::sql::{Db, find_owned, json_param, sql};
 use super::{
-    CheckedPair, CreateOutcome, IdempotencyRecord, NewMessage, Resend, Resent, Result, SqlStore,
-    VerificationStore,
+    CheckedPair, CreateOutcome, IdempotencyRecord, NewMessage, Page, Resend, Resent, Result,
+    SqlStore, VerificationStore,
 };
 use crate::domain::ids::{TenantId, VerificationId};
 use crate::domain::message::Timestamp;
@@ -61,6 +61,24 @@ impl<D: Db> VerificationStore for SqlStore<D> {
         let mut conn = self.conn().await?;
         let (columns, table) = (VERIFICATION_COLUMNS, "verifications");
         find_owned::<D, _>(&mut conn, columns, table, tenant_id, id.as_str()).await
+    }
+
+    async fn list_verifications(
+        &self,
+        tenant_id: &TenantId,
+        page: &Page,
+    ) -> Result<Vec<StoredVerification>> {
+        let text = format!(
+            "SELECT {VERIFICATION_COLUMNS} FROM verifications WHERE tenant_id = $1 \
+             AND ({} IS NULL OR id < $2) ORDER BY id DESC LIMIT $3",
+            D::text(2)
+        );
+        sql::<D>(AssertSqlSafe(text))
+            .bind(tenant_id.as_str())
+            .bind(&page.starting_after)
+            .bind(i64::from(page.limit))
+            .fetch_all(&mut *self.conn().await?)
+            .await
     }
 
     async fn get_verifications(&self, ids: &[&VerificationId]) -> Result<Vec<StoredVerification>> {

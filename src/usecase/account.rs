@@ -76,6 +76,18 @@ pub async fn get(app: &Core, tenant_id: &TenantId) -> Result<Account, ApiError> 
 }
 
 /// Applies a change, all of it or (on the first bad field) none of it.
+/// A tenant's name (its OTP brand): 1–100 characters, trimmed.
+pub fn checked_name(name: &str) -> Result<String, ApiError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > MAX_NAME || name.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            "name",
+            format!("`name` must be 1–{MAX_NAME} printable characters"),
+        ));
+    }
+    Ok(name.to_string())
+}
+
 pub async fn update(
     app: &Core,
     tenant_id: &TenantId,
@@ -87,14 +99,7 @@ pub async fn update(
         .await?
         .ok_or_else(|| ApiError::not_found("account"))?;
     if let Some(name) = change.name {
-        let name = name.trim();
-        if name.is_empty() || name.chars().count() > MAX_NAME {
-            return Err(ApiError::invalid(
-                "name",
-                format!("`name` must be 1–{MAX_NAME} characters"),
-            ));
-        }
-        t.name = name.to_string();
+        t.name = checked_name(&name)?;
     }
     if let Some(sender) = change.default_sender {
         t.default_sender = sender

@@ -28,10 +28,13 @@ pub enum ProblemCode {
     NumberUnavailable,
     SenderNotAllowed,
     LiveKeyRequired,
+    OwnerRequired,
+    CsrfRejected,
+    SignUpClosed,
 }
 
 impl ProblemCode {
-    pub const ALL: [ProblemCode; 21] = [
+    pub const ALL: [ProblemCode; 24] = [
         ProblemCode::InvalidJson,
         ProblemCode::Unauthorized,
         ProblemCode::SpendCapReached,
@@ -53,6 +56,9 @@ impl ProblemCode {
         ProblemCode::NumberUnavailable,
         ProblemCode::SenderNotAllowed,
         ProblemCode::LiveKeyRequired,
+        ProblemCode::OwnerRequired,
+        ProblemCode::CsrfRejected,
+        ProblemCode::SignUpClosed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -78,6 +84,9 @@ impl ProblemCode {
             ProblemCode::NumberUnavailable => "number_unavailable",
             ProblemCode::SenderNotAllowed => "sender_not_allowed",
             ProblemCode::LiveKeyRequired => "live_key_required",
+            ProblemCode::OwnerRequired => "owner_required",
+            ProblemCode::CsrfRejected => "csrf_rejected",
+            ProblemCode::SignUpClosed => "signup_closed",
         }
     }
 
@@ -88,7 +97,10 @@ impl ProblemCode {
             ProblemCode::SpendCapReached => StatusCode::PAYMENT_REQUIRED,
             ProblemCode::DestinationNotAllowed
             | ProblemCode::TestKeyRequired
-            | ProblemCode::LiveKeyRequired => StatusCode::FORBIDDEN,
+            | ProblemCode::LiveKeyRequired
+            | ProblemCode::OwnerRequired
+            | ProblemCode::CsrfRejected
+            | ProblemCode::SignUpClosed => StatusCode::FORBIDDEN,
             ProblemCode::NotFound => StatusCode::NOT_FOUND,
             ProblemCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ProblemCode::VerificationClosed | ProblemCode::NumberUnavailable => {

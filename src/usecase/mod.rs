@@ -4,13 +4,16 @@
 //! everything between is here.
 
 pub mod account;
+pub mod accounts;
 pub mod error;
 pub mod idempotency;
+pub mod keys;
 pub mod limits;
 pub mod numbers;
 pub mod otp;
 pub mod sms;
 pub mod usage;
+pub mod webhooks;
 
 use std::sync::Arc;
 

@@ -9,6 +9,7 @@ mod common;
 
 mod account;
 mod cli;
+mod dashboard;
 mod http_carrier;
 mod numbers;
 mod otp;

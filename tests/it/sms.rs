@@ -244,7 +244,7 @@ async fn bad_requests_get_the_one_error_shape(app: TestApp) {
     assert!(
         app.line
             .store
-            .revoke_api_key(&key_id, app.clock.now())
+            .revoke_api_key(None, &key_id, app.clock.now())
             .await
             .unwrap()
     );

@@ -115,6 +115,48 @@ async fn admit_send(app: &Core, tenant_id: &TenantId, to: &str) -> Result<(), Ap
     .await
 }
 
+/// The SMS a verification would send, built by the same rules as `start`.
+pub struct Preview {
+    pub to: String,
+    pub from: String,
+    pub text: String,
+    pub encoding: &'static str,
+    pub segments: u32,
+}
+
+/// What `start` would send for `req` (with a fresh random code), sending
+/// nothing and storing nothing: the public demo page. `brand` defaults to the
+/// service's name; any valid UK mobile is accepted, as for test keys.
+pub fn preview(app: &Core, req: StartVerification) -> Result<Preview, ApiError> {
+    let demo = AuthContext {
+        tenant: crate::store::Tenant {
+            id: TenantId::from(String::new()),
+            name: "Line".into(),
+            allowed_regions: vec!["GB".into()],
+            default_sender: None,
+            spend_cap: None,
+        },
+        mode: crate::domain::Mode::Test,
+    };
+    let start = req.parse(&demo)?;
+    let code = OtpCode::generate(start.length);
+    let text = OtpText {
+        template: start.template.as_deref(),
+        brand: &start.brand,
+        minutes: u64::from(start.ttl_seconds).div_ceil(60),
+        app_domain: start.app_domain.as_deref(),
+    }
+    .render(code.digits());
+    let body = SmsBody::parse(text).map_err(ApiError::internal)?;
+    Ok(Preview {
+        to: start.to.masked().to_string(),
+        from: app.config.default_sender.as_str().to_string(),
+        encoding: body.encoding().as_str(),
+        segments: body.segments(),
+        text: body.text().to_string(),
+    })
+}
+
 /// Starts a verification: a fresh code goes out by SMS. Answers 201.
 #[tracing::instrument(skip_all, fields(tenant = %auth.tenant.id))]
 pub async fn start(
