@@ -8,6 +8,7 @@
 mod common;
 
 mod account;
+mod browser;
 mod cli;
 mod dashboard;
 mod http_carrier;
