@@ -414,11 +414,14 @@ async fn keys_are_shown_once_and_revoked_keys_stop(app: TestApp) {
     assert_eq!(made.status, 201, "{}", made.html);
     let live = made.text_of("new-key");
     assert!(live.starts_with("line_live_"));
+    let list = b.get("/dashboard/keys").await;
+    let row = |html: &str| html.split("<tr").find(|r| r.contains("<td>backend</td>")).unwrap().to_string();
+    assert!(row(&list.html).contains("never"), "not used yet: {}", row(&list.html));
     let (status, account) = app.get("/v1/account", &live).await;
     assert_eq!(status, 200, "{account}");
     let list = b.get("/dashboard/keys").await;
     assert!(!list.html.contains(&live));
-    assert!(list.html.contains("backend"));
+    assert!(!row(&list.html).contains("never"), "used: {}", row(&list.html));
     let id = list
         .html
         .split("/dashboard/keys/")
@@ -721,6 +724,17 @@ async fn pages_show_messages_numbers_usage_and_settings(app: TestApp) {
     assert_eq!(rented.status, 303, "{}", rented.html);
     let usage = b.get("/dashboard/usage").await;
     assert_eq!(usage.text_of("number-fees"), "£1.75");
+    assert!(usage.html.contains("<rect"), "the chart has a bar");
+    let numbers = b.get("/dashboard/numbers?mode=live").await;
+    let release = numbers.html.split("href=\"").find(|h| h.contains("/release")).unwrap().split('"').next().unwrap().to_string();
+    let confirm = b.get(&release).await;
+    assert_eq!(confirm.status, 200);
+    assert!(confirm.html.contains("Release +447400100400?"));
+    let path = release.split('?').next().unwrap().to_string();
+    let released = b.submit(&path, &[("mode", "live")]).await;
+    assert_eq!(released.location.as_deref(), Some("/dashboard/numbers?mode=live&done=released"));
+    let numbers = b.get("/dashboard/numbers?mode=live&done=released").await;
+    assert!(numbers.html.contains("released") && !numbers.html.contains("Release…"));
     let csv = b.get("/dashboard/usage.csv").await;
     assert!(
         csv.headers["content-type"]
@@ -761,6 +775,105 @@ async fn pages_show_messages_numbers_usage_and_settings(app: TestApp) {
     assert_eq!(bad.status, 422);
 }
 
+async fn webhooks_are_managed_with_their_delivery_log(app: TestApp) {
+    use crate::webhooks::{Receiver, dispatch, python_verifies};
+    let (url, receiver) = Receiver::start().await;
+    let mut b = Browser::new(&app);
+    let key = b.sign_up("Hooks", "h@example.com").await;
+    let made = b
+        .submit(
+            "/dashboard/webhooks",
+            &[("url", &url), ("events", "message.sent"), ("events", "message.delivered")],
+        )
+        .await;
+    assert_eq!(made.status, 201, "{}", made.html);
+    let secret = made.text_of("webhook-secret");
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    let id = made.html.split("action=\"/dashboard/webhooks/").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let path = format!("/dashboard/webhooks/{id}");
+    assert!(!b.get(&path).await.html.contains(&secret), "the secret is shown once");
+
+    let (status, _) = app
+        .post("/v1/sms", &key, &json!({"to": "+447700900123", "body": "hi"}))
+        .await;
+    assert_eq!(status, 202);
+    app.drain().await;
+    app.advance_and_drain(Duration::from_millis(1100)).await;
+    assert!(dispatch(&app).await >= 2);
+    {
+        let got = receiver.got.lock().unwrap();
+        assert_eq!(got.len(), 2);
+        assert!(python_verifies(&secret, &got[0].0, &got[0].1));
+    }
+    let log = b.get(&path).await;
+    assert!(log.html.contains("message.delivered") && log.html.contains("message.sent"));
+    assert!(log.html.contains("HTTP 200") && log.html.contains(" ms"), "{}", log.html);
+    assert!(log.html.contains("<pre class=\"excerpt\">ok</pre>"), "the response excerpt");
+
+    let delivery = log.html.split("/deliveries/").nth(1).unwrap().split('/').next().unwrap().to_string();
+    let replayed = b.submit(&format!("{path}/deliveries/{delivery}/replay"), &[]).await;
+    assert_eq!(replayed.status, 303);
+    assert_eq!(dispatch(&app).await, 1);
+    assert_eq!(receiver.got.lock().unwrap().len(), 3);
+    let log = b.get(&path).await;
+    let row = log.html.split("<tr>").find(|r| r.contains(&delivery)).unwrap().to_string();
+    assert_eq!(row.matches("HTTP 200").count(), 2, "both attempts: {row}");
+
+    // Edit: only delivered events, and pause it.
+    let saved = b
+        .submit(&path, &[("url", &url), ("events", "message.delivered"), ("description", "prod")])
+        .await;
+    assert_eq!(saved.status, 303, "{}", saved.html);
+    let (_, e) = app.get(&format!("/v1/webhooks/{id}"), &key).await;
+    assert_eq!(e["events"], json!(["message.delivered"]));
+    assert_eq!((e["enabled"].as_bool(), e["description"].as_str()), (Some(false), Some("prod")));
+    let bad = b.submit(&path, &[("url", "ftp://nope")]).await;
+    assert_eq!(bad.status, 422);
+
+    let rotated = b.submit(&format!("{path}/rotate"), &[]).await;
+    assert_eq!(rotated.status, 200);
+    let new_secret = rotated.text_of("webhook-secret");
+    assert!(new_secret.starts_with("whsec_") && new_secret != secret);
+
+    assert_eq!(b.submit(&format!("{path}/delete"), &[]).await.status, 303);
+    let (status, _) = app.get(&format!("/v1/webhooks/{id}"), &key).await;
+    assert_eq!(status, 404);
+}
+
+const PROXY: &str = "[dashboard]\nbehind_proxy = true\n";
+
+async fn behind_a_tls_proxy_cookies_are_secure_and_host_bound(app: TestApp) {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let resp = client
+        .post(app.url("/signup"))
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-for", "203.0.113.9, 10.0.0.1")
+        .form(&[("company", "Tls"), ("email", "tls@example.com"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let set = resp.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(set.starts_with("__Host-line_session="), "{set}");
+    assert!(set.contains("; Secure") && set.contains("Path=/") && !set.contains("Domain"), "{set}");
+    let cookie = set.split(';').next().unwrap();
+    let page = client
+        .get(app.url("/dashboard"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    // The throttle counted the client's address, not the proxy's.
+    let keys = app
+        .sql_text("SELECT key FROM rate_limits WHERE key LIKE 'signup-ip:%'")
+        .await;
+    assert_eq!(keys.as_deref(), Some("signup-ip:203.0.113.9"));
+}
+
 const INVITE_ONLY: &str = "[dashboard]\nsignup = \"invite\"\n";
 
 async fn sign_up_can_be_invitation_only(app: TestApp) {
@@ -793,6 +906,10 @@ backends!(app:
     pages_show_messages_numbers_usage_and_settings,
 );
 const PRIVATE_OK: &str = crate::webhooks::PRIVATE_OK;
-backends!(app with PRIVATE_OK in scoped: another_tenants_objects_are_not_found);
+backends!(app with PRIVATE_OK in scoped:
+    another_tenants_objects_are_not_found,
+    webhooks_are_managed_with_their_delivery_log,
+);
+backends!(app with PROXY in proxied: behind_a_tls_proxy_cookies_are_secure_and_host_bound);
 backends!(app with TIGHT in throttled: logins_sign_ups_and_previews_are_throttled);
 backends!(app with INVITE_ONLY in invite_only: sign_up_can_be_invitation_only);
