@@ -24,6 +24,10 @@ for (const panel of document.querySelectorAll("[data-poll]")) {
     polls += 1;
     try {
       const response = await fetch(panel.dataset.poll, { credentials: "same-origin" });
+      if (response.redirected) {
+        panel.textContent = "Your session has ended: reload the page to log in again.";
+        return;
+      }
       if (response.ok) {
         panel.innerHTML = await response.text();
         if (panel.querySelector("[data-done]")) return;

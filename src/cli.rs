@@ -69,6 +69,14 @@ enum TenantCommand {
         #[arg(long)]
         name: String,
     },
+    /// Print a one-time link that lets a person join a tenant's dashboard team
+    /// (how a tenant made here gets its first owner); works for `[dashboard]
+    /// invite_days` unless sign-up is `closed`.
+    Invite {
+        tenant: TenantId,
+        #[arg(long, default_value = "owner")]
+        role: String,
+    },
     /// Change a tenant's settings, as PATCH /v1/account does.
     Set {
         tenant: TenantId,
@@ -152,6 +160,18 @@ async fn run(command: Option<Command>, config: Config) -> anyhow::Result<()> {
             println!("test key: {}", t.test_key.expose());
             println!("live key: {}", t.live_key.expose());
             println!("(keys are shown once; only their hashes are stored)");
+            Ok(())
+        }
+        Command::Tenant {
+            command: TenantCommand::Invite { tenant, role },
+        } => {
+            let token = crate::usecase::accounts::operator_invite(line.core(), &tenant, &role)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.detail))?;
+            println!("invitation link: /invite/{}", token.expose());
+            println!(
+                "(put the dashboard's address in front; it works once, and is shown only now)"
+            );
             Ok(())
         }
         Command::Tenant {

@@ -111,9 +111,9 @@ pub struct NumbersConfig {
 pub enum SignUp {
     /// Anyone.
     Open,
-    /// Only with an invitation from a team.
+    /// Only with an invitation link (a team's, or `line tenant invite`).
     Invite,
-    /// Nobody: operators create tenants with `line tenant create`.
+    /// No new accounts at all; existing users still log in.
     Closed,
 }
 

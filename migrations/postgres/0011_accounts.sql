@@ -31,7 +31,7 @@ CREATE TABLE invites (
     tenant_id TEXT COLLATE "C" NOT NULL REFERENCES tenants (id),
     token_hash TEXT COLLATE "C" NOT NULL UNIQUE,
     role TEXT COLLATE "C" NOT NULL CHECK (role IN ('owner', 'developer')),
-    invited_by TEXT COLLATE "C" NOT NULL REFERENCES users (id),
+    invited_by TEXT COLLATE "C" REFERENCES users (id), -- NULL: the operator (`line tenant invite`)
     created_at BIGINT NOT NULL,
     expires_at BIGINT NOT NULL,
     accepted_by TEXT COLLATE "C" REFERENCES users (id)

@@ -31,7 +31,7 @@ CREATE TABLE invites (
     tenant_id TEXT NOT NULL REFERENCES tenants (id),
     token_hash TEXT NOT NULL UNIQUE,
     role TEXT NOT NULL CHECK (role IN ('owner', 'developer')),
-    invited_by TEXT NOT NULL REFERENCES users (id),
+    invited_by TEXT REFERENCES users (id), -- NULL: the operator (`line tenant invite`)
     created_at BIGINT NOT NULL,
     expires_at BIGINT NOT NULL,
     accepted_by TEXT REFERENCES users (id)

@@ -94,12 +94,21 @@ pub fn answer(a: Answer) -> Response {
     response
 }
 
+/// A path as the log may show it: an invitation link's token is a secret.
+fn loggable_path(path: &str) -> &str {
+    if path.starts_with("/invite/") {
+        "/invite/…"
+    } else {
+        path
+    }
+}
+
 /// Gives every request an id (in errors, the `x-request-id` header and the log)
 /// and logs one line per request: method, path (never the query, which may hold
-/// a phone number), status and duration.
+/// a phone number, nor an invitation's token), status and duration.
 async fn request_id(req: Request, next: Next) -> Response {
     let id = new_id("req");
-    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
+    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %loggable_path(req.uri().path()));
     let started = Instant::now();
     let mut response = REQUEST_ID
         .scope(id.clone(), next.run(req).instrument(span.clone()))
@@ -119,4 +128,13 @@ async fn request_id(req: Request, next: Next) -> Response {
         response.headers_mut().insert("x-request-id", v);
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn invitation_tokens_stay_out_of_the_log() {
+        assert_eq!(super::loggable_path("/invite/abc123"), "/invite/…");
+        assert_eq!(super::loggable_path("/v1/sms/msg_1"), "/v1/sms/msg_1");
+    }
 }

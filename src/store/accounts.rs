@@ -69,7 +69,8 @@ pub struct Invite {
 pub struct NewInvite {
     pub invite: Invite,
     pub token_hash: String,
-    pub invited_by: UserId,
+    /// `None`: the operator's command line.
+    pub invited_by: Option<UserId>,
 }
 
 const USER_COLUMNS: &str = "u.id, u.tenant_id, u.email, u.role, u.created_at";
@@ -250,8 +251,24 @@ impl<D: Db> AccountStore for SqlStore<D> {
             .bind(id.as_str())
             .execute(&mut tx)
             .await?;
+        // Links they made must not let them (or anyone) back in.
+        sql::<D>("DELETE FROM invites WHERE invited_by = $1 AND accepted_by IS NULL")
+            .bind(id.as_str())
+            .execute(&mut tx)
+            .await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    async fn revoke_invite(&self, tenant_id: &TenantId, id: &InviteId) -> Result<bool> {
+        let done = sql::<D>(
+            "DELETE FROM invites WHERE tenant_id = $1 AND id = $2 AND accepted_by IS NULL",
+        )
+        .bind(tenant_id.as_str())
+        .bind(id.as_str())
+        .execute(&mut *self.conn().await?)
+        .await?;
+        Ok(done == 1)
     }
 
     async fn create_session(&self, s: &NewSession) -> Result<()> {
@@ -300,7 +317,7 @@ impl<D: Db> AccountStore for SqlStore<D> {
         .bind(v.tenant_id.as_str())
         .bind(&i.token_hash)
         .bind(v.role.as_str())
-        .bind(i.invited_by.as_str())
+        .bind(i.invited_by.as_ref().map(UserId::as_str))
         .bind(v.created_at.millis())
         .bind(v.expires_at.millis())
         .execute(&mut *self.conn().await?)

@@ -32,7 +32,7 @@ use async_trait::async_trait;
 
 use crate::domain::Mode;
 use crate::domain::ids::{
-    DeliveryId, EndpointId, KeyId, MessageId, NumberId, TenantId, UserId, VerificationId,
+    DeliveryId, EndpointId, InviteId, KeyId, MessageId, NumberId, TenantId, UserId, VerificationId,
 };
 use crate::domain::message::{InboundSms, Message, Pence, Timestamp};
 use crate::domain::number::{AvailableNumber, Number};
@@ -166,8 +166,11 @@ pub trait AccountStore: Send + Sync + 'static {
         password_hash: &str,
         keep_session: &str,
     ) -> Result<bool>;
-    /// Removes a user from the team and ends their sessions.
+    /// Removes a user from the team, ends their sessions and drops the
+    /// invitations they made that are still open.
     async fn remove_user(&self, tenant_id: &TenantId, id: &UserId, now: Timestamp) -> Result<bool>;
+    /// Withdraws an open invitation.
+    async fn revoke_invite(&self, tenant_id: &TenantId, id: &InviteId) -> Result<bool>;
     async fn create_session(&self, session: &NewSession) -> Result<()>;
     /// A live session by its token's hash, with its user and tenant.
     async fn session(&self, token_hash: &str, now: Timestamp) -> Result<Option<SessionContext>>;

@@ -115,25 +115,29 @@ impl<D: Db> TenantStore for SqlStore<D> {
 
     async fn authenticate(&self, key_hash: &str, now: Timestamp) -> Result<Option<AuthContext>> {
         let mut conn = self.conn().await?;
-        // Callers cache what this answers, so this write runs at most once
-        // per key and cache period, and only when the minute has moved on.
-        sql::<D>(
-            "UPDATE api_keys SET last_used_at = $2 WHERE key_hash = $1 AND revoked_at IS NULL \
-             AND (last_used_at IS NULL OR last_used_at < $3)",
-        )
-        .bind(key_hash)
-        .bind(now.millis())
-        .bind(now.millis() - 60_000)
-        .execute(&mut conn)
-        .await?;
         let text = format!(
             "SELECT k.mode, {TENANT_COLUMNS} FROM api_keys k \
              JOIN tenants t ON t.id = k.tenant_id WHERE k.key_hash = $1 AND k.revoked_at IS NULL"
         );
-        sql::<D>(AssertSqlSafe(text))
+        let found: Option<AuthContext> = sql::<D>(AssertSqlSafe(text))
             .bind(key_hash)
             .fetch_optional(&mut conn)
-            .await
+            .await?;
+        if found.is_some() {
+            // Callers cache what this answers, so this write runs at most once
+            // per key and cache period, and only when the minute has moved on;
+            // a key that does not exist costs no write.
+            sql::<D>(
+                "UPDATE api_keys SET last_used_at = $2 WHERE key_hash = $1 \
+                 AND (last_used_at IS NULL OR last_used_at < $3)",
+            )
+            .bind(key_hash)
+            .bind(now.millis())
+            .bind(now.millis() - 60_000)
+            .execute(&mut conn)
+            .await?;
+        }
+        Ok(found)
     }
 
     async fn setting_or_init(&self, key: &str, value: &str) -> Result<String> {

@@ -34,7 +34,18 @@ pub struct Credentials {
     pub password: String,
 }
 
+/// At most this many argon2 runs at once (each holds 19 MiB and a core for
+/// ~20 ms); more wait their turn instead of exhausting memory.
+fn hashing() -> &'static tokio::sync::Semaphore {
+    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    PERMITS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        tokio::sync::Semaphore::new(cores * 2)
+    })
+}
+
 async fn hash_password(p: Password) -> Result<(Password, String), ApiError> {
+    let _permit = hashing().acquire().await.map_err(ApiError::internal)?;
     tokio::task::spawn_blocking(move || {
         let h = p.hash();
         (p, h)
@@ -44,9 +55,47 @@ async fn hash_password(p: Password) -> Result<(Password, String), ApiError> {
 }
 
 async fn password_matches(p: Password, stored: String) -> Result<bool, ApiError> {
+    let _permit = hashing().acquire().await.map_err(ApiError::internal)?;
     tokio::task::spawn_blocking(move || p.matches(&stored))
         .await
         .map_err(ApiError::internal)
+}
+
+/// Accounts are made at sign-up (`open`) or by invitation (`open`, `invite`);
+/// with `closed` only operators make tenants.
+fn accounts_allowed(app: &Core, by_invitation: bool) -> Result<(), ApiError> {
+    match (app.config.dashboard.signup, by_invitation) {
+        (SignUpMode::Open, _) | (SignUpMode::Invite, true) => Ok(()),
+        (SignUpMode::Invite, false) => Err(ApiError::new(
+            ProblemCode::SignUpClosed,
+            "sign-up is by invitation only here: ask your team for an invitation link",
+        )),
+        (SignUpMode::Closed, _) => Err(ApiError::new(
+            ProblemCode::SignUpClosed,
+            "accounts are made by the operator here; ask them for one",
+        )),
+    }
+}
+
+/// Throttles account creation per client address and per e-mail address.
+async fn admit_new_account(app: &Core, client: &str, email: &str) -> Result<(), ApiError> {
+    let d = &app.config.dashboard;
+    admit(
+        app,
+        &format!("signup-ip:{client}"),
+        d.signups_per_ip_per_hour,
+        Duration::from_secs(3600),
+        "too many sign-ups from this address",
+    )
+    .await?;
+    admit(
+        app,
+        &account_key("signup", email),
+        d.logins_per_account_per_hour,
+        Duration::from_secs(3600),
+        "too many attempts for this e-mail address",
+    )
+    .await
 }
 
 fn parse(c: Credentials) -> Result<(Email, Password), ApiError> {
@@ -61,10 +110,11 @@ fn hours(n: u64) -> i64 {
     i64::try_from(n.saturating_mul(3_600_000)).unwrap_or(i64::MAX / 2)
 }
 
-/// A limiter key for an address that never stores the address itself.
-fn account_key(email: &str) -> String {
+/// A limiter key for an e-mail address that never stores the address itself.
+fn account_key(what: &str, email: &str) -> String {
+    let email = email.trim().to_lowercase();
     format!(
-        "login-account:{}",
+        "{what}-account:{}",
         &hex(&Sha256::digest(email.as_bytes()))[..32]
     )
 }
@@ -92,20 +142,8 @@ pub async fn sign_up(
     company: &str,
     credentials: Credentials,
 ) -> Result<(Token, ApiKey), ApiError> {
-    if app.config.dashboard.signup != SignUpMode::Open {
-        return Err(ApiError::new(
-            ProblemCode::SignUpClosed,
-            "sign-up is by invitation only here: ask your team for an invitation link",
-        ));
-    }
-    admit(
-        app,
-        &format!("signup-ip:{client}"),
-        app.config.dashboard.signups_per_ip_per_hour,
-        Duration::from_secs(3600),
-        "too many sign-ups from this address",
-    )
-    .await?;
+    accounts_allowed(app, false)?;
+    admit_new_account(app, client, &credentials.email).await?;
     let name = checked_name(company).map_err(|e| ApiError::invalid("company", e.detail))?;
     let (email, password) = parse(credentials)?;
     let (_, password_hash) = hash_password(password).await?;
@@ -157,7 +195,7 @@ pub async fn log_in(app: &Core, client: &str, credentials: Credentials) -> Resul
     let email = credentials.email.trim().to_lowercase();
     admit(
         app,
-        &account_key(&email),
+        &account_key("login", &email),
         d.logins_per_account_per_hour,
         Duration::from_secs(3600),
         "too many login attempts for this account",
@@ -205,6 +243,15 @@ pub async fn change_password(
     current: String,
     new: String,
 ) -> Result<(), ApiError> {
+    // A stolen session must not be a way to guess the password at leisure.
+    admit(
+        app,
+        &format!("password-user:{}", s.user.id),
+        app.config.dashboard.logins_per_account_per_hour,
+        Duration::from_secs(3600),
+        "too many password changes",
+    )
+    .await?;
     let user = app
         .store
         .user_credentials(&s.tenant.id, &s.user.id)
@@ -255,13 +302,36 @@ pub async fn team(app: &Core, s: &SessionContext) -> Result<(Vec<User>, Vec<Invi
 /// An invitation link's token (shown once to the inviter), for `role`.
 pub async fn invite(app: &Core, s: &SessionContext, role: &str) -> Result<Token, ApiError> {
     require_owner(s)?;
+    new_invite(app, &s.tenant.id, role, Some(&s.user.id)).await
+}
+
+/// The operator's invitation into a tenant (`line tenant invite`): how a
+/// tenant made on the command line gets its first dashboard user.
+pub async fn operator_invite(
+    app: &Core,
+    tenant_id: &TenantId,
+    role: &str,
+) -> Result<Token, ApiError> {
+    if !app.store.tenant_exists(tenant_id).await? {
+        return Err(ApiError::not_found("tenant"));
+    }
+    new_invite(app, tenant_id, role, None).await
+}
+
+async fn new_invite(
+    app: &Core,
+    tenant_id: &TenantId,
+    role: &str,
+    invited_by: Option<&UserId>,
+) -> Result<Token, ApiError> {
+    accounts_allowed(app, true)?;
     let role = Role::parse(role)
         .ok_or_else(|| ApiError::invalid("role", "a role is owner or developer"))?;
     let now = app.clock.now();
     let token = Token::generate();
     let invite = Invite {
         id: InviteId::generate(),
-        tenant_id: s.tenant.id.clone(),
+        tenant_id: tenant_id.clone(),
         role,
         created_at: now,
         expires_at: now.plus_ms(hours(app.config.dashboard.invite_days.saturating_mul(24))),
@@ -269,11 +339,11 @@ pub async fn invite(app: &Core, s: &SessionContext, role: &str) -> Result<Token,
     app.store
         .create_invite(&NewInvite {
             token_hash: token.hash(),
-            invited_by: s.user.id.clone(),
+            invited_by: invited_by.cloned(),
             invite: invite.clone(),
         })
         .await?;
-    tracing::info!(tenant = %s.tenant.id, invite = %invite.id, role = role.as_str(), "invited");
+    tracing::info!(tenant = %tenant_id, invite = %invite.id, role = role.as_str(), "invited");
     Ok(token)
 }
 
@@ -294,14 +364,8 @@ pub async fn accept_invite(
     token: &str,
     credentials: Credentials,
 ) -> Result<Token, ApiError> {
-    admit(
-        app,
-        &format!("signup-ip:{client}"),
-        app.config.dashboard.signups_per_ip_per_hour,
-        Duration::from_secs(3600),
-        "too many sign-ups from this address",
-    )
-    .await?;
+    accounts_allowed(app, true)?;
+    admit_new_account(app, client, &credentials.email).await?;
     let invite = find_invite(app, token).await?;
     let (email, password) = parse(credentials)?;
     let (_, password_hash) = hash_password(password).await?;
@@ -334,6 +398,16 @@ pub async fn accept_invite(
     }
     tracing::info!(tenant = %user.tenant_id, user = %user.id, "joined by invitation");
     open_session(app, &user.id).await
+}
+
+/// Withdraws an invitation not yet used.
+pub async fn revoke_invite(app: &Core, s: &SessionContext, id: &InviteId) -> Result<(), ApiError> {
+    require_owner(s)?;
+    if !app.store.revoke_invite(&s.tenant.id, id).await? {
+        return Err(ApiError::not_found("invitation"));
+    }
+    tracing::info!(tenant = %s.tenant.id, invite = %id, "invitation revoked");
+    Ok(())
 }
 
 /// Removes a member (not oneself) from the team.

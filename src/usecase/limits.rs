@@ -17,6 +17,10 @@ pub async fn admit(
     what: &str,
 ) -> Result<(), ApiError> {
     let period_ms = period.as_millis() as i64;
+    if limit == 0 {
+        // An operator's 0 means "none at all".
+        return Err(ApiError::too_many(what, period_ms));
+    }
     let interval_ms = (period_ms / i64::from(limit)).max(1);
     match app
         .store

@@ -1,4 +1,5 @@
-//! Sign-up, login, logout and joining a team by invitation.
+//! Sign-up, login, logout and joining a team by invitation. The forms shown
+//! before sign-in carry a double-submit token (`form::FormToken`).
 
 use askama::Template;
 use axum::Router;
@@ -8,8 +9,8 @@ use axum::response::Response;
 use axum::routing::{get, post};
 
 use super::dashboard::start::GetStarted;
-use super::form::{ClientAddr, Fields, Form};
-use super::session::{Signed, SignedForm, clear_cookie, cookie};
+use super::form::{ClientAddr, Fields, Form, FormToken};
+use super::session::{Signed, SignedForm, clear_cookie, session_cookie};
 use super::{PageResult, WebError, render, see_other};
 use crate::config::SignUp as SignUpMode;
 use crate::domain::account::Token;
@@ -19,15 +20,17 @@ use crate::usecase::{ApiError, accounts};
 #[derive(Template, Default)]
 #[template(path = "signup.html")]
 struct SignUpPage {
+    csrf: String,
     company: String,
     email: String,
     error: Option<String>,
-    closed: bool,
+    mode: &'static str,
 }
 
 #[derive(Template, Default)]
 #[template(path = "login.html")]
 struct LoginPage {
+    csrf: String,
     email: String,
     error: Option<String>,
 }
@@ -35,6 +38,7 @@ struct LoginPage {
 #[derive(Template)]
 #[template(path = "join.html")]
 struct JoinPage {
+    csrf: String,
     token: String,
     role: &'static str,
     email: String,
@@ -56,30 +60,34 @@ fn refused(e: ApiError) -> Result<(StatusCode, String), WebError> {
     Ok((e.code.status(), e.detail))
 }
 
+/// `response`, with the new session's cookie.
 fn signed_in(
-    status: StatusCode,
     headers: &HeaderMap,
     app: &AppState,
     token: &Token,
-    page: Response,
+    mut response: Response,
 ) -> Response {
-    let mut response = page;
-    *response.status_mut() = status;
     response
         .headers_mut()
-        .insert(header::SET_COOKIE, cookie(headers, app, token));
+        .append(header::SET_COOKIE, session_cookie(headers, app, token));
     response
 }
 
-async fn signup_page(State(app): State<AppState>) -> PageResult {
-    let closed = app.config.dashboard.signup != SignUpMode::Open;
-    Ok(render(
-        StatusCode::OK,
-        &SignUpPage {
-            closed,
-            ..Default::default()
-        },
-    ))
+fn signup_mode(app: &AppState) -> &'static str {
+    match app.config.dashboard.signup {
+        SignUpMode::Open => "open",
+        SignUpMode::Invite => "invite",
+        SignUpMode::Closed => "closed",
+    }
+}
+
+async fn signup_page(State(app): State<AppState>, form: FormToken) -> PageResult {
+    let page = SignUpPage {
+        csrf: form.value.clone(),
+        mode: signup_mode(&app),
+        ..Default::default()
+    };
+    Ok(form.apply(render(StatusCode::OK, &page)))
 }
 
 /// Creates the tenant and signs in; the answer is the Get started page with
@@ -88,7 +96,7 @@ async fn signup(
     State(app): State<AppState>,
     ClientAddr(client): ClientAddr,
     headers: HeaderMap,
-    Form(f): Form,
+    Form { fields: f, csrf }: Form,
 ) -> PageResult {
     match accounts::sign_up(&app, &client, f.get("company"), credentials(&f)).await {
         Ok((token, key)) => {
@@ -101,47 +109,46 @@ async fn signup(
             };
             let page = GetStarted::new(&signed, &headers, Some(key.expose().to_string()));
             Ok(signed_in(
-                StatusCode::CREATED,
                 &headers,
                 &app,
                 &token,
-                render(StatusCode::OK, &page),
+                render(StatusCode::CREATED, &page),
             ))
         }
         Err(e) => {
             let (status, detail) = refused(e)?;
             let page = SignUpPage {
+                csrf,
                 company: f.get("company").to_string(),
                 email: f.get("email").to_string(),
                 error: Some(detail),
-                closed: false,
+                mode: signup_mode(&app),
             };
             Ok(render(status, &page))
         }
     }
 }
 
-async fn login_page() -> PageResult {
-    Ok(render(StatusCode::OK, &LoginPage::default()))
+async fn login_page(form: FormToken) -> PageResult {
+    let page = LoginPage {
+        csrf: form.value.clone(),
+        ..Default::default()
+    };
+    Ok(form.apply(render(StatusCode::OK, &page)))
 }
 
 async fn login(
     State(app): State<AppState>,
     ClientAddr(client): ClientAddr,
     headers: HeaderMap,
-    Form(f): Form,
+    Form { fields: f, csrf }: Form,
 ) -> PageResult {
     match accounts::log_in(&app, &client, credentials(&f)).await {
-        Ok(token) => Ok(signed_in(
-            StatusCode::SEE_OTHER,
-            &headers,
-            &app,
-            &token,
-            see_other("/dashboard"),
-        )),
+        Ok(token) => Ok(signed_in(&headers, &app, &token, see_other("/dashboard"))),
         Err(e) => {
             let (status, detail) = refused(e)?;
             let page = LoginPage {
+                csrf,
                 email: f.get("email").to_string(),
                 error: Some(detail),
             };
@@ -159,17 +166,20 @@ async fn logout(State(app): State<AppState>, headers: HeaderMap, form: SignedFor
     Ok(response)
 }
 
-async fn join_page(State(app): State<AppState>, Path(token): Path<String>) -> PageResult {
+async fn join_page(
+    State(app): State<AppState>,
+    Path(token): Path<String>,
+    form: FormToken,
+) -> PageResult {
     let invite = accounts::find_invite(&app, &token).await?;
-    Ok(render(
-        StatusCode::OK,
-        &JoinPage {
-            token,
-            role: invite.role.as_str(),
-            email: String::new(),
-            error: None,
-        },
-    ))
+    let page = JoinPage {
+        csrf: form.value.clone(),
+        token,
+        role: invite.role.as_str(),
+        email: String::new(),
+        error: None,
+    };
+    Ok(form.apply(render(StatusCode::OK, &page)))
 }
 
 async fn join(
@@ -177,20 +187,15 @@ async fn join(
     ClientAddr(client): ClientAddr,
     Path(token): Path<String>,
     headers: HeaderMap,
-    Form(f): Form,
+    Form { fields: f, csrf }: Form,
 ) -> PageResult {
     let invite = accounts::find_invite(&app, &token).await?;
     match accounts::accept_invite(&app, &client, &token, credentials(&f)).await {
-        Ok(session) => Ok(signed_in(
-            StatusCode::SEE_OTHER,
-            &headers,
-            &app,
-            &session,
-            see_other("/dashboard"),
-        )),
+        Ok(session) => Ok(signed_in(&headers, &app, &session, see_other("/dashboard"))),
         Err(e) => {
             let (status, detail) = refused(e)?;
             let page = JoinPage {
+                csrf,
                 token,
                 role: invite.role.as_str(),
                 email: f.get("email").to_string(),

@@ -1,14 +1,16 @@
 //! What pages read from a request: form fields and query parameters, the
 //! client's address, and the same-origin check every POST passes.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::Response;
 
 use super::WebError;
+use crate::domain::account::Token;
 use crate::http::AppState;
 use crate::usecase::{ApiError, ProblemCode};
 
@@ -72,10 +74,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Query {
 }
 
 /// Refuses a state-changing request another site made the browser send: the
-/// browser's `Sec-Fetch-Site`, else its `Origin`, must name this site.
-/// (Requests without either come from no browser, and carry no cookie of a
-/// victim's.)
-pub fn same_origin(headers: &HeaderMap) -> Result<(), ApiError> {
+/// browser's `Sec-Fetch-Site`, else its `Origin`, must name this site (the
+/// host a trusted proxy forwarded, behind one). Requests with neither still
+/// need the form's token.
+pub fn same_origin(headers: &HeaderMap, behind_proxy: bool) -> Result<(), ApiError> {
     let refused = || {
         ApiError::new(
             ProblemCode::CsrfRejected,
@@ -89,7 +91,12 @@ pub fn same_origin(headers: &HeaderMap) -> Result<(), ApiError> {
         };
     }
     if let Some(origin) = headers.get(header::ORIGIN) {
-        let host = headers.get(header::HOST).map(|h| h.as_bytes());
+        let forwarded = behind_proxy
+            .then(|| headers.get("x-forwarded-host"))
+            .flatten();
+        let host = forwarded
+            .or(headers.get(header::HOST))
+            .map(|h| h.as_bytes());
         let origin_host = origin
             .to_str()
             .ok()
@@ -102,42 +109,151 @@ pub fn same_origin(headers: &HeaderMap) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// A form from a page of this site (checked with `same_origin`).
-pub struct Form(pub Fields);
+/// The value of the request's cookie `name`.
+pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v)
+}
+
+/// Whether this request reached us over HTTPS (as a trusted proxy says).
+pub fn is_https(headers: &HeaderMap, state: &AppState) -> bool {
+    state.config.dashboard.behind_proxy
+        && headers
+            .get("x-forwarded-proto")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
+}
+
+/// The cookie behind the forms shown before anyone is signed in (sign-up,
+/// login, invitation, demo): a double-submit token, so that even a browser
+/// that sends neither `Origin` nor `Sec-Fetch-Site` cannot be made to post them.
+const FORM_COOKIE: &str = "line_form";
+
+/// A public form's token: the browser's, or a new one the page's answer sets.
+pub struct FormToken {
+    pub value: String,
+    set: Option<HeaderValue>,
+}
+
+impl FromRequestParts<AppState> for FormToken {
+    type Rejection = WebError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, WebError> {
+        if let Some(t) = cookie(&parts.headers, FORM_COOKIE).and_then(Token::parse) {
+            return Ok(FormToken {
+                value: t.expose().to_string(),
+                set: None,
+            });
+        }
+        let t = Token::generate();
+        let secure = if is_https(&parts.headers, state) {
+            "; Secure"
+        } else {
+            ""
+        };
+        let set = format!(
+            "{FORM_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax{secure}",
+            t.expose()
+        );
+        Ok(FormToken {
+            value: t.expose().to_string(),
+            set: Some(HeaderValue::from_str(&set).expect("a token is a valid header value")),
+        })
+    }
+}
+
+impl FormToken {
+    /// Sets the cookie on `response` if the browser had none.
+    pub fn apply(&self, mut response: Response) -> Response {
+        if let Some(set) = &self.set {
+            response
+                .headers_mut()
+                .append(header::SET_COOKIE, set.clone());
+        }
+        response
+    }
+}
+
+/// A public form from a page of this site: same origin, and its `csrf` field
+/// matching the browser's form cookie.
+pub struct Form {
+    pub fields: Fields,
+    /// For the page shown again on a refusal.
+    pub csrf: String,
+}
 
 impl FromRequest<AppState> for Form {
     type Rejection = WebError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, WebError> {
-        same_origin(req.headers())?;
+        same_origin(req.headers(), state.config.dashboard.behind_proxy)?;
+        let expected = cookie(req.headers(), FORM_COOKIE)
+            .unwrap_or_default()
+            .to_string();
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(|_| ApiError::invalid("body", "the form could not be read"))?;
-        Ok(Form(Fields::parse(&bytes)))
+        let fields = Fields::parse(&bytes);
+        if expected.is_empty() || !constant_eq(fields.get("csrf").as_bytes(), expected.as_bytes()) {
+            return Err(ApiError::new(
+                ProblemCode::CsrfRejected,
+                "this form has expired or was not sent from this site; reload the page and try again",
+            )
+            .into());
+        }
+        Ok(Form {
+            fields,
+            csrf: expected,
+        })
     }
 }
 
+/// Constant-time comparison, so a token cannot be guessed byte by byte from timings.
+pub fn constant_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
 /// The client's address, for throttles: the peer, or with `behind_proxy` the
-/// first address of `X-Forwarded-For`.
+/// last address of `X-Forwarded-For` (the one our proxy appended; earlier ones
+/// are the client's to invent). IPv6 clients are counted by their /64, which
+/// one subscriber holds whole.
 pub struct ClientAddr(pub String);
+
+fn throttle_key(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+    }
+}
 
 impl FromRequestParts<AppState> for ClientAddr {
     type Rejection = WebError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, WebError> {
         if state.config.dashboard.behind_proxy
-            && let Some(first) = parts
+            && let Some(last) = parts
                 .headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split(',').next())
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .next_back()
+                .and_then(|a| a.trim().parse::<IpAddr>().ok())
         {
-            return Ok(ClientAddr(first.trim().to_string()));
+            return Ok(ClientAddr(throttle_key(last)));
         }
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .map_or_else(|| "unknown".to_string(), |c| c.0.ip().to_string());
+            .map_or_else(|| "unknown".to_string(), |c| throttle_key(c.0.ip()));
         Ok(ClientAddr(peer))
     }
 }
@@ -156,18 +272,54 @@ mod tests {
 
     #[test]
     fn only_this_site_may_post() {
-        assert!(same_origin(&headers(&[("sec-fetch-site", "same-origin")])).is_ok());
-        assert!(same_origin(&headers(&[("sec-fetch-site", "cross-site")])).is_err());
-        assert!(same_origin(&headers(&[("sec-fetch-site", "same-site")])).is_err());
+        assert!(same_origin(&headers(&[("sec-fetch-site", "same-origin")]), false).is_ok());
+        assert!(same_origin(&headers(&[("sec-fetch-site", "cross-site")]), false).is_err());
+        assert!(same_origin(&headers(&[("sec-fetch-site", "same-site")]), false).is_err());
         let ok = [
             ("host", "line.test:8080"),
             ("origin", "http://line.test:8080"),
         ];
-        assert!(same_origin(&headers(&ok)).is_ok());
+        assert!(same_origin(&headers(&ok), false).is_ok());
         let foreign = [("host", "line.test:8080"), ("origin", "https://evil.test")];
-        assert!(same_origin(&headers(&foreign)).is_err());
-        assert!(same_origin(&headers(&[("host", "line.test"), ("origin", "null")])).is_err());
-        assert!(same_origin(&headers(&[("host", "line.test")])).is_ok());
+        assert!(same_origin(&headers(&foreign), false).is_err());
+        assert!(
+            same_origin(
+                &headers(&[("host", "line.test"), ("origin", "null")]),
+                false
+            )
+            .is_err()
+        );
+        assert!(same_origin(&headers(&[("host", "line.test")]), false).is_ok());
+        let proxied = [
+            ("host", "10.0.0.5:8080"),
+            ("x-forwarded-host", "line.example"),
+            ("origin", "https://line.example"),
+        ];
+        assert!(same_origin(&headers(&proxied), true).is_ok());
+        assert!(same_origin(&headers(&proxied), false).is_err());
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64() {
+        assert_eq!(throttle_key("203.0.113.9".parse().unwrap()), "203.0.113.9");
+        assert_eq!(
+            throttle_key("2001:db8:1:2:aaaa::1".parse().unwrap()),
+            throttle_key("2001:db8:1:2:bbbb::9".parse().unwrap())
+        );
+        assert_eq!(
+            throttle_key("2001:db8:1:2::1".parse().unwrap()),
+            "2001:db8:1:2::/64"
+        );
+    }
+
+    #[test]
+    fn cookies_are_found_by_name_and_tokens_compare_whole() {
+        let h = headers(&[("cookie", "a=1; line_session=tok; b=2")]);
+        assert_eq!(cookie(&h, "line_session"), Some("tok"));
+        assert_eq!(cookie(&h, "__Host-line_session"), None);
+        assert!(constant_eq(b"abc", b"abc"));
+        assert!(!constant_eq(b"abc", b"abd"));
+        assert!(!constant_eq(b"abc", b"ab"));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 
-use super::form::{ClientAddr, Form};
+use super::form::{ClientAddr, Form, FormToken};
 use super::{PageResult, base_url, render};
 use crate::http::AppState;
 use crate::usecase::limits::admit;
@@ -31,6 +31,7 @@ async fn index(State(app): State<AppState>, headers: HeaderMap) -> PageResult {
 #[derive(Template, Default)]
 #[template(path = "demo.html")]
 struct Demo {
+    csrf: String,
     to: String,
     brand: String,
     app_domain: String,
@@ -38,15 +39,19 @@ struct Demo {
     preview: Option<Preview>,
 }
 
-async fn demo() -> PageResult {
-    Ok(render(StatusCode::OK, &Demo::default()))
+async fn demo(form: FormToken) -> PageResult {
+    let page = Demo {
+        csrf: form.value.clone(),
+        ..Demo::default()
+    };
+    Ok(form.apply(render(StatusCode::OK, &page)))
 }
 
 /// Renders the preview; the number is parsed and masked, never stored or logged.
 async fn preview(
     State(app): State<AppState>,
     ClientAddr(client): ClientAddr,
-    Form(f): Form,
+    Form { fields: f, csrf }: Form,
 ) -> PageResult {
     admit(
         &app,
@@ -57,6 +62,7 @@ async fn preview(
     )
     .await?;
     let mut page = Demo {
+        csrf,
         to: f.get("to").to_string(),
         brand: f.get("brand").to_string(),
         app_domain: f.get("app_domain").to_string(),

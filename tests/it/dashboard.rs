@@ -10,12 +10,12 @@ use crate::numbers::import;
 
 const PASSWORD: &str = "correct horse battery";
 
-/// A browser: one session cookie, this site's Origin on every POST, no
-/// redirects followed (so each answer is seen as sent).
+/// A browser: a cookie jar, this site's Origin on every POST, no redirects
+/// followed (so each answer is seen as sent).
 struct Browser {
     base: String,
     client: reqwest::Client,
-    cookie: Option<String>,
+    cookies: Vec<(String, String)>,
 }
 
 struct Page {
@@ -56,20 +56,44 @@ impl Browser {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap(),
-            cookie: None,
+            cookies: Vec::new(),
+        }
+    }
+
+    /// The session cookie, as `name=value`.
+    fn session(&self) -> Option<String> {
+        self.cookies
+            .iter()
+            .find(|(n, _)| n.ends_with("line_session"))
+            .map(|(n, v)| format!("{n}={v}"))
+    }
+
+    fn set_session(&mut self, pair: Option<String>) {
+        self.cookies.retain(|(n, _)| !n.ends_with("line_session"));
+        if let Some((n, v)) = pair.as_deref().and_then(|p| p.split_once('=')) {
+            self.cookies.push((n.to_string(), v.to_string()));
         }
     }
 
     async fn send(&mut self, req: reqwest::RequestBuilder) -> Page {
-        let req = match &self.cookie {
-            Some(c) => req.header("cookie", c),
-            None => req,
+        let req = if self.cookies.is_empty() {
+            req
+        } else {
+            let jar: Vec<String> = self
+                .cookies
+                .iter()
+                .map(|(n, v)| format!("{n}={v}"))
+                .collect();
+            req.header("cookie", jar.join("; "))
         };
         let resp = req.send().await.unwrap();
-        if let Some(set) = resp.headers().get("set-cookie") {
-            let set = set.to_str().unwrap();
-            let pair = set.split(';').next().unwrap().to_string();
-            self.cookie = (!pair.ends_with('=')).then_some(pair);
+        for set in resp.headers().get_all("set-cookie") {
+            let pair = set.to_str().unwrap().split(';').next().unwrap();
+            let (name, value) = pair.split_once('=').unwrap();
+            self.cookies.retain(|(n, _)| n != name);
+            if !value.is_empty() {
+                self.cookies.push((name.to_string(), value.to_string()));
+            }
         }
         Page {
             status: resp.status().as_u16(),
@@ -98,6 +122,23 @@ impl Browser {
         self.send(req).await
     }
 
+    /// A public form as a person fills it: the page first (its token), then the POST.
+    async fn fill(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let csrf = self.get(path).await.csrf();
+        let mut all = vec![("csrf", csrf.as_str())];
+        all.extend_from_slice(fields);
+        self.post(path, &all).await
+    }
+
+    /// A public form POST to `path` with a valid form token taken from the
+    /// login page (for forms the site would not show, to see them refused).
+    async fn force(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let csrf = self.get("/login").await.csrf();
+        let mut all = vec![("csrf", csrf.as_str())];
+        all.extend_from_slice(fields);
+        self.post(path, &all).await
+    }
+
     /// A form POST from a signed-in page, with the session's CSRF token.
     async fn submit(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
         let csrf = self.get("/dashboard").await.csrf();
@@ -109,7 +150,7 @@ impl Browser {
     /// Signs up; returns the first test key the page shows once.
     async fn sign_up(&mut self, company: &str, email: &str) -> String {
         let page = self
-            .post(
+            .fill(
                 "/signup",
                 &[
                     ("company", company),
@@ -119,12 +160,12 @@ impl Browser {
             )
             .await;
         assert_eq!(page.status, 201, "{}", page.html);
-        assert!(self.cookie.is_some());
+        assert!(self.session().is_some());
         page.text_of("test-key")
     }
 
     async fn log_in(&mut self, email: &str, password: &str) -> Page {
-        self.post("/login", &[("email", email), ("password", password)])
+        self.fill("/login", &[("email", email), ("password", password)])
             .await
     }
 }
@@ -154,12 +195,12 @@ async fn sign_up_gives_a_session_and_a_test_key_shown_once(app: TestApp) {
     // Only hashes are stored: of the password and of the session.
     let stored = app.dump().await;
     assert!(!stored.contains(PASSWORD));
-    let token = b.cookie.clone().unwrap();
+    let token = b.session().unwrap();
     assert!(!stored.contains(token.split_once('=').unwrap().1));
     assert!(stored.contains("$argon2id$"));
     // The same address cannot sign up twice.
     let again = Browser::new(&app)
-        .post(
+        .fill(
             "/signup",
             &[
                 ("company", "X"),
@@ -187,10 +228,10 @@ async fn bad_sign_ups_say_what_is_wrong(app: TestApp) {
             "name",
         ),
     ] {
-        let page = b.post("/signup", &fields).await;
+        let page = b.fill("/signup", &fields).await;
         assert_eq!(page.status, 422, "{}", page.html);
         assert!(page.html.contains(says), "{says}: {}", page.html);
-        assert!(b.cookie.is_none());
+        assert!(b.session().is_none());
     }
 }
 
@@ -205,7 +246,7 @@ async fn login_logout_and_wrong_passwords(app: TestApp) {
     // One message whatever was wrong: no user enumeration.
     let says = "that e-mail address and password do not match an account";
     assert!(wrong.html.contains(says) && unknown.html.contains(says));
-    assert!(b.cookie.is_none());
+    assert!(b.session().is_none());
 
     let ok = b.log_in("Grace@Example.com", PASSWORD).await;
     assert_eq!(
@@ -220,7 +261,7 @@ async fn login_logout_and_wrong_passwords(app: TestApp) {
     assert!(!set.contains("Secure"), "plain http: {set}");
     assert_eq!(b.get("/dashboard").await.status, 200);
 
-    let session = b.cookie.clone();
+    let session = b.session();
     let out = b.submit("/logout", &[]).await;
     assert_eq!(out.status, 303);
     assert!(
@@ -230,7 +271,7 @@ async fn login_logout_and_wrong_passwords(app: TestApp) {
             .contains("Max-Age=0")
     );
     // The old cookie no longer opens anything.
-    b.cookie = session;
+    b.set_session(session);
     let after = b.get("/dashboard").await;
     assert_eq!(
         (after.status, after.location.as_deref()),
@@ -267,7 +308,7 @@ async fn forms_without_the_token_or_from_elsewhere_are_refused(app: TestApp) {
     assert_eq!(page.status, 403);
     // The right token, from another site.
     let csrf = b.get("/dashboard").await.csrf();
-    let cookie = b.cookie.clone().unwrap();
+    let cookie = b.session().unwrap();
     for (name, value) in [
         ("origin", "https://evil.example"),
         ("sec-fetch-site", "cross-site"),
@@ -293,6 +334,27 @@ async fn forms_without_the_token_or_from_elsewhere_are_refused(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(resp.status(), 403);
+    // From this site but without the form's token (or with a made-up one), too.
+    let mut stranger = Browser::new(&app);
+    let page = stranger
+        .post(
+            "/login",
+            &[("email", "c@example.com"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(page.status, 403, "{}", page.html);
+    stranger.get("/login").await;
+    let page = stranger
+        .post(
+            "/login",
+            &[
+                ("csrf", "guessed"),
+                ("email", "c@example.com"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 403);
     let keys_after = b.get("/dashboard/keys").await.html.matches("<tr").count();
     assert_eq!(keys_before, keys_after, "no key was made");
 }
@@ -334,7 +396,7 @@ async fn logins_sign_ups_and_previews_are_throttled(app: TestApp) {
     );
     // Two sign-ups an hour from one address: the third waits.
     let third = Browser::new(&app)
-        .post(
+        .fill(
             "/signup",
             &[
                 ("company", "T3"),
@@ -345,7 +407,7 @@ async fn logins_sign_ups_and_previews_are_throttled(app: TestApp) {
         .await;
     assert_eq!(third.status, 429);
     for expected in [200, 200, 429] {
-        let page = b.post("/demo", &[("to", "07700 900123")]).await;
+        let page = b.fill("/demo", &[("to", "07700 900123")]).await;
         assert_eq!(page.status, expected, "{}", page.html);
     }
 }
@@ -364,7 +426,7 @@ async fn the_demo_shows_the_exact_sms_and_keeps_nothing(app: TestApp) {
     assert_eq!(form.headers["referrer-policy"], "same-origin");
     let before = app.dump().await;
     let page = b
-        .post(
+        .fill(
             "/demo",
             &[
                 ("to", "07400 123456"),
@@ -401,7 +463,7 @@ async fn the_demo_shows_the_exact_sms_and_keeps_nothing(app: TestApp) {
         Some("0")
     );
     assert!(before.len() <= after.len());
-    let bad = b.post("/demo", &[("to", "12345")]).await;
+    let bad = b.fill("/demo", &[("to", "12345")]).await;
     assert_eq!(bad.status, 422);
 }
 
@@ -415,13 +477,26 @@ async fn keys_are_shown_once_and_revoked_keys_stop(app: TestApp) {
     let live = made.text_of("new-key");
     assert!(live.starts_with("line_live_"));
     let list = b.get("/dashboard/keys").await;
-    let row = |html: &str| html.split("<tr").find(|r| r.contains("<td>backend</td>")).unwrap().to_string();
-    assert!(row(&list.html).contains("never"), "not used yet: {}", row(&list.html));
+    let row = |html: &str| {
+        html.split("<tr")
+            .find(|r| r.contains("<td>backend</td>"))
+            .unwrap()
+            .to_string()
+    };
+    assert!(
+        row(&list.html).contains("never"),
+        "not used yet: {}",
+        row(&list.html)
+    );
     let (status, account) = app.get("/v1/account", &live).await;
     assert_eq!(status, 200, "{account}");
     let list = b.get("/dashboard/keys").await;
     assert!(!list.html.contains(&live));
-    assert!(!row(&list.html).contains("never"), "used: {}", row(&list.html));
+    assert!(
+        !row(&list.html).contains("never"),
+        "used: {}",
+        row(&list.html)
+    );
     let id = list
         .html
         .split("/dashboard/keys/")
@@ -574,7 +649,7 @@ async fn invitations_add_members_with_roles(app: TestApp) {
     assert_eq!(join.status, 200);
     assert!(join.html.contains("developer"));
     let joined = dev
-        .post(
+        .fill(
             &path,
             &[("email", "dev@example.com"), ("password", PASSWORD)],
         )
@@ -584,7 +659,7 @@ async fn invitations_add_members_with_roles(app: TestApp) {
     assert!(team.html.contains("owner@example.com") && team.html.contains("dev@example.com"));
     // A link works once.
     let again = Browser::new(&app)
-        .post(
+        .force(
             &path,
             &[("email", "dev2@example.com"), ("password", PASSWORD)],
         )
@@ -617,6 +692,33 @@ async fn invitations_add_members_with_roles(app: TestApp) {
         .find(|s| s.starts_with("usr_"))
         .unwrap()
         .to_string();
+    // An invitation the owner withdraws stops working.
+    let spare = owner
+        .submit("/dashboard/team/invite", &[("role", "owner")])
+        .await;
+    let spare = spare
+        .text_of("invite-link")
+        .strip_prefix(&app.base)
+        .unwrap()
+        .to_string();
+    let listed = owner.get("/dashboard/team").await;
+    let invite_id = listed
+        .html
+        .split("/dashboard/team/invites/")
+        .nth(1)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        owner
+            .submit(&format!("/dashboard/team/invites/{invite_id}/revoke"), &[])
+            .await
+            .status,
+        303
+    );
+    assert_eq!(Browser::new(&app).get(&spare).await.status, 404);
     assert_eq!(
         owner
             .submit(&format!("/dashboard/team/{dev_id}/remove"), &[])
@@ -632,6 +734,43 @@ async fn invitations_add_members_with_roles(app: TestApp) {
             .status,
         401
     );
+    // Links a removed member made die with their membership.
+    let second = owner
+        .submit("/dashboard/team/invite", &[("role", "owner")])
+        .await;
+    let second = second
+        .text_of("invite-link")
+        .strip_prefix(&app.base)
+        .unwrap()
+        .to_string();
+    let mut co = Browser::new(&app);
+    let joined = co
+        .fill(
+            &second,
+            &[("email", "co@example.com"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(joined.status, 303, "{}", joined.html);
+    let theirs = co
+        .submit("/dashboard/team/invite", &[("role", "owner")])
+        .await;
+    let theirs = theirs
+        .text_of("invite-link")
+        .strip_prefix(&app.base)
+        .unwrap()
+        .to_string();
+    let co_id = app
+        .sql_text("SELECT id FROM users WHERE email = 'co@example.com'")
+        .await
+        .unwrap();
+    assert_eq!(
+        owner
+            .submit(&format!("/dashboard/team/{co_id}/remove"), &[])
+            .await
+            .status,
+        303
+    );
+    assert_eq!(Browser::new(&app).get(&theirs).await.status, 404);
 }
 
 async fn password_changes_sign_out_other_browsers(app: TestApp) {
@@ -726,13 +865,24 @@ async fn pages_show_messages_numbers_usage_and_settings(app: TestApp) {
     assert_eq!(usage.text_of("number-fees"), "£1.75");
     assert!(usage.html.contains("<rect"), "the chart has a bar");
     let numbers = b.get("/dashboard/numbers?mode=live").await;
-    let release = numbers.html.split("href=\"").find(|h| h.contains("/release")).unwrap().split('"').next().unwrap().to_string();
+    let release = numbers
+        .html
+        .split("href=\"")
+        .find(|h| h.contains("/release"))
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
     let confirm = b.get(&release).await;
     assert_eq!(confirm.status, 200);
     assert!(confirm.html.contains("Release +447400100400?"));
     let path = release.split('?').next().unwrap().to_string();
     let released = b.submit(&path, &[("mode", "live")]).await;
-    assert_eq!(released.location.as_deref(), Some("/dashboard/numbers?mode=live&done=released"));
+    assert_eq!(
+        released.location.as_deref(),
+        Some("/dashboard/numbers?mode=live&done=released")
+    );
     let numbers = b.get("/dashboard/numbers?mode=live&done=released").await;
     assert!(numbers.html.contains("released") && !numbers.html.contains("Release…"));
     let csv = b.get("/dashboard/usage.csv").await;
@@ -783,18 +933,37 @@ async fn webhooks_are_managed_with_their_delivery_log(app: TestApp) {
     let made = b
         .submit(
             "/dashboard/webhooks",
-            &[("url", &url), ("events", "message.sent"), ("events", "message.delivered")],
+            &[
+                ("url", &url),
+                ("events", "message.sent"),
+                ("events", "message.delivered"),
+            ],
         )
         .await;
     assert_eq!(made.status, 201, "{}", made.html);
     let secret = made.text_of("webhook-secret");
     assert!(secret.starts_with("whsec_"), "{secret}");
-    let id = made.html.split("action=\"/dashboard/webhooks/").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let id = made
+        .html
+        .split("action=\"/dashboard/webhooks/")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
     let path = format!("/dashboard/webhooks/{id}");
-    assert!(!b.get(&path).await.html.contains(&secret), "the secret is shown once");
+    assert!(
+        !b.get(&path).await.html.contains(&secret),
+        "the secret is shown once"
+    );
 
     let (status, _) = app
-        .post("/v1/sms", &key, &json!({"to": "+447700900123", "body": "hi"}))
+        .post(
+            "/v1/sms",
+            &key,
+            &json!({"to": "+447700900123", "body": "hi"}),
+        )
         .await;
     assert_eq!(status, 202);
     app.drain().await;
@@ -807,26 +976,58 @@ async fn webhooks_are_managed_with_their_delivery_log(app: TestApp) {
     }
     let log = b.get(&path).await;
     assert!(log.html.contains("message.delivered") && log.html.contains("message.sent"));
-    assert!(log.html.contains("HTTP 200") && log.html.contains(" ms"), "{}", log.html);
-    assert!(log.html.contains("<pre class=\"excerpt\">ok</pre>"), "the response excerpt");
+    assert!(
+        log.html.contains("HTTP 200") && log.html.contains(" ms"),
+        "{}",
+        log.html
+    );
+    assert!(
+        log.html.contains("<pre class=\"excerpt\">ok</pre>"),
+        "the response excerpt"
+    );
 
-    let delivery = log.html.split("/deliveries/").nth(1).unwrap().split('/').next().unwrap().to_string();
-    let replayed = b.submit(&format!("{path}/deliveries/{delivery}/replay"), &[]).await;
+    let delivery = log
+        .html
+        .split("/deliveries/")
+        .nth(1)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let replayed = b
+        .submit(&format!("{path}/deliveries/{delivery}/replay"), &[])
+        .await;
     assert_eq!(replayed.status, 303);
     assert_eq!(dispatch(&app).await, 1);
     assert_eq!(receiver.got.lock().unwrap().len(), 3);
     let log = b.get(&path).await;
-    let row = log.html.split("<tr>").find(|r| r.contains(&delivery)).unwrap().to_string();
+    let row = log
+        .html
+        .split("<tr>")
+        .find(|r| r.contains(&delivery))
+        .unwrap()
+        .to_string();
     assert_eq!(row.matches("HTTP 200").count(), 2, "both attempts: {row}");
 
     // Edit: only delivered events, and pause it.
     let saved = b
-        .submit(&path, &[("url", &url), ("events", "message.delivered"), ("description", "prod")])
+        .submit(
+            &path,
+            &[
+                ("url", &url),
+                ("events", "message.delivered"),
+                ("description", "prod"),
+            ],
+        )
         .await;
     assert_eq!(saved.status, 303, "{}", saved.html);
     let (_, e) = app.get(&format!("/v1/webhooks/{id}"), &key).await;
     assert_eq!(e["events"], json!(["message.delivered"]));
-    assert_eq!((e["enabled"].as_bool(), e["description"].as_str()), (Some(false), Some("prod")));
+    assert_eq!(
+        (e["enabled"].as_bool(), e["description"].as_str()),
+        (Some(false), Some("prod"))
+    );
     let bad = b.submit(&path, &[("url", "ftp://nope")]).await;
     assert_eq!(bad.status, 422);
 
@@ -847,27 +1048,55 @@ async fn behind_a_tls_proxy_cookies_are_secure_and_host_bound(app: TestApp) {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let resp = client
-        .post(app.url("/signup"))
-        .header("x-forwarded-proto", "https")
-        .header("x-forwarded-for", "203.0.113.9, 10.0.0.1")
-        .form(&[("company", "Tls"), ("email", "tls@example.com"), ("password", PASSWORD)])
+    let https = |req: reqwest::RequestBuilder| {
+        req.header("x-forwarded-proto", "https")
+            // The client may claim any address; our proxy appends the real one.
+            .header("x-forwarded-for", "198.51.100.7, 203.0.113.9")
+    };
+    let form = https(client.get(app.url("/signup"))).send().await.unwrap();
+    let form_cookie = form.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        form_cookie.starts_with("line_form=") && form_cookie.contains("; Secure"),
+        "{form_cookie}"
+    );
+    let form_cookie = form_cookie.split(';').next().unwrap().to_string();
+    let html = form.text().await.unwrap();
+    let at = html.find("name=\"csrf\" value=\"").unwrap() + 19;
+    let csrf = html[at..].split('"').next().unwrap().to_string();
+    let resp = https(client.post(app.url("/signup")))
+        .header("cookie", &form_cookie)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("company", "Tls"),
+            ("email", "tls@example.com"),
+            ("password", PASSWORD),
+        ])
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), 201);
     let set = resp.headers()["set-cookie"].to_str().unwrap().to_string();
     assert!(set.starts_with("__Host-line_session="), "{set}");
-    assert!(set.contains("; Secure") && set.contains("Path=/") && !set.contains("Domain"), "{set}");
-    let cookie = set.split(';').next().unwrap();
-    let page = client
-        .get(app.url("/dashboard"))
-        .header("cookie", cookie)
+    assert!(
+        set.contains("; Secure") && set.contains("Path=/") && !set.contains("Domain"),
+        "{set}"
+    );
+    let secure = set.split(';').next().unwrap().to_string();
+    let page = https(client.get(app.url("/dashboard")))
+        .header("cookie", &secure)
         .send()
         .await
         .unwrap();
     assert_eq!(page.status(), 200);
-    // The throttle counted the client's address, not the proxy's.
+    // Over HTTPS a plain-named cookie (one another host could plant) opens nothing.
+    let planted = secure.replacen("__Host-line_session", "line_session", 1);
+    let page = https(client.get(app.url("/dashboard")))
+        .header("cookie", &planted)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 303);
+    // The throttle counted the address our proxy saw, not the one the client claimed.
     let keys = app
         .sql_text("SELECT key FROM rate_limits WHERE key LIKE 'signup-ip:%'")
         .await;
@@ -880,7 +1109,7 @@ async fn sign_up_can_be_invitation_only(app: TestApp) {
     let mut b = Browser::new(&app);
     assert!(b.get("/signup").await.html.contains("by invitation"));
     let page = b
-        .post(
+        .force(
             "/signup",
             &[
                 ("company", "X"),
@@ -890,7 +1119,49 @@ async fn sign_up_can_be_invitation_only(app: TestApp) {
         )
         .await;
     assert_eq!(page.status, 403);
-    assert!(b.cookie.is_none());
+    assert!(b.session().is_none());
+    // The operator's link brings the first owner of a tenant made on the command line.
+    let token = line::usecase::accounts::operator_invite(app.line.core(), &app.tenant_id, "owner")
+        .await
+        .unwrap();
+    let path = format!("/invite/{}", token.expose());
+    let joined = b
+        .fill(
+            &path,
+            &[("email", "first@example.com"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(joined.status, 303, "{}", joined.html);
+    let settings = b.get("/dashboard/settings").await;
+    assert!(
+        settings.html.contains("value=\"Acme\""),
+        "the CLI's tenant: {}",
+        settings.html
+    );
+}
+
+const CLOSED: &str = "[dashboard]\nsignup = \"closed\"\n";
+
+async fn closed_sign_up_makes_no_accounts(app: TestApp) {
+    let mut b = Browser::new(&app);
+    assert!(b.get("/signup").await.html.contains("made by the operator"));
+    let page = b
+        .force(
+            "/signup",
+            &[
+                ("company", "X"),
+                ("email", "x@example.com"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 403);
+    let refused =
+        line::usecase::accounts::operator_invite(app.line.core(), &app.tenant_id, "owner").await;
+    assert_eq!(
+        refused.err().map(|e| e.code.as_str()),
+        Some("signup_closed")
+    );
 }
 
 backends!(app:
@@ -913,3 +1184,4 @@ backends!(app with PRIVATE_OK in scoped:
 backends!(app with PROXY in proxied: behind_a_tls_proxy_cookies_are_secure_and_host_bound);
 backends!(app with TIGHT in throttled: logins_sign_ups_and_previews_are_throttled);
 backends!(app with INVITE_ONLY in invite_only: sign_up_can_be_invitation_only);
+backends!(app with CLOSED in closed: closed_sign_up_makes_no_accounts);

@@ -11,7 +11,7 @@ use crate::domain::Mode;
 use crate::domain::ids::KeyId;
 use crate::http::AppState;
 use crate::store::ApiKeyInfo;
-use crate::usecase::{ApiError, keys};
+use crate::usecase::{ApiError, ProblemCode, keys};
 use crate::web::form::Query;
 use crate::web::session::{Signed, SignedForm};
 use crate::web::{PageResult, render, see_other};
@@ -44,6 +44,12 @@ async fn create(State(app): State<AppState>, form: SignedForm) -> PageResult {
     let s = &form.signed;
     let mode = Mode::parse(form.fields.get("mode"));
     let made = match mode {
+        // A live key can rent numbers and change settings through the API:
+        // only owners may make one.
+        Some(Mode::Live) if !s.is_owner() => Err(ApiError::new(
+            ProblemCode::OwnerRequired,
+            "only an owner can create live keys (a live key can spend money)",
+        )),
         Some(mode) => keys::create(&app, &s.session.tenant.id, mode, form.fields.get("name")).await,
         None => Err(ApiError::invalid("mode", "choose test or live")),
     };

@@ -45,7 +45,10 @@ impl Chrome {
             "saved" => Some("Saved."),
             "deleted" => Some("The endpoint is deleted."),
             "replayed" => Some("The delivery is due again; the log shows the new attempt shortly."),
-            "removed" => Some("The member is removed and signed out."),
+            "removed" => {
+                Some("The member is removed and signed out; links they made no longer work.")
+            }
+            "withdrawn" => Some("The invitation is withdrawn: its link no longer works."),
             "password" => Some("Your password is changed; other browsers are signed out."),
             _ => None,
         };

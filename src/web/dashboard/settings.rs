@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 
 use super::Chrome;
-use crate::domain::ids::UserId;
+use crate::domain::ids::{InviteId, UserId};
 use crate::http::AppState;
 use crate::store::{Invite, User};
 use crate::usecase::account::{self, Account, AccountChange};
@@ -183,6 +183,15 @@ async fn invite(State(app): State<AppState>, headers: HeaderMap, form: SignedFor
     ))
 }
 
+async fn revoke_invite(
+    State(app): State<AppState>,
+    Path(id): Path<InviteId>,
+    form: SignedForm,
+) -> PageResult {
+    accounts::revoke_invite(&app, &form.signed.session, &id).await?;
+    Ok(see_other("/dashboard/team?done=withdrawn"))
+}
+
 async fn remove(
     State(app): State<AppState>,
     Path(id): Path<UserId>,
@@ -199,6 +208,7 @@ pub fn router() -> Router<AppState> {
         .route("/dashboard/team", get(team))
         .route("/dashboard/team/invite", post(invite))
         .route("/dashboard/team/{id}/remove", post(remove))
+        .route("/dashboard/team/invites/{id}/revoke", post(revoke_invite))
 }
 
 #[cfg(test)]

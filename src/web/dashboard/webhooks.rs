@@ -169,13 +169,17 @@ async fn update(
 ) -> PageResult {
     let (s, f) = (&form.signed, &form.fields);
     let tenant = &s.session.tenant.id;
+    let current = webhooks::get(&app, tenant, &id).await?;
     let changed = match events(f) {
         Ok(events) => {
+            // Only a changed box counts: saving other fields keeps why the
+            // service paused an endpoint.
+            let enabled = f.get("enabled") == "on";
             let req = UpdateEndpoint {
                 url: Some(f.get("url").to_string()),
                 events: Some(events),
                 description: Some(f.get("description").to_string()),
-                enabled: Some(f.get("enabled") == "on"),
+                enabled: (enabled != current.enabled).then_some(enabled),
             };
             webhooks::update(&app, tenant, &id, req).await
         }
