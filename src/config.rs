@@ -154,6 +154,8 @@ pub struct WebhooksConfig {
     pub retry_schedule_seconds: Vec<u64>,
     pub batch_size: u32,
     pub lease_seconds: u64,
+    pub in_flight: u32,
+    pub in_flight_per_endpoint: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -323,7 +323,13 @@ pub trait WebhookStore: Send + Sync + 'static {
     async fn delete_endpoint(&self, tenant_id: &TenantId, id: &EndpointId) -> Result<bool>;
     async fn rotate_endpoint_secret(&self, rotation: &Rotation) -> Result<bool>;
     /// Leases up to `limit` due deliveries until `lease_until`, marked with `token`.
-    async fn claim_deliveries(&self, claim: &Claim) -> Result<Vec<ClaimedDelivery>>;
+    /// At most `per_endpoint` of one endpoint's, none of the `busy` endpoints'.
+    async fn claim_deliveries(
+        &self,
+        claim: &Claim,
+        per_endpoint: u32,
+        busy: &[EndpointId],
+    ) -> Result<Vec<ClaimedDelivery>>;
     /// Records an attempt and what follows (if `token` still holds the lease),
     /// and the endpoint's health (see `domain::webhook::EndpointHealth`).
     async fn finish_delivery(&self, record: &AttemptRecord) -> Result<bool>;

@@ -1,11 +1,12 @@
 //! Webhook endpoints and their deliveries. (What a change fires: `outbox.rs`.)
 
 use async_trait::async_trait;
+use serde_json::json;
 use sqlx::AssertSqlSafe;
 
 use super::idempotency::take_key;
 use super::rows::ENDPOINT_COLUMNS;
-use super::sql::{Db, find_owned, sql};
+use super::sql::{Db, find_owned, json_param, sql};
 use super::{
     AttemptRecord, Claim, ClaimedDelivery, CreateOutcome, IdempotencyRecord, NextStep, Page,
     Result, Rotation, SqlStore, StoreError, StoredEndpoint, WebhookStore,
@@ -120,21 +121,38 @@ impl<D: Db> WebhookStore for SqlStore<D> {
         Ok(done == 1)
     }
 
-    async fn claim_deliveries(&self, c: &Claim) -> Result<Vec<ClaimedDelivery>> {
+    async fn claim_deliveries(
+        &self,
+        c: &Claim,
+        per_endpoint: u32,
+        busy: &[EndpointId],
+    ) -> Result<Vec<ClaimedDelivery>> {
+        // The due rows are locked in the innermost query (no window function
+        // may share its level), then cut to `per_endpoint` of each endpoint.
         let text = format!(
             "UPDATE webhook_deliveries SET lease_until = $2, lease_token = $3, \
                attempts = attempts + 1 \
-             WHERE id IN (SELECT id FROM webhook_deliveries WHERE status = 'pending' \
-               AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until <= $1) \
-               ORDER BY next_attempt_at LIMIT $4{}) \
+             WHERE id IN (SELECT id FROM ( \
+               SELECT id, next_attempt_at, ROW_NUMBER() OVER \
+                 (PARTITION BY endpoint_id ORDER BY next_attempt_at, id) AS nth \
+               FROM (SELECT id, endpoint_id, next_attempt_at FROM webhook_deliveries \
+                 WHERE status = 'pending' AND next_attempt_at <= $1 \
+                 AND (lease_until IS NULL OR lease_until <= $1) AND NOT (endpoint_id {}) \
+                 ORDER BY next_attempt_at LIMIT $7{}) due) ranked \
+               WHERE nth <= $5 ORDER BY next_attempt_at LIMIT $4) \
              RETURNING id, tenant_id, endpoint_id, payload, attempts",
+            D::json_keys(6, "e"),
             D::SKIP_LOCKED,
         );
+        let busy = busy.iter().map(|e| json!({"e": e.as_str()})).collect();
         let claim = sql::<D>(AssertSqlSafe(text))
             .bind(c.now.millis())
             .bind(c.lease_until.millis())
             .bind(&c.token)
-            .bind(i64::from(c.limit));
+            .bind(i64::from(c.limit))
+            .bind(i64::from(per_endpoint.max(1)))
+            .bind(json_param(busy))
+            .bind(i64::from(c.limit) * 4);
         let rows: Vec<(DeliveryId, TenantId, EndpointId, String, i64)> =
             D::claim(&self.pool, claim).await?;
         rows.into_iter()

@@ -1,29 +1,36 @@
 //! The webhook dispatcher: claims due deliveries with a lease, signs them per
 //! Standard Webhooks, POSTs them and records every attempt. Retries follow the
 //! configured schedule with jitter; 410 Gone disables the endpoint at once.
+//!
+//! Deliveries run side by side, up to `in_flight` in all and
+//! `in_flight_per_endpoint` to one endpoint, so webhooks flow at the rate
+//! events happen. Order is therefore not kept (retries could not keep it
+//! anyway): receivers order events by their `timestamp` and a message's
+//! `status_history`. Claims skip endpoints already at their limit, so a slow
+//! or failing endpoint holds back neither other endpoints nor other tenants.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use rand::Rng;
+use tokio::task::JoinSet;
 
 use super::guard::{GuardedResolver, check_destination};
 use super::signing::signature;
 use crate::config::WebhooksConfig;
-use crate::domain::ids::new_id;
+use crate::domain::ids::{EndpointId, new_id};
 use crate::domain::message::Timestamp;
 use crate::infra::clock::Clock;
 use crate::infra::shutdown::Shutdown;
 use crate::store::{AttemptRecord, Claim, ClaimedDelivery, NextStep, Store, StoredEndpoint};
 
-/// Endpoints being delivered to at once.
-const CONCURRENCY: usize = 16;
 /// Bounds on a receiver's Retry-After.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 /// How much of a receiver's answer is kept with the attempt.
 const KEPT_RESPONSE_BYTES: usize = 1024;
 
+#[derive(Clone)]
 pub struct Dispatcher {
     store: Arc<dyn Store>,
     clock: Clock,
@@ -53,43 +60,63 @@ impl Dispatcher {
         }
     }
 
-    /// One pass: deliver what is due. Returns how many deliveries it attempted.
+    /// One pass: claims what is due (within the limits) and delivers it,
+    /// waiting for every attempt. Returns how many deliveries it attempted.
     pub async fn run_once(&self) -> anyhow::Result<usize> {
+        let mut flight = InFlight::default();
+        let n = self.claim_into(&mut flight).await?;
+        while flight.join_next(self).await {}
+        Ok(n)
+    }
+
+    /// Claims as many due deliveries as the limits leave room for and starts them.
+    async fn claim_into(&self, flight: &mut InFlight) -> anyhow::Result<usize> {
+        let free = self.cfg.in_flight.saturating_sub(flight.tasks.len() as u32);
+        if free == 0 {
+            return Ok(0);
+        }
         let now = self.clock.now();
-        let lease_until = now.plus_ms(self.cfg.lease_seconds as i64 * 1000);
         let claim = Claim {
             now,
-            lease_until,
+            lease_until: now.plus_ms(self.cfg.lease_seconds as i64 * 1000),
             token: self.token.clone(),
-            limit: self.cfg.batch_size,
+            limit: free.min(self.cfg.batch_size),
         };
-        let mut batch = self.store.claim_deliveries(&claim).await?;
+        let per_endpoint = self.cfg.in_flight_per_endpoint;
+        let busy = flight.busy(per_endpoint);
+        let batch = self
+            .store
+            .claim_deliveries(&claim, per_endpoint, &busy)
+            .await?;
         let n = batch.len();
-        batch.sort_by(|a, b| a.id.cmp(&b.id)); // ids grow with time
-        // In claim order (oldest first) one endpoint at a time, endpoints side by
-        // side: each endpoint sees its events in order, as far as retries allow.
-        let mut by_endpoint: Vec<Vec<ClaimedDelivery>> = Vec::new();
         for d in batch {
-            match by_endpoint
-                .iter_mut()
-                .find(|group| group[0].endpoint_id == d.endpoint_id)
-            {
-                Some(group) => group.push(d),
-                None => by_endpoint.push(vec![d]),
+            flight.start(self, d, per_endpoint);
+        }
+        Ok(n)
+    }
+
+    /// Runs until shutdown, claiming again whenever an attempt ends and the
+    /// limits leave room; attempts under way finish before it returns.
+    pub async fn run(self, mut shutdown: Shutdown, idle: Duration) {
+        let mut flight = InFlight::default();
+        while !shutdown.is_set() {
+            let claimed = match self.claim_into(&mut flight).await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::error!(error = %e, "claiming webhook deliveries failed");
+                    0
+                }
+            };
+            if claimed > 0 && flight.tasks.len() < self.cfg.in_flight as usize {
+                continue; // more may be due
+            }
+            tokio::select! {
+                _ = flight.join_next(&self), if !flight.tasks.is_empty() => {}
+                _ = tokio::time::sleep(idle) => {}
+                _ = shutdown.wait() => {}
             }
         }
-        futures_util::stream::iter(by_endpoint)
-            .for_each_concurrent(CONCURRENCY, |group| async move {
-                for d in group {
-                    let id = d.id.clone();
-                    if let Err(e) = self.deliver(d).await {
-                        // The lease expires and a later pass tries again: nothing is lost.
-                        tracing::error!(delivery_id = %id, error = %e, "recording a webhook attempt failed");
-                    }
-                }
-            })
-            .await;
-        Ok(n)
+        while flight.join_next(&self).await {}
     }
 
     #[tracing::instrument(skip_all, fields(delivery_id = %d.id, endpoint_id = %d.endpoint_id, attempt = d.attempts))]
@@ -213,24 +240,63 @@ impl Dispatcher {
             }
         }
     }
+}
 
-    /// Runs until shutdown.
-    pub async fn run(self, mut shutdown: Shutdown, idle: Duration) {
-        while !shutdown.is_set() {
-            let busy = match self.run_once().await {
-                Ok(n) => n > 0,
-                Err(e) => {
-                    tracing::error!(error = %e, "dispatcher pass failed");
-                    false
-                }
-            };
-            if !busy {
-                tokio::select! {
-                    _ = tokio::time::sleep(idle) => {}
-                    _ = shutdown.wait() => {}
-                }
+/// Attempts under way, and per endpoint the count and those waiting their turn.
+#[derive(Default)]
+struct InFlight {
+    tasks: JoinSet<EndpointId>,
+    per_endpoint: HashMap<EndpointId, (u32, Vec<ClaimedDelivery>)>,
+}
+
+impl InFlight {
+    /// Endpoints with no room left: the next claim leaves theirs alone.
+    fn busy(&self, limit: u32) -> Vec<EndpointId> {
+        self.per_endpoint
+            .iter()
+            .filter(|(_, (n, _))| *n >= limit)
+            .map(|(e, _)| e.clone())
+            .collect()
+    }
+
+    fn start(&mut self, dispatcher: &Dispatcher, d: ClaimedDelivery, limit: u32) {
+        let (running, waiting) = self.per_endpoint.entry(d.endpoint_id.clone()).or_default();
+        if *running >= limit {
+            waiting.push(d); // a claim raced an attempt's end: its turn comes next
+            return;
+        }
+        *running += 1;
+        let dispatcher = dispatcher.clone();
+        self.tasks.spawn(async move {
+            let (id, endpoint) = (d.id.clone(), d.endpoint_id.clone());
+            if let Err(e) = dispatcher.deliver(d).await {
+                // The lease expires and a later pass tries again: nothing is lost.
+                tracing::error!(delivery_id = %id, error = %e, "recording a webhook attempt failed");
+            }
+            endpoint
+        });
+    }
+
+    /// Waits for one attempt to end and starts its endpoint's next waiting
+    /// one; false when none was under way.
+    async fn join_next(&mut self, dispatcher: &Dispatcher) -> bool {
+        let Some(ended) = self.tasks.join_next().await else {
+            return false;
+        };
+        let Ok(endpoint) = ended else {
+            return true; // a panicked attempt: its lease expires and it is retried
+        };
+        let limit = dispatcher.cfg.in_flight_per_endpoint;
+        if let Some((running, waiting)) = self.per_endpoint.get_mut(&endpoint) {
+            *running -= 1;
+            if !waiting.is_empty() {
+                let next = waiting.remove(0);
+                self.start(dispatcher, next, limit);
+            } else if *running == 0 {
+                self.per_endpoint.remove(&endpoint);
             }
         }
+        true
     }
 }
 

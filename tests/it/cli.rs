@@ -54,7 +54,10 @@ fn operators_create_tenants_and_keys_and_revoke_them() {
     // A first dashboard user for it: a one-time invitation link.
     let out = line(dir.path(), &["tenant", "invite", &tenant]);
     assert!(out.status.success(), "{out:?}");
-    assert!(stdout(&out).contains("invitation link: /invite/"), "{out:?}");
+    assert!(
+        stdout(&out).contains("invitation link: /invite/"),
+        "{out:?}"
+    );
     let out = line(dir.path(), &["tenant", "invite", "ten_nobody"]);
     assert!(!out.status.success(), "an unknown tenant is an error");
 

@@ -540,12 +540,16 @@ async fn a_dispatcher_killed_mid_delivery_loses_nothing(app: TestApp) {
     let claimed = app
         .line
         .store
-        .claim_deliveries(&line::store::Claim {
-            now,
-            lease_until: now.plus_ms(60_000),
-            token: "dead".into(),
-            limit: 10,
-        })
+        .claim_deliveries(
+            &line::store::Claim {
+                now,
+                lease_until: now.plus_ms(60_000),
+                token: "dead".into(),
+                limit: 10,
+            },
+            10,
+            &[],
+        )
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);
@@ -571,8 +575,11 @@ async fn deliveries_are_listed_with_attempts_and_replayed(app: TestApp) {
     let id = e["id"].as_str().unwrap();
     app.send("+447700900001", "hello").await;
     app.drain().await;
+    // One at a time, so that the receiver's script answers each as meant
+    // (deliveries to one endpoint run side by side, in no set order).
+    assert_eq!(dispatch(&app).await, 1); // sent: 500
     app.advance_and_drain(Duration::from_millis(1100)).await;
-    assert_eq!(dispatch(&app).await, 2); // sent: 500; delivered: 200
+    assert_eq!(dispatch(&app).await, 1); // delivered: 200
     let (status, list) = app
         .get(&format!("/v1/webhooks/{id}/deliveries"), &app.test_key)
         .await;
@@ -826,3 +833,126 @@ async fn two_dispatchers_never_send_one_delivery_twice(app: TestApp) {
     assert_eq!((got.len(), ids.len()), (40, 40));
     app.stop().await;
 }
+
+/// A receiver that holds each request for `hold` and counts how many it
+/// holds at once.
+async fn slow_receiver(
+    hold: Duration,
+) -> (
+    String,
+    Arc<std::sync::atomic::AtomicUsize>,
+    Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (n, m) = (now.clone(), most.clone());
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let (n, m) = (n.clone(), m.clone());
+            async move {
+                let at_once = n.fetch_add(1, Ordering::SeqCst) + 1;
+                m.fetch_max(at_once, Ordering::SeqCst);
+                tokio::time::sleep(hold).await;
+                n.fetch_sub(1, Ordering::SeqCst);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, now, most)
+}
+
+const FOUR_AT_ONCE: &str =
+    "[webhooks]\nallow_private_addresses = true\nin_flight_per_endpoint = 4\n";
+
+/// One endpoint gets up to its in-flight limit at once, never more.
+async fn one_endpoint_gets_deliveries_side_by_side_up_to_its_limit(app: TestApp) {
+    let (url, _, most) = slow_receiver(Duration::from_millis(300)).await;
+    create(&app, json!({"url": url, "events": ["message.sent"]})).await;
+    for i in 0..10 {
+        app.send(&format!("+4477009000{i:02}"), "hello").await;
+    }
+    app.drain().await;
+    let mut attempted = 0;
+    while attempted < 10 {
+        let n = dispatch(&app).await;
+        assert!(n > 0, "deliveries left undelivered");
+        assert!(n <= 4, "a pass claims at most the endpoint's limit: {n}");
+        attempted += n;
+    }
+    assert_eq!(most.load(std::sync::atomic::Ordering::SeqCst), 4);
+    let (_, list) = app.get("/v1/webhooks", &app.test_key).await;
+    let id = list["data"][0]["id"].as_str().unwrap().to_string();
+    let (_, deliveries) = app
+        .get(
+            &format!("/v1/webhooks/{id}/deliveries?limit=100"),
+            &app.test_key,
+        )
+        .await;
+    let data = deliveries["data"].as_array().unwrap();
+    assert_eq!(data.len(), 10);
+    assert!(
+        data.iter().all(|d| d["status"] == "succeeded"),
+        "{deliveries}"
+    );
+}
+
+/// The running dispatcher keeps delivering to a healthy endpoint while
+/// another endpoint sits on its requests.
+async fn a_hanging_endpoint_holds_back_no_other(app: TestApp) {
+    let (hanging, held, _) = slow_receiver(Duration::from_secs(5)).await;
+    let (url, healthy) = Receiver::start().await;
+    create(&app, json!({"url": hanging, "events": ["message.sent"]})).await;
+    app.send("+447700900001", "first").await;
+    app.drain().await;
+    let (trigger, shutdown) = line::infra::shutdown::channel();
+    let running = tokio::spawn(
+        app.line
+            .dispatcher()
+            .run(shutdown, Duration::from_millis(20)),
+    );
+    let started = std::time::Instant::now();
+    while held.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the hanging endpoint got nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Now another tenant's healthy endpoint gets an event.
+    let other = app.line.create_tenant("Other").await.unwrap();
+    let (status, _) = app
+        .post(
+            "/v1/webhooks",
+            other.test_key.expose(),
+            &json!({"url": url, "events": ["message.sent"]}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (status, _) = app
+        .post(
+            "/v1/sms",
+            other.test_key.expose(),
+            &json!({"to": "+447700900002", "body": "second"}),
+        )
+        .await;
+    assert_eq!(status, 202);
+    app.drain().await;
+    while healthy.count() == 0 {
+        assert!(
+            held.load(std::sync::atomic::Ordering::SeqCst) == 1,
+            "the healthy webhook must arrive while the other is still held"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    trigger.trigger();
+    running.await.unwrap();
+}
+
+backends!(app with FOUR_AT_ONCE in side_by_side:
+    one_endpoint_gets_deliveries_side_by_side_up_to_its_limit,
+    a_hanging_endpoint_holds_back_no_other,
+);
