@@ -359,6 +359,32 @@ impl Config {
                 self.limits.otp_starts_per_minute,
             ),
             ("limits.otp_max_sends", self.limits.otp_max_sends),
+            ("webhooks.in_flight", self.webhooks.in_flight),
+            (
+                "webhooks.in_flight_per_endpoint",
+                self.webhooks.in_flight_per_endpoint,
+            ),
+            (
+                "dashboard.signups_per_ip_per_hour",
+                self.dashboard.signups_per_ip_per_hour,
+            ),
+            (
+                "dashboard.logins_per_ip_per_minute",
+                self.dashboard.logins_per_ip_per_minute,
+            ),
+            (
+                "dashboard.logins_per_account_per_hour",
+                self.dashboard.logins_per_account_per_hour,
+            ),
+            (
+                "dashboard.demo_previews_per_ip_per_minute",
+                self.dashboard.demo_previews_per_ip_per_minute,
+            ),
+            (
+                "dashboard.session_hours",
+                self.dashboard.session_hours as u32,
+            ),
+            ("dashboard.invite_days", self.dashboard.invite_days as u32),
         ] {
             if value == 0 {
                 return bad(key, "must be at least 1");

@@ -323,12 +323,12 @@ pub trait WebhookStore: Send + Sync + 'static {
     async fn delete_endpoint(&self, tenant_id: &TenantId, id: &EndpointId) -> Result<bool>;
     async fn rotate_endpoint_secret(&self, rotation: &Rotation) -> Result<bool>;
     /// Leases up to `limit` due deliveries until `lease_until`, marked with `token`.
-    /// At most `per_endpoint` of one endpoint's, none of the `busy` endpoints'.
+    /// At most `per_endpoint` of one endpoint's, or its `room` where one is given.
     async fn claim_deliveries(
         &self,
         claim: &Claim,
         per_endpoint: u32,
-        busy: &[EndpointId],
+        room: &[(EndpointId, u32)],
     ) -> Result<Vec<ClaimedDelivery>>;
     /// Records an attempt and what follows (if `token` still holds the lease),
     /// and the endpoint's health (see `domain::webhook::EndpointHealth`).

@@ -125,33 +125,37 @@ impl<D: Db> WebhookStore for SqlStore<D> {
         &self,
         c: &Claim,
         per_endpoint: u32,
-        busy: &[EndpointId],
+        room: &[(EndpointId, u32)],
     ) -> Result<Vec<ClaimedDelivery>> {
         // The due rows are locked in the innermost query (no window function
-        // may share its level), then cut to `per_endpoint` of each endpoint.
+        // may share its level), then cut to each endpoint's room.
         let text = format!(
             "UPDATE webhook_deliveries SET lease_until = $2, lease_token = $3, \
                attempts = attempts + 1 \
-             WHERE id IN (SELECT id FROM ( \
-               SELECT id, next_attempt_at, ROW_NUMBER() OVER \
+             WHERE id IN (SELECT ranked.id FROM ( \
+               SELECT id, endpoint_id, next_attempt_at, ROW_NUMBER() OVER \
                  (PARTITION BY endpoint_id ORDER BY next_attempt_at, id) AS nth \
                FROM (SELECT id, endpoint_id, next_attempt_at FROM webhook_deliveries \
                  WHERE status = 'pending' AND next_attempt_at <= $1 \
-                 AND (lease_until IS NULL OR lease_until <= $1) AND NOT (endpoint_id {}) \
+                 AND (lease_until IS NULL OR lease_until <= $1) \
                  ORDER BY next_attempt_at LIMIT $7{}) due) ranked \
-               WHERE nth <= $5 ORDER BY next_attempt_at LIMIT $4) \
+               LEFT JOIN {} ON u.e = ranked.endpoint_id \
+               WHERE ranked.nth <= COALESCE(u.room, $5) ORDER BY ranked.next_attempt_at LIMIT $4) \
              RETURNING id, tenant_id, endpoint_id, payload, attempts",
-            D::json_keys(6, "e"),
             D::SKIP_LOCKED,
+            D::json_rows(6, &[("e", "TEXT"), ("room", "BIGINT")]),
         );
-        let busy = busy.iter().map(|e| json!({"e": e.as_str()})).collect();
+        let room = room
+            .iter()
+            .map(|(e, n)| json!({"e": e.as_str(), "room": n}))
+            .collect();
         let claim = sql::<D>(AssertSqlSafe(text))
             .bind(c.now.millis())
             .bind(c.lease_until.millis())
             .bind(&c.token)
             .bind(i64::from(c.limit))
-            .bind(i64::from(per_endpoint.max(1)))
-            .bind(json_param(busy))
+            .bind(i64::from(per_endpoint))
+            .bind(json_param(room))
             .bind(i64::from(c.limit) * 4);
         let rows: Vec<(DeliveryId, TenantId, EndpointId, String, i64)> =
             D::claim(&self.pool, claim).await?;

@@ -3,7 +3,10 @@
 //! Passwords are hashed with argon2id on the blocking pool, never on the
 //! async threads.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::Semaphore;
 
 use sha2::{Digest, Sha256};
 
@@ -36,29 +39,40 @@ pub struct Credentials {
 
 /// At most this many argon2 runs at once (each holds 19 MiB and a core for
 /// ~20 ms); more wait their turn instead of exhausting memory.
-fn hashing() -> &'static tokio::sync::Semaphore {
-    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
-    PERMITS.get_or_init(|| {
+/// The permit moves into the blocking job, so a client that hangs up cannot
+/// free it while its hash still runs.
+async fn hashing<T: Send + 'static>(
+    job: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    static PERMITS: std::sync::OnceLock<Arc<Semaphore>> = std::sync::OnceLock::new();
+    let permits = PERMITS.get_or_init(|| {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        tokio::sync::Semaphore::new(cores * 2)
-    })
-}
-
-async fn hash_password(p: Password) -> Result<(Password, String), ApiError> {
-    let _permit = hashing().acquire().await.map_err(ApiError::internal)?;
+        Arc::new(Semaphore::new(cores * 2))
+    });
+    let permit = permits
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(ApiError::internal)?;
     tokio::task::spawn_blocking(move || {
-        let h = p.hash();
-        (p, h)
+        let out = job();
+        drop(permit);
+        out
     })
     .await
     .map_err(ApiError::internal)
 }
 
+async fn hash_password(p: Password) -> Result<(Password, String), ApiError> {
+    hashing(move || {
+        let h = p.hash();
+        (p, h)
+    })
+    .await
+}
+
 async fn password_matches(p: Password, stored: String) -> Result<bool, ApiError> {
-    let _permit = hashing().acquire().await.map_err(ApiError::internal)?;
-    tokio::task::spawn_blocking(move || p.matches(&stored))
-        .await
-        .map_err(ApiError::internal)
+    hashing(move || p.matches(&stored)).await
 }
 
 /// Accounts are made at sign-up (`open`) or by invitation (`open`, `invite`);

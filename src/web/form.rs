@@ -133,6 +133,16 @@ pub fn is_https(headers: &HeaderMap, state: &AppState) -> bool {
 /// login, invitation, demo): a double-submit token, so that even a browser
 /// that sends neither `Origin` nor `Sec-Fetch-Site` cannot be made to post them.
 const FORM_COOKIE: &str = "line_form";
+/// Over HTTPS: no other host may set or shadow it.
+const SECURE_FORM_COOKIE: &str = "__Host-line_form";
+
+fn form_cookie(headers: &HeaderMap, state: &AppState) -> &'static str {
+    if is_https(headers, state) {
+        SECURE_FORM_COOKIE
+    } else {
+        FORM_COOKIE
+    }
+}
 
 /// A public form's token: the browser's, or a new one the page's answer sets.
 pub struct FormToken {
@@ -144,7 +154,8 @@ impl FromRequestParts<AppState> for FormToken {
     type Rejection = WebError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, WebError> {
-        if let Some(t) = cookie(&parts.headers, FORM_COOKIE).and_then(Token::parse) {
+        let name = form_cookie(&parts.headers, state);
+        if let Some(t) = cookie(&parts.headers, name).and_then(Token::parse) {
             return Ok(FormToken {
                 value: t.expose().to_string(),
                 set: None,
@@ -157,7 +168,7 @@ impl FromRequestParts<AppState> for FormToken {
             ""
         };
         let set = format!(
-            "{FORM_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax{secure}",
+            "{name}={}; Path=/; HttpOnly; SameSite=Lax{secure}",
             t.expose()
         );
         Ok(FormToken {
@@ -192,9 +203,8 @@ impl FromRequest<AppState> for Form {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, WebError> {
         same_origin(req.headers(), state.config.dashboard.behind_proxy)?;
-        let expected = cookie(req.headers(), FORM_COOKIE)
-            .unwrap_or_default()
-            .to_string();
+        let name = form_cookie(req.headers(), state);
+        let expected = cookie(req.headers(), name).unwrap_or_default().to_string();
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(|_| ApiError::invalid("body", "the form could not be read"))?;
@@ -224,8 +234,24 @@ pub fn constant_eq(a: &[u8], b: &[u8]) -> bool {
 /// one subscriber holds whole.
 pub struct ClientAddr(pub String);
 
+/// An `X-Forwarded-For` entry: an address, maybe with a port (`a.b.c.d:p`, `[v6]:p`).
+fn parse_forwarded(entry: &str) -> Option<IpAddr> {
+    entry
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<SocketAddr>().ok().map(|s| s.ip()))
+        .or_else(|| {
+            entry
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse()
+                .ok()
+        })
+}
+
 fn throttle_key(ip: IpAddr) -> String {
-    match ip {
+    // An IPv4 client on a dual-stack socket arrives as ::ffff:a.b.c.d.
+    match ip.to_canonical() {
         IpAddr::V4(v4) => v4.to_string(),
         IpAddr::V6(v6) => {
             let s = v6.segments();
@@ -246,7 +272,7 @@ impl FromRequestParts<AppState> for ClientAddr {
                 .filter_map(|v| v.to_str().ok())
                 .flat_map(|v| v.split(','))
                 .next_back()
-                .and_then(|a| a.trim().parse::<IpAddr>().ok())
+                .and_then(|a| parse_forwarded(a.trim()))
         {
             return Ok(ClientAddr(throttle_key(last)));
         }
@@ -301,6 +327,19 @@ mod tests {
 
     #[test]
     fn ipv6_clients_are_counted_by_their_64() {
+        assert_eq!(
+            throttle_key("::ffff:203.0.113.9".parse().unwrap()),
+            "203.0.113.9"
+        );
+        for entry in [
+            "203.0.113.9",
+            "203.0.113.9:4711",
+            "[2001:db8::1]:443",
+            "[2001:db8::1]",
+        ] {
+            assert!(parse_forwarded(entry).is_some(), "{entry}");
+        }
+        assert!(parse_forwarded("unknown").is_none());
         assert_eq!(throttle_key("203.0.113.9".parse().unwrap()), "203.0.113.9");
         assert_eq!(
             throttle_key("2001:db8:1:2:aaaa::1".parse().unwrap()),

@@ -6,13 +6,17 @@
 //! `in_flight_per_endpoint` to one endpoint, so webhooks flow at the rate
 //! events happen. Order is therefore not kept (retries could not keep it
 //! anyway): receivers order events by their `timestamp` and a message's
-//! `status_history`. Claims skip endpoints already at their limit, so a slow
-//! or failing endpoint holds back neither other endpoints nor other tenants.
+//! `status_history`. A claim takes no more of an endpoint's than it has room
+//! for, so a slow or failing endpoint holds back neither other endpoints nor
+//! other tenants, and what is claimed starts at once (within its lease).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::panic::AssertUnwindSafe;
+
+use futures_util::FutureExt;
 use rand::Rng;
 use tokio::task::JoinSet;
 
@@ -65,7 +69,7 @@ impl Dispatcher {
     pub async fn run_once(&self) -> anyhow::Result<usize> {
         let mut flight = InFlight::default();
         let n = self.claim_into(&mut flight).await?;
-        while flight.join_next(self).await {}
+        while flight.join_next().await {}
         Ok(n)
     }
 
@@ -83,14 +87,14 @@ impl Dispatcher {
             limit: free.min(self.cfg.batch_size),
         };
         let per_endpoint = self.cfg.in_flight_per_endpoint;
-        let busy = flight.busy(per_endpoint);
+        let room = flight.room(per_endpoint);
         let batch = self
             .store
-            .claim_deliveries(&claim, per_endpoint, &busy)
+            .claim_deliveries(&claim, per_endpoint, &room)
             .await?;
         let n = batch.len();
         for d in batch {
-            flight.start(self, d, per_endpoint);
+            flight.start(self, d);
         }
         Ok(n)
     }
@@ -111,12 +115,12 @@ impl Dispatcher {
                 continue; // more may be due
             }
             tokio::select! {
-                _ = flight.join_next(&self), if !flight.tasks.is_empty() => {}
+                _ = flight.join_next(), if !flight.tasks.is_empty() => {}
                 _ = tokio::time::sleep(idle) => {}
                 _ = shutdown.wait() => {}
             }
         }
-        while flight.join_next(&self).await {}
+        while flight.join_next().await {}
     }
 
     #[tracing::instrument(skip_all, fields(delivery_id = %d.id, endpoint_id = %d.endpoint_id, attempt = d.attempts))]
@@ -242,57 +246,50 @@ impl Dispatcher {
     }
 }
 
-/// Attempts under way, and per endpoint the count and those waiting their turn.
+/// Attempts under way, and how many per endpoint.
 #[derive(Default)]
 struct InFlight {
     tasks: JoinSet<EndpointId>,
-    per_endpoint: HashMap<EndpointId, (u32, Vec<ClaimedDelivery>)>,
+    per_endpoint: HashMap<EndpointId, u32>,
 }
 
 impl InFlight {
-    /// Endpoints with no room left: the next claim leaves theirs alone.
-    fn busy(&self, limit: u32) -> Vec<EndpointId> {
+    /// The room left to endpoints with attempts under way (others have `limit`).
+    fn room(&self, limit: u32) -> Vec<(EndpointId, u32)> {
         self.per_endpoint
             .iter()
-            .filter(|(_, (n, _))| *n >= limit)
-            .map(|(e, _)| e.clone())
+            .map(|(e, n)| (e.clone(), limit.saturating_sub(*n)))
             .collect()
     }
 
-    fn start(&mut self, dispatcher: &Dispatcher, d: ClaimedDelivery, limit: u32) {
-        let (running, waiting) = self.per_endpoint.entry(d.endpoint_id.clone()).or_default();
-        if *running >= limit {
-            waiting.push(d); // a claim raced an attempt's end: its turn comes next
-            return;
-        }
-        *running += 1;
+    fn start(&mut self, dispatcher: &Dispatcher, d: ClaimedDelivery) {
+        *self.per_endpoint.entry(d.endpoint_id.clone()).or_default() += 1;
         let dispatcher = dispatcher.clone();
         self.tasks.spawn(async move {
             let (id, endpoint) = (d.id.clone(), d.endpoint_id.clone());
-            if let Err(e) = dispatcher.deliver(d).await {
+            // A panic must still give the endpoint its slot back.
+            match AssertUnwindSafe(dispatcher.deliver(d)).catch_unwind().await {
+                Ok(Ok(())) => {}
                 // The lease expires and a later pass tries again: nothing is lost.
-                tracing::error!(delivery_id = %id, error = %e, "recording a webhook attempt failed");
+                Ok(Err(e)) => {
+                    tracing::error!(delivery_id = %id, error = %e, "recording a webhook attempt failed")
+                }
+                Err(_) => tracing::error!(delivery_id = %id, "a webhook attempt panicked"),
             }
             endpoint
         });
     }
 
-    /// Waits for one attempt to end and starts its endpoint's next waiting
-    /// one; false when none was under way.
-    async fn join_next(&mut self, dispatcher: &Dispatcher) -> bool {
+    /// Waits for one attempt to end; false when none was under way.
+    async fn join_next(&mut self) -> bool {
         let Some(ended) = self.tasks.join_next().await else {
             return false;
         };
-        let Ok(endpoint) = ended else {
-            return true; // a panicked attempt: its lease expires and it is retried
-        };
-        let limit = dispatcher.cfg.in_flight_per_endpoint;
-        if let Some((running, waiting)) = self.per_endpoint.get_mut(&endpoint) {
-            *running -= 1;
-            if !waiting.is_empty() {
-                let next = waiting.remove(0);
-                self.start(dispatcher, next, limit);
-            } else if *running == 0 {
+        if let Ok(endpoint) = ended
+            && let Some(n) = self.per_endpoint.get_mut(&endpoint)
+        {
+            *n -= 1;
+            if *n == 0 {
                 self.per_endpoint.remove(&endpoint);
             }
         }

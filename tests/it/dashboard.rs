@@ -1056,7 +1056,7 @@ async fn behind_a_tls_proxy_cookies_are_secure_and_host_bound(app: TestApp) {
     let form = https(client.get(app.url("/signup"))).send().await.unwrap();
     let form_cookie = form.headers()["set-cookie"].to_str().unwrap().to_string();
     assert!(
-        form_cookie.starts_with("line_form=") && form_cookie.contains("; Secure"),
+        form_cookie.starts_with("__Host-line_form=") && form_cookie.contains("; Secure"),
         "{form_cookie}"
     );
     let form_cookie = form_cookie.split(';').next().unwrap().to_string();

@@ -952,7 +952,39 @@ async fn a_hanging_endpoint_holds_back_no_other(app: TestApp) {
     running.await.unwrap();
 }
 
+/// The running dispatcher keeps an endpoint at its limit, no more, until all is delivered.
+async fn the_running_dispatcher_keeps_each_endpoint_within_its_limit(app: TestApp) {
+    use std::sync::atomic::Ordering;
+    let (url, now, most) = slow_receiver(Duration::from_millis(200)).await;
+    create(&app, json!({"url": url, "events": ["message.sent"]})).await;
+    for i in 0..12 {
+        app.send(&format!("+4477009001{i:02}"), "hello").await;
+    }
+    app.drain().await;
+    let (trigger, shutdown) = line::infra::shutdown::channel();
+    let running = tokio::spawn(
+        app.line
+            .dispatcher()
+            .run(shutdown, Duration::from_millis(20)),
+    );
+    let succeeded =
+        "SELECT CAST(COUNT(*) AS TEXT) FROM webhook_deliveries WHERE status = 'succeeded'";
+    let started = std::time::Instant::now();
+    while app.sql_text(succeeded).await.as_deref() != Some("12") {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "not all delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    trigger.trigger();
+    running.await.unwrap();
+    assert_eq!(most.load(Ordering::SeqCst), 4, "four at once, never more");
+    assert_eq!(now.load(Ordering::SeqCst), 0);
+}
+
 backends!(app with FOUR_AT_ONCE in side_by_side:
     one_endpoint_gets_deliveries_side_by_side_up_to_its_limit,
+    the_running_dispatcher_keeps_each_endpoint_within_its_limit,
     a_hanging_endpoint_holds_back_no_other,
 );
