@@ -288,6 +288,36 @@ fn sender<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Sender, D::Error> {
 #[error("configuration error: {0}")]
 pub struct ConfigError(String);
 
+/// The top-level keys of [`Config`] (each a field or a section).
+const KEYS: &[&str] = &[
+    "listen",
+    "database_url",
+    "otp_secret",
+    "default_sender",
+    "log_format",
+    "database_max_connections",
+    "role",
+    "limits",
+    "prices",
+    "numbers",
+    "dashboard",
+    "worker",
+    "sandbox",
+    "webhooks",
+    "carriers",
+    "routing",
+];
+
+/// Whether `LINE_<key>` names configuration (`config` is the file's path).
+fn ours(key: &str) -> bool {
+    let top = key
+        .split("__")
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    top == "config" || KEYS.contains(&top.as_str())
+}
+
 impl Config {
     /// Loads defaults, then `file` (if any), then the environment.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
@@ -301,7 +331,22 @@ impl Config {
             }
             figment = figment.merge(Toml::file(path));
         }
-        figment = figment.merge(Env::prefixed("LINE_").ignore(&["config"]).split("__"));
+        // Other tools' LINE_* variables (LINE_TEST_DATABASE_URL, a benchmark's
+        // LINE_BIN) are not ours: named, and left alone. A wrong key inside a
+        // section still stops start-up.
+        for (key, _) in std::env::vars() {
+            if let Some(rest) = key.strip_prefix("LINE_")
+                && !ours(rest)
+            {
+                eprintln!("line: ignoring {key}: not a configuration key");
+            }
+        }
+        figment = figment.merge(
+            Env::prefixed("LINE_")
+                .ignore(&["config"])
+                .filter(|k| ours(k.as_str()))
+                .split("__"),
+        );
         Self::from_figment(figment)
     }
 
@@ -552,6 +597,29 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("otp_secret") && !e.contains("short\""), "{e}");
+    }
+
+    #[test]
+    fn only_our_keys_are_read_from_the_environment() {
+        // Top-level keys come before the first section; then section names.
+        let mut in_section = false;
+        for line in DEFAULTS
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        {
+            in_section |= line.starts_with('[');
+            if in_section && !line.starts_with('[') {
+                continue;
+            }
+            let key = line
+                .trim_start_matches('[')
+                .split([' ', '=', ']'])
+                .next()
+                .unwrap();
+            assert!(ours(key), "{key} from the defaults");
+        }
+        assert!(ours("DATABASE_URL") && ours("WEBHOOKS__BATCH_SIZE") && ours("CONFIG"));
+        assert!(!ours("TEST_DATABASE_URL") && !ours("REPO") && !ours("BIN"));
     }
 
     #[test]

@@ -208,10 +208,15 @@ impl<D: Db> WebhookStore for SqlStore<D> {
         .execute(&mut tx)
         .await?;
         if r.next == NextStep::Succeeded {
-            sql::<D>("UPDATE webhook_endpoints SET failing_since = NULL WHERE id = $1")
-                .bind(r.endpoint_id.as_str())
-                .execute(&mut tx)
-                .await?;
+            // Only a recovering endpoint is written: deliveries to a healthy one
+            // (run side by side) must not queue on its row lock.
+            sql::<D>(
+                "UPDATE webhook_endpoints SET failing_since = NULL \
+                 WHERE id = $1 AND failing_since IS NOT NULL",
+            )
+            .bind(r.endpoint_id.as_str())
+            .execute(&mut tx)
+            .await?;
         } else {
             let since: Option<Option<i64>> = sql::<D>(
                 "UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, $2) \
