@@ -127,22 +127,26 @@ impl<D: Db> WebhookStore for SqlStore<D> {
         per_endpoint: u32,
         room: &[(EndpointId, u32)],
     ) -> Result<Vec<ClaimedDelivery>> {
-        // The due rows are locked in the innermost query (no window function
-        // may share its level), then cut to each endpoint's room.
+        // Candidates are read without locks (a lock on every row looked at
+        // would be a write per row, most of them not taken); the UPDATE checks
+        // each row again as it writes it, so two dispatchers never lease one
+        // row. They are cut to each endpoint's room by a window.
         let text = format!(
             "UPDATE webhook_deliveries SET lease_until = $2, lease_token = $3, \
                attempts = attempts + 1 \
-             WHERE id IN (SELECT ranked.id FROM ( \
-               SELECT id, endpoint_id, next_attempt_at, ROW_NUMBER() OVER \
-                 (PARTITION BY endpoint_id ORDER BY next_attempt_at, id) AS nth \
-               FROM (SELECT id, endpoint_id, next_attempt_at FROM webhook_deliveries \
-                 WHERE status = 'pending' AND next_attempt_at <= $1 \
-                 AND (lease_until IS NULL OR lease_until <= $1) \
-                 ORDER BY next_attempt_at LIMIT $7{}) due) ranked \
-               LEFT JOIN {} ON u.e = ranked.endpoint_id \
-               WHERE ranked.nth <= COALESCE(u.room, $5) ORDER BY ranked.next_attempt_at LIMIT $4) \
+             WHERE status = 'pending' AND next_attempt_at <= $1 \
+               AND (lease_until IS NULL OR lease_until <= $1) \
+               AND id IN (SELECT ranked.id FROM ( \
+                 SELECT id, endpoint_id, next_attempt_at, ROW_NUMBER() OVER \
+                   (PARTITION BY endpoint_id ORDER BY next_attempt_at, id) AS nth \
+                 FROM (SELECT id, endpoint_id, next_attempt_at FROM webhook_deliveries \
+                   WHERE status = 'pending' AND next_attempt_at <= $1 \
+                   AND (lease_until IS NULL OR lease_until <= $1) \
+                   ORDER BY next_attempt_at LIMIT $7) due) ranked \
+                 LEFT JOIN {} ON u.e = ranked.endpoint_id \
+                 WHERE ranked.nth <= COALESCE(u.room, $5) \
+                 ORDER BY ranked.next_attempt_at LIMIT $4) \
              RETURNING id, tenant_id, endpoint_id, payload, attempts",
-            D::SKIP_LOCKED,
             D::json_rows(6, &[("e", "TEXT"), ("room", "BIGINT")]),
         );
         let room = room

@@ -103,20 +103,30 @@ impl Dispatcher {
     /// limits leave room; attempts under way finish before it returns.
     pub async fn run(self, mut shutdown: Shutdown, idle: Duration) {
         let mut flight = InFlight::default();
+        // Claims wait until a few attempts have ended (a claim per ended
+        // attempt would be a query per webhook), unless nothing is under way.
+        let batch = (self.cfg.in_flight_per_endpoint / 4).max(1);
+        let mut ended = batch;
         while !shutdown.is_set() {
-            let claimed = match self.claim_into(&mut flight).await {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::error!(error = %e, "claiming webhook deliveries failed");
-                    0
+            let claimed = if ended >= batch || flight.tasks.is_empty() {
+                ended = 0;
+                match self.claim_into(&mut flight).await {
+                    Ok(n) => n,
+                    Err(e) => {
+                        tracing::error!(error = %e, "claiming webhook deliveries failed");
+                        0
+                    }
                 }
+            } else {
+                0
             };
             if claimed > 0 && flight.tasks.len() < self.cfg.in_flight as usize {
-                continue; // more may be due
+                ended = batch; // more may be due
+                continue;
             }
             tokio::select! {
-                _ = flight.join_next(), if !flight.tasks.is_empty() => {}
-                _ = tokio::time::sleep(idle) => {}
+                _ = flight.join_next(), if !flight.tasks.is_empty() => ended += 1,
+                _ = tokio::time::sleep(idle) => ended = batch,
                 _ = shutdown.wait() => {}
             }
         }
