@@ -323,12 +323,11 @@ pub trait WebhookStore: Send + Sync + 'static {
     async fn delete_endpoint(&self, tenant_id: &TenantId, id: &EndpointId) -> Result<bool>;
     async fn rotate_endpoint_secret(&self, rotation: &Rotation) -> Result<bool>;
     /// Leases up to `limit` due deliveries until `lease_until`, marked with `token`.
-    /// At most `per_endpoint` of one endpoint's, or its `room` where one is given.
+    /// None of the `busy` endpoints' (at their in-flight limit in this process).
     async fn claim_deliveries(
         &self,
         claim: &Claim,
-        per_endpoint: u32,
-        room: &[(EndpointId, u32)],
+        busy: &[EndpointId],
     ) -> Result<Vec<ClaimedDelivery>>;
     /// Records an attempt and what follows (if `token` still holds the lease),
     /// and the endpoint's health (see `domain::webhook::EndpointHealth`).

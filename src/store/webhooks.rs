@@ -124,43 +124,25 @@ impl<D: Db> WebhookStore for SqlStore<D> {
     async fn claim_deliveries(
         &self,
         c: &Claim,
-        per_endpoint: u32,
-        room: &[(EndpointId, u32)],
+        busy: &[EndpointId],
     ) -> Result<Vec<ClaimedDelivery>> {
-        // Candidates are read without locks (a lock on every row looked at
-        // would be a write per row, most of them not taken); the UPDATE checks
-        // each row again as it writes it, so two dispatchers never lease one
-        // row. They are cut to each endpoint's room by a window.
         let text = format!(
             "UPDATE webhook_deliveries SET lease_until = $2, lease_token = $3, \
                attempts = attempts + 1 \
-             WHERE status = 'pending' AND next_attempt_at <= $1 \
-               AND (lease_until IS NULL OR lease_until <= $1) \
-               AND id IN (SELECT ranked.id FROM ( \
-                 SELECT id, endpoint_id, next_attempt_at, ROW_NUMBER() OVER \
-                   (PARTITION BY endpoint_id ORDER BY next_attempt_at, id) AS nth \
-                 FROM (SELECT id, endpoint_id, next_attempt_at FROM webhook_deliveries \
-                   WHERE status = 'pending' AND next_attempt_at <= $1 \
-                   AND (lease_until IS NULL OR lease_until <= $1) \
-                   ORDER BY next_attempt_at LIMIT $7) due) ranked \
-                 LEFT JOIN {} ON u.e = ranked.endpoint_id \
-                 WHERE ranked.nth <= COALESCE(u.room, $5) \
-                 ORDER BY ranked.next_attempt_at LIMIT $4) \
+             WHERE id IN (SELECT id FROM webhook_deliveries WHERE status = 'pending' \
+               AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until <= $1) \
+               AND NOT (endpoint_id {}) ORDER BY next_attempt_at LIMIT $4{}) \
              RETURNING id, tenant_id, endpoint_id, payload, attempts",
-            D::json_rows(6, &[("e", "TEXT"), ("room", "BIGINT")]),
+            D::json_keys(5, "e"),
+            D::SKIP_LOCKED,
         );
-        let room = room
-            .iter()
-            .map(|(e, n)| json!({"e": e.as_str(), "room": n}))
-            .collect();
+        let busy = busy.iter().map(|e| json!({"e": e.as_str()})).collect();
         let claim = sql::<D>(AssertSqlSafe(text))
             .bind(c.now.millis())
             .bind(c.lease_until.millis())
             .bind(&c.token)
             .bind(i64::from(c.limit))
-            .bind(i64::from(per_endpoint))
-            .bind(json_param(room))
-            .bind(i64::from(c.limit) * 4);
+            .bind(json_param(busy));
         let rows: Vec<(DeliveryId, TenantId, EndpointId, String, i64)> =
             D::claim(&self.pool, claim).await?;
         rows.into_iter()

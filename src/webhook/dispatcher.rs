@@ -6,11 +6,12 @@
 //! `in_flight_per_endpoint` to one endpoint, so webhooks flow at the rate
 //! events happen. Order is therefore not kept (retries could not keep it
 //! anyway): receivers order events by their `timestamp` and a message's
-//! `status_history`. A claim takes no more of an endpoint's than it has room
-//! for, so a slow or failing endpoint holds back neither other endpoints nor
-//! other tenants, and what is claimed starts at once (within its lease).
+//! `status_history`. Claims skip endpoints at their limit and never take more
+//! than `in_flight` minus what is claimed and unfinished (the few over an
+//! endpoint's limit wait for its next free slot, well within their lease), so
+//! a slow or failing endpoint holds back neither other endpoints nor tenants.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -69,13 +70,15 @@ impl Dispatcher {
     pub async fn run_once(&self) -> anyhow::Result<usize> {
         let mut flight = InFlight::default();
         let n = self.claim_into(&mut flight).await?;
-        while flight.join_next().await {}
+        while flight.join_next(self).await {}
         Ok(n)
     }
 
     /// Claims as many due deliveries as the limits leave room for and starts them.
     async fn claim_into(&self, flight: &mut InFlight) -> anyhow::Result<usize> {
-        let free = self.cfg.in_flight.saturating_sub(flight.tasks.len() as u32);
+        // Claimed and not yet finished (running or waiting their endpoint's
+        // turn) stays within `in_flight`: what waits is sent within its lease.
+        let free = self.cfg.in_flight.saturating_sub(flight.claimed);
         if free == 0 {
             return Ok(0);
         }
@@ -86,12 +89,8 @@ impl Dispatcher {
             token: self.token.clone(),
             limit: free.min(self.cfg.batch_size),
         };
-        let per_endpoint = self.cfg.in_flight_per_endpoint;
-        let room = flight.room(per_endpoint);
-        let batch = self
-            .store
-            .claim_deliveries(&claim, per_endpoint, &room)
-            .await?;
+        let busy = flight.busy(self.cfg.in_flight_per_endpoint);
+        let batch = self.store.claim_deliveries(&claim, &busy).await?;
         let n = batch.len();
         for d in batch {
             flight.start(self, d);
@@ -125,12 +124,12 @@ impl Dispatcher {
                 continue;
             }
             tokio::select! {
-                _ = flight.join_next(), if !flight.tasks.is_empty() => ended += 1,
+                _ = flight.join_next(&self), if !flight.tasks.is_empty() => ended += 1,
                 _ = tokio::time::sleep(idle) => ended = batch,
                 _ = shutdown.wait() => {}
             }
         }
-        while flight.join_next().await {}
+        while flight.join_next(&self).await {}
     }
 
     #[tracing::instrument(skip_all, fields(delivery_id = %d.id, endpoint_id = %d.endpoint_id, attempt = d.attempts))]
@@ -256,24 +255,35 @@ impl Dispatcher {
     }
 }
 
-/// Attempts under way, and how many per endpoint.
+/// Attempts under way; per endpoint, how many run and which wait their turn.
 #[derive(Default)]
 struct InFlight {
     tasks: JoinSet<EndpointId>,
-    per_endpoint: HashMap<EndpointId, u32>,
+    per_endpoint: HashMap<EndpointId, (u32, VecDeque<ClaimedDelivery>)>,
+    /// Running plus waiting.
+    claimed: u32,
 }
 
 impl InFlight {
-    /// The room left to endpoints with attempts under way (others have `limit`).
-    fn room(&self, limit: u32) -> Vec<(EndpointId, u32)> {
+    /// Endpoints at their limit: claims leave theirs alone, so what waits
+    /// is at most one claim's worth, and a hanging endpoint's backlog cannot
+    /// take the slots other endpoints need.
+    fn busy(&self, limit: u32) -> Vec<EndpointId> {
         self.per_endpoint
             .iter()
-            .map(|(e, n)| (e.clone(), limit.saturating_sub(*n)))
+            .filter(|(_, (running, _))| *running >= limit)
+            .map(|(e, _)| e.clone())
             .collect()
     }
 
     fn start(&mut self, dispatcher: &Dispatcher, d: ClaimedDelivery) {
-        *self.per_endpoint.entry(d.endpoint_id.clone()).or_default() += 1;
+        self.claimed += 1;
+        let (running, waiting) = self.per_endpoint.entry(d.endpoint_id.clone()).or_default();
+        if *running >= dispatcher.cfg.in_flight_per_endpoint {
+            waiting.push_back(d);
+            return;
+        }
+        *running += 1;
         let dispatcher = dispatcher.clone();
         self.tasks.spawn(async move {
             let (id, endpoint) = (d.id.clone(), d.endpoint_id.clone());
@@ -290,18 +300,30 @@ impl InFlight {
         });
     }
 
-    /// Waits for one attempt to end; false when none was under way.
-    async fn join_next(&mut self) -> bool {
+    /// Waits for one attempt to end and starts the next of its endpoint's;
+    /// false when none was under way.
+    async fn join_next(&mut self, dispatcher: &Dispatcher) -> bool {
         let Some(ended) = self.tasks.join_next().await else {
             return false;
         };
-        if let Ok(endpoint) = ended
-            && let Some(n) = self.per_endpoint.get_mut(&endpoint)
-        {
-            *n -= 1;
-            if *n == 0 {
-                self.per_endpoint.remove(&endpoint);
+        let Ok(endpoint) = ended else {
+            return true; // unreachable: attempts catch their panics
+        };
+        self.claimed -= 1;
+        let next = match self.per_endpoint.get_mut(&endpoint) {
+            Some((running, waiting)) => {
+                *running -= 1;
+                let next = waiting.pop_front();
+                if next.is_none() && *running == 0 {
+                    self.per_endpoint.remove(&endpoint);
+                }
+                next
             }
+            None => None,
+        };
+        if let Some(d) = next {
+            self.claimed -= 1; // counted again by start
+            self.start(dispatcher, d);
         }
         true
     }

@@ -547,7 +547,6 @@ async fn a_dispatcher_killed_mid_delivery_loses_nothing(app: TestApp) {
                 token: "dead".into(),
                 limit: 10,
             },
-            10,
             &[],
         )
         .await
@@ -880,7 +879,6 @@ async fn one_endpoint_gets_deliveries_side_by_side_up_to_its_limit(app: TestApp)
     while attempted < 10 {
         let n = dispatch(&app).await;
         assert!(n > 0, "deliveries left undelivered");
-        assert!(n <= 4, "a pass claims at most the endpoint's limit: {n}");
         attempted += n;
     }
     assert_eq!(most.load(std::sync::atomic::Ordering::SeqCst), 4);
