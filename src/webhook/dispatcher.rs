@@ -98,8 +98,9 @@ impl Dispatcher {
         Ok(n)
     }
 
-    /// Runs until shutdown, claiming again whenever an attempt ends and the
-    /// limits leave room; attempts under way finish before it returns.
+    /// Runs until shutdown, claiming again when a few attempts have ended (or
+    /// the idle interval passes) and the limits leave room; attempts under way,
+    /// and those waiting on their endpoint's slot, finish before it returns.
     pub async fn run(self, mut shutdown: Shutdown, idle: Duration) {
         let mut flight = InFlight::default();
         // Claims wait until a few attempts have ended (a claim per ended
