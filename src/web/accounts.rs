@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use super::dashboard::start::GetStarted;
 use super::form::{ClientAddr, Fields, Form, FormToken};
 use super::session::{Signed, SignedForm, clear_cookie, session_cookie};
-use super::{PageResult, WebError, render, see_other};
+use super::{PageResult, refused, render, see_other};
 use crate::config::SignUp as SignUpMode;
 use crate::domain::account::Token;
 use crate::http::AppState;
@@ -50,14 +50,6 @@ fn credentials(f: &Fields) -> accounts::Credentials {
         email: f.get("email").to_string(),
         password: f.raw("password"),
     }
-}
-
-/// A form shown again with what went wrong (throttling stays a 429 page).
-fn refused(e: ApiError) -> Result<(StatusCode, String), WebError> {
-    if e.retry_after.is_some() || e.internal.is_some() {
-        return Err(e.into());
-    }
-    Ok((e.code.status(), e.detail))
 }
 
 /// `response`, with the new session's cookie.

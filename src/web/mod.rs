@@ -168,6 +168,15 @@ impl IntoResponse for WebError {
 
 pub type PageResult = Result<Response, WebError>;
 
+/// What a refused form shows again: its status and sentence. Throttling
+/// (a 429 page with Retry-After) and internal errors are pages of their own.
+pub fn refused(e: ApiError) -> Result<(StatusCode, String), WebError> {
+    if e.retry_after.is_some() || e.internal.is_some() {
+        return Err(e.into());
+    }
+    Ok((e.code.status(), e.detail))
+}
+
 /// This site's address as the browser reached it, for copy-paste commands.
 pub fn base_url(headers: &axum::http::HeaderMap) -> String {
     let host = headers

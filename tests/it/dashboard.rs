@@ -359,11 +359,23 @@ async fn forms_without_the_token_or_from_elsewhere_are_refused(app: TestApp) {
     assert_eq!(keys_before, keys_after, "no key was made");
 }
 
-const TIGHT: &str = "[dashboard]\nlogins_per_account_per_hour = 3\nsignups_per_ip_per_hour = 2\ndemo_previews_per_ip_per_minute = 2\n";
+const TIGHT: &str = "[dashboard]\nlogins_per_account_per_hour = 3\nsignups_per_ip_per_hour = 2\ndemo_previews_per_ip_per_minute = 2\n[limits]\notp_starts_per_minute = 1\n";
 
 async fn logins_sign_ups_and_previews_are_throttled(app: TestApp) {
     let mut b = Browser::new(&app);
     b.sign_up("T1", "t1@example.com").await;
+    // A dashboard form the API's limits refuse is a 429 page with Retry-After.
+    assert_eq!(b.submit("/dashboard/test-otp", &[]).await.status, 201);
+    let page = b.submit("/dashboard/test-otp", &[]).await;
+    assert_eq!(page.status, 429, "{}", page.html);
+    assert!(
+        page.headers["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            > 0
+    );
     let mut other = Browser::new(&app);
     for _ in 0..3 {
         assert_eq!(

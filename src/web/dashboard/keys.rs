@@ -14,7 +14,7 @@ use crate::store::ApiKeyInfo;
 use crate::usecase::{ApiError, ProblemCode, keys};
 use crate::web::form::Query;
 use crate::web::session::{Signed, SignedForm};
-use crate::web::{PageResult, render, see_other};
+use crate::web::{PageResult, refused, render, see_other};
 
 #[derive(Template)]
 #[template(path = "dashboard/keys.html")]
@@ -60,12 +60,11 @@ async fn create(State(app): State<AppState>, form: SignedForm) -> PageResult {
             page.keys = keys::list(&app, &s.session.tenant.id).await?;
             Ok(render(StatusCode::CREATED, &page))
         }
-        Err(e) if e.internal.is_none() => {
-            let status = e.code.status();
-            page.error = Some(e.detail);
+        Err(e) => {
+            let (status, detail) = refused(e)?;
+            page.error = Some(detail);
             Ok(render(status, &page))
         }
-        Err(e) => Err(e.into()),
     }
 }
 

@@ -20,7 +20,7 @@ use crate::usecase::numbers::{self, RentNumber};
 use crate::usecase::{ApiError, ProblemCode};
 use crate::web::form::{Fields, Query};
 use crate::web::session::{Signed, SignedForm};
-use crate::web::{PageResult, render, see_other};
+use crate::web::{PageResult, refused, render, see_other};
 
 #[derive(Template)]
 #[template(path = "dashboard/numbers.html")]
@@ -90,19 +90,17 @@ async fn rent(State(app): State<AppState>, form: SignedForm) -> PageResult {
             "/dashboard/numbers?mode={}",
             mode.as_str()
         ))),
-        Err(e) if e.internal.is_none() => {
+        Err(e) => {
+            let over_cap = e.code == ProblemCode::SpendCapReached;
+            let (status, detail) = refused(e)?;
             let mut page = load(&app, s, mode, form.fields.get("contains")).await?;
-            let status = e.code.status();
-            page.error = Some(match e.code {
-                ProblemCode::SpendCapReached => {
-                    "renting this number would pass your monthly spend cap; raise it in Settings"
-                        .into()
-                }
-                _ => e.detail,
+            page.error = Some(if over_cap {
+                "renting this number would pass your monthly spend cap; raise it in Settings".into()
+            } else {
+                detail
             });
             Ok(render(status, &page))
         }
-        Err(e) => Err(e.into()),
     }
 }
 

@@ -16,7 +16,7 @@ use crate::usecase::account::{self, Account, AccountChange};
 use crate::usecase::{ApiError, accounts};
 use crate::web::form::Query;
 use crate::web::session::{Signed, SignedForm};
-use crate::web::{PageResult, base_url, render, see_other};
+use crate::web::{PageResult, base_url, refused, render, see_other};
 
 #[derive(Template)]
 #[template(path = "dashboard/settings.html")]
@@ -124,13 +124,12 @@ async fn save(State(app): State<AppState>, form: SignedForm) -> PageResult {
             app.auth_cache.forget_tenant(&s.session.tenant.id);
             Ok(see_other("/dashboard/settings?done=saved"))
         }
-        Err(e) if e.internal.is_none() => {
+        Err(e) => {
+            let (status, detail) = refused(e)?;
             let mut page = settings_page(&app, s).await?;
-            let status = e.code.status();
-            page.error = Some(e.detail);
+            page.error = Some(detail);
             Ok(render(status, &page))
         }
-        Err(e) => Err(e.into()),
     }
 }
 
@@ -146,13 +145,12 @@ async fn password(State(app): State<AppState>, form: SignedForm) -> PageResult {
     .await
     {
         Ok(()) => Ok(see_other("/dashboard/settings?done=password")),
-        Err(e) if e.internal.is_none() && e.retry_after.is_none() => {
+        Err(e) => {
+            let (status, detail) = refused(e)?;
             let mut page = settings_page(&app, s).await?;
-            let status = e.code.status();
-            page.password_error = Some(e.detail);
+            page.password_error = Some(detail);
             Ok(render(status, &page))
         }
-        Err(e) => Err(e.into()),
     }
 }
 

@@ -16,7 +16,7 @@ use crate::store::SandboxMessage;
 use crate::usecase::idempotency::Idempotent;
 use crate::usecase::otp::{self, StartVerification};
 use crate::web::session::{Signed, SignedForm};
-use crate::web::{PageResult, base_url, render};
+use crate::web::{PageResult, base_url, refused, render};
 
 /// The sandbox number the button sends to unless another is typed.
 const SANDBOX_NUMBER: &str = "+447700900123";
@@ -90,12 +90,11 @@ async fn send_test(
             ));
             Ok(render(StatusCode::CREATED, &page))
         }
-        Err(e) if e.internal.is_none() => {
-            let status = e.code.status();
-            page.error = Some(e.detail);
+        Err(e) => {
+            let (status, detail) = refused(e)?;
+            page.error = Some(detail);
             Ok(render(status, &page))
         }
-        Err(e) => Err(e.into()),
     }
 }
 

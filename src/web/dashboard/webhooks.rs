@@ -18,7 +18,7 @@ use crate::usecase::idempotency::Idempotent;
 use crate::usecase::webhooks::{self, CreateEndpoint, UpdateEndpoint, view};
 use crate::web::form::{Fields, Query};
 use crate::web::session::{Signed, SignedForm};
-use crate::web::{PageResult, render, see_other};
+use crate::web::{PageResult, refused, render, see_other};
 
 #[derive(Template)]
 #[template(path = "dashboard/webhooks.html")]
@@ -135,15 +135,14 @@ async fn create(State(app): State<AppState>, form: SignedForm) -> PageResult {
             page.secret = secret;
             Ok(render(StatusCode::CREATED, &page))
         }
-        Err(e) if e.internal.is_none() => {
+        Err(e) => {
+            let (status, detail) = refused(e)?;
             let mut page = list_page(&app, Chrome::new(s, "webhooks"), s).await?;
             page.url = f.get("url").to_string();
             page.description = f.get("description").to_string();
-            let status = e.code.status();
-            page.error = Some(e.detail);
+            page.error = Some(detail);
             Ok(render(status, &page))
         }
-        Err(e) => Err(e.into()),
     }
 }
 
@@ -187,14 +186,13 @@ async fn update(
     };
     match changed {
         Ok(_) => Ok(see_other(&format!("/dashboard/webhooks/{id}?done=saved"))),
-        Err(e) if e.internal.is_none() => {
+        Err(e) => {
+            let (status, detail) = refused(e)?;
             let current = view(&webhooks::get(&app, tenant, &id).await?, false);
             let mut page = endpoint_page(&app, s, current).await?;
-            let status = e.code.status();
-            page.error = Some(e.detail);
+            page.error = Some(detail);
             Ok(render(status, &page))
         }
-        Err(e) => Err(e.into()),
     }
 }
 
