@@ -139,6 +139,10 @@ pub struct WorkerConfig {
     pub poll_interval_ms: u64,
     pub retry_base_seconds: u64,
     pub retry_max_seconds: u64,
+    pub heartbeat_ms: u64,
+    pub presumed_dead_ms: u64,
+    pub receipt_timeout_hours: u64,
+    pub retention_days: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -393,6 +397,30 @@ impl Config {
         }
         if self.worker.lease_seconds < 5 {
             return bad("worker.lease_seconds", "must be at least 5");
+        }
+        if self.worker.heartbeat_ms < 100 {
+            return bad("worker.heartbeat_ms", "must be at least 100");
+        }
+        if self.worker.presumed_dead_ms < 2 * self.worker.heartbeat_ms
+            || self.worker.presumed_dead_ms >= self.worker.lease_seconds * 1000
+        {
+            return bad(
+                "worker.presumed_dead_ms",
+                "must be at least twice worker.heartbeat_ms and less than worker.lease_seconds",
+            );
+        }
+        if self.worker.receipt_timeout_hours == 0 {
+            return bad("worker.receipt_timeout_hours", "must be at least 1");
+        }
+        if self.worker.retention_days == 0 {
+            return bad("worker.retention_days", "must be at least 1");
+        }
+        // A message still waiting for its receipt is never aged out.
+        if self.worker.receipt_timeout_hours >= self.worker.retention_days * 24 {
+            return bad(
+                "worker.receipt_timeout_hours",
+                "must be shorter than worker.retention_days",
+            );
         }
         for (key, value) in [
             (

@@ -35,6 +35,7 @@ use crate::store::{Store, Tenant};
 use crate::usecase::Core;
 use crate::webhook::Dispatcher;
 use crate::worker::Worker;
+use crate::worker::heartbeat::Heartbeat;
 
 /// One running service: configuration, storage and time, shared by the API and the workers.
 #[derive(Clone)]
@@ -185,11 +186,28 @@ impl Line {
     pub async fn serve(&self, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
         let role = self.config.role;
         let idle = Duration::from_millis(self.config.worker.poll_interval_ms);
-        let worker = role.runs_worker().then(|| {
-            let dispatcher = tokio::spawn(self.dispatcher().run(shutdown.clone(), idle));
-            let sender = tokio::spawn(self.worker().run(shutdown.clone()));
-            (sender, dispatcher)
-        });
+        let worker = if role.runs_worker() {
+            let (worker, dispatcher) = (self.worker(), self.dispatcher());
+            let heartbeat = Heartbeat::new(
+                self.store.clone(),
+                self.clock.clone(),
+                &self.config.worker,
+                vec![worker.lease_token().into(), dispatcher.lease_token().into()],
+            );
+            // One SQLite file has one node: whatever held leases before this
+            // start is dead, and its claims are taken back at once.
+            if self.config.database_url.expose().starts_with("sqlite:") {
+                heartbeat
+                    .free_silent_since(self.clock.now().plus_ms(1))
+                    .await?;
+            }
+            let beating = heartbeat.start();
+            let dispatcher = tokio::spawn(dispatcher.run(shutdown.clone(), idle));
+            let sender = tokio::spawn(worker.run(shutdown.clone()));
+            Some((sender, dispatcher, beating))
+        } else {
+            None
+        };
         if role.runs_api() {
             let mut stop = shutdown.clone();
             axum::serve(
@@ -200,9 +218,11 @@ impl Line {
             .with_graceful_shutdown(async move { stop.wait().await })
             .await?;
         }
-        if let Some((sender, dispatcher)) = worker {
+        if let Some((sender, dispatcher, beating)) = worker {
             sender.await?;
             dispatcher.await?;
+            // Beating until here: no one frees claims that are still being finished.
+            beating.stop().await;
         }
         // After the worker: nothing is submitted while we unbind.
         self.carriers.stop().await;

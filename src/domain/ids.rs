@@ -12,6 +12,16 @@ pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", ulid::Ulid::new().to_string().to_lowercase())
 }
 
+/// The least id of this type that could be made at `unix_ms` or later: every
+/// id made before then sorts below it (ids compare bytewise).
+pub fn id_floor(prefix: &str, unix_ms: i64) -> String {
+    let ms = u64::try_from(unix_ms).unwrap_or(0);
+    format!(
+        "{prefix}_{}",
+        ulid::Ulid::from_parts(ms, 0).to_string().to_lowercase()
+    )
+}
+
 macro_rules! id_type {
     ($($(#[$doc:meta])* $name:ident = $prefix:literal;)*) => {$(
         $(#[$doc])*
@@ -71,6 +81,21 @@ id_type! {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_id_floor_splits_ids_by_time() {
+        let before = MessageId::generate();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        let floor = id_floor("msg", now + 1);
+        std::thread::sleep(std::time::Duration::from_millis(3));
+        let after = MessageId::generate();
+        assert!(before.as_str() < floor.as_str(), "{before} < {floor}");
+        assert!(after.as_str() > floor.as_str(), "{after} > {floor}");
+        assert_eq!(floor.len(), before.as_str().len());
+    }
 
     #[test]
     fn ids_carry_their_prefix_and_serialize_as_strings() {

@@ -1,14 +1,55 @@
 //! The schema (migrations embedded per backend) and what ages out.
 
 use async_trait::async_trait;
-use sqlx::SqlSafeStr;
+use sqlx::{AssertSqlSafe, SqlSafeStr};
 
 use super::sql::{Db, sql};
 use super::{Maintenance, Result, SqlStore};
+use crate::domain::ids::id_floor;
 use crate::domain::message::Timestamp;
 
 /// How long a receipt waits for its part before it is dropped.
 pub(super) const UNMATCHED_RECEIPT_TTL_MS: i64 = 7 * 24 * 3600 * 1000;
+
+/// Messages are kept an hour longer than what refers to them: a verification
+/// points at messages sent within its life (at most an hour), so one deleted
+/// with its cutoff never outlives a message it refers to.
+const MESSAGES_OUTLIVE_MS: i64 = 3600 * 1000;
+
+/// What ages out under the retention: (table, its id column, the id's
+/// prefix, what else a row must be, and how much longer it is kept).
+const RETAINED: &[(&str, &str, &str, &str, i64)] = &[
+    ("verifications", "id", "otp", "", 0),
+    (
+        "webhook_deliveries",
+        "id",
+        "whd",
+        "AND status <> 'pending'",
+        0,
+    ),
+    ("inbound_messages", "id", "mo", "", 0),
+    (
+        "sandbox_messages",
+        "message_id",
+        "msg",
+        "",
+        MESSAGES_OUTLIVE_MS,
+    ),
+    (
+        "message_parts",
+        "message_id",
+        "msg",
+        "",
+        MESSAGES_OUTLIVE_MS,
+    ),
+    (
+        "messages",
+        "id",
+        "msg",
+        "AND status NOT IN ('queued', 'sent')",
+        MESSAGES_OUTLIVE_MS,
+    ),
+];
 
 /// A backend's migrations, embedded in the binary: (version, name, SQL),
 /// append-only, in order.
@@ -89,6 +130,25 @@ where
         )
         .execute(&mut conn)
         .await?;
+        Ok(n)
+    }
+
+    async fn delete_older(&self, before: Timestamp, limit: u32) -> Result<u64> {
+        let mut conn = self.conn().await?;
+        let mut n = 0;
+        // Each table in its own short statement over its primary key, oldest
+        // first: ids sort by creation time, so no scan, and no long lock.
+        for &(table, id, prefix, and, longer) in RETAINED {
+            let text = format!(
+                "DELETE FROM {table} WHERE {id} IN \
+                   (SELECT {id} FROM {table} WHERE {id} < $1 {and} ORDER BY {id} LIMIT $2)"
+            );
+            n += sql::<D>(AssertSqlSafe(text))
+                .bind(id_floor(prefix, before.millis() - longer))
+                .bind(i64::from(limit))
+                .execute(&mut conn)
+                .await?;
+        }
         Ok(n)
     }
 }

@@ -8,6 +8,7 @@
 mod accounts;
 mod idempotency;
 mod inbound;
+mod leases;
 mod ledger;
 mod limits;
 mod maintenance;
@@ -90,6 +91,7 @@ pub trait Store:
     + LedgerStore
     + NumberStore
     + IdempotencyStore
+    + LeaseStore
     + Maintenance
 {
 }
@@ -219,6 +221,15 @@ pub trait ReceiptStore: Send + Sync + 'static {
     /// Matches kept receipts to message parts (each receipt once); a message
     /// whose parts have all ended takes its final status. Returns how many applied.
     async fn apply_carrier_receipts(&self, now: Timestamp, limit: u32) -> Result<u64>;
+    /// Ends up to `limit` parts of messages accepted before `accepted_before`
+    /// that still wait for their final receipt, as `expired` with error
+    /// `no_receipt`; their messages end (with webhooks) as receipts would end them.
+    async fn expire_unconfirmed(
+        &self,
+        accepted_before: Timestamp,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<u64>;
 }
 
 /// Messages handsets sent to tenants' numbers (`inbound.rs`).
@@ -429,6 +440,18 @@ pub trait IdempotencyStore: Send + Sync + 'static {
     ) -> Result<Option<StoredResponse>>;
 }
 
+/// Heartbeats of the workers and dispatchers that hold leases (`leases.rs`).
+#[async_trait]
+pub trait LeaseStore: Send + Sync + 'static {
+    /// The holder of `token` is alive at `now`.
+    async fn heartbeat(&self, token: &str, now: Timestamp) -> Result<()>;
+    /// Frees the claims (messages and webhook deliveries) of every holder
+    /// silent since before `silent_since`, and forgets those holders; how many claims.
+    async fn free_silent(&self, silent_since: Timestamp) -> Result<u64>;
+    /// A holder that stopped cleanly (its leases already given back).
+    async fn forget_leaseholder(&self, token: &str) -> Result<()>;
+}
+
 /// The schema and what ages out (`maintenance.rs`).
 #[async_trait]
 pub trait Maintenance: Send + Sync + 'static {
@@ -442,4 +465,8 @@ pub trait Maintenance: Send + Sync + 'static {
         sandbox_before: Timestamp,
         now: Timestamp,
     ) -> Result<u64>;
+    /// Deletes up to `limit` rows of messages, verifications, inbound messages
+    /// and webhook deliveries made before `before` (the ledger is kept), in
+    /// short statements; how many. Messages still in the pipeline are kept.
+    async fn delete_older(&self, before: Timestamp, limit: u32) -> Result<u64>;
 }

@@ -72,6 +72,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "accounts",
         include_str!("../../migrations/postgres/0011_accounts.sql"),
     ),
+    (
+        12,
+        "leaseholders",
+        include_str!("../../migrations/postgres/0012_leaseholders.sql"),
+    ),
 ];
 
 /// A pooled connection idle longer than this is checked before use.

@@ -11,7 +11,7 @@ use super::outbox::{queue_message_webhooks, tenants_with_endpoints};
 use super::rows::history_append;
 use super::sql::{Db, json_param, sql};
 use super::{CarrierReceipt, ReceiptStore, Result, SqlStore, StoreError};
-use crate::domain::ids::{MessageId, TenantId};
+use crate::domain::ids::{MessageId, TenantId, id_floor};
 use crate::domain::message::{MessageStatus, PartEnd, Timestamp, final_status};
 
 /// A receipt to apply: (carrier, carrier message id, status, error).
@@ -76,7 +76,42 @@ impl<D: Db> ReceiptStore for SqlStore<D> {
         tx.commit().await?;
         Ok(taken)
     }
+
+    async fn expire_unconfirmed(
+        &self,
+        accepted_before: Timestamp,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<u64> {
+        let mut tx = self.begin().await?;
+        // By message id, which sorts by acceptance time: only the parts of old
+        // messages are looked at, and parts that ended are cleaned every minute.
+        let waiting: Vec<(String, String)> = sql::<D>(
+            "SELECT carrier, carrier_message_id FROM message_parts \
+             WHERE message_id < $1 AND status IS NULL ORDER BY message_id LIMIT $2",
+        )
+        .bind(id_floor(MessageId::PREFIX, accepted_before.millis()))
+        .bind(i64::from(limit))
+        .fetch_all(&mut tx)
+        .await?;
+        if waiting.is_empty() {
+            return Ok(0);
+        }
+        let matched = waiting
+            .into_iter()
+            .map(|(car, cid)| {
+                let st = MessageStatus::Expired.as_str().to_string();
+                (car, cid, st, Some(NO_RECEIPT.to_string()))
+            })
+            .collect();
+        let ended = apply_to_parts::<D>(&mut tx, matched, now).await?;
+        tx.commit().await?;
+        Ok(ended.len() as u64)
+    }
 }
+
+/// The error of a part whose final receipt never came.
+pub const NO_RECEIPT: &str = "no_receipt";
 
 async fn keep_receipts<D: Db>(
     conn: &mut D::Connection,

@@ -74,6 +74,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "accounts",
         include_str!("../../migrations/sqlite/0011_accounts.sql"),
     ),
+    (
+        12,
+        "leaseholders",
+        include_str!("../../migrations/sqlite/0012_leaseholders.sql"),
+    ),
 ];
 
 pub(super) async fn connect(url: &str, max_connections: u32) -> Result<SqlStore<Sqlite>> {

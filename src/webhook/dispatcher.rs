@@ -65,6 +65,11 @@ impl Dispatcher {
         }
     }
 
+    /// The token that marks this dispatcher's leases.
+    pub fn lease_token(&self) -> &str {
+        &self.token
+    }
+
     /// One pass: claims what is due (within the limits) and delivers it,
     /// waiting for every attempt. Returns how many deliveries it attempted.
     pub async fn run_once(&self) -> anyhow::Result<usize> {

@@ -2,6 +2,8 @@
 //! carriers and records the outcomes in groups; also runs the receipts applier
 //! beside it and cleans expired records. Every loop has a `run_once` that tests call.
 
+pub mod heartbeat;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +27,10 @@ const SENDERS: usize = 4;
 /// How long idempotency records and sandbox inbox entries are kept.
 const IDEMPOTENCY_TTL_MS: i64 = 24 * 3600 * 1000;
 const SANDBOX_TTL_MS: i64 = 3600 * 1000;
+/// Rows per table per statement, and statements per cleanup pass, that the
+/// retention deletes: short locks, and at most this much work a minute.
+const RETENTION_BATCH: u32 = 1000;
+const RETENTION_BATCHES: usize = 20;
 
 pub struct Worker {
     store: Arc<dyn Store>,
@@ -62,6 +68,11 @@ impl Worker {
             finishes: finish_writer(store.clone()),
             store,
         }
+    }
+
+    /// The token that marks this worker's leases.
+    pub fn lease_token(&self) -> &str {
+        &self.token
     }
 
     /// One pass: send one batch of due messages, apply due receipts, charge
@@ -176,16 +187,43 @@ impl Worker {
         now.plus_ms((secs * jitter * 1000.0) as i64)
     }
 
+    /// Ends messages whose receipt never came, deletes what aged out (the
+    /// retention, a batch at a time) and expired records; how many rows.
     pub async fn cleanup(&self) -> anyhow::Result<u64> {
         let now = self.clock.now();
-        Ok(self
+        let hours = |h: u64| h as i64 * 3600 * 1000;
+        let unconfirmed = now.plus_ms(-hours(self.cfg.receipt_timeout_hours));
+        let mut n = 0;
+        loop {
+            let ended = self
+                .store
+                .expire_unconfirmed(unconfirmed, now, self.cfg.batch_size)
+                .await?;
+            if ended > 0 {
+                tracing::warn!(parts = ended, "no final receipt came: expired");
+            }
+            n += ended;
+            if ended < u64::from(self.cfg.batch_size) {
+                break;
+            }
+        }
+        let retained = now.plus_ms(-hours(self.cfg.retention_days * 24));
+        for _ in 0..RETENTION_BATCHES {
+            let deleted = self.store.delete_older(retained, RETENTION_BATCH).await?;
+            n += deleted;
+            if deleted == 0 {
+                break;
+            }
+        }
+        n += self
             .store
             .cleanup(
                 now.plus_ms(-IDEMPOTENCY_TTL_MS),
                 now.plus_ms(-SANDBOX_TTL_MS),
                 now,
             )
-            .await?)
+            .await?;
+        Ok(n)
     }
 
     /// Runs until shutdown, then gives back any leases it still holds. Sending

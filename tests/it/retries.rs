@@ -47,7 +47,7 @@ impl Carrier for Scripted {
     }
 }
 
-fn worker(app: &TestApp, script: Vec<CarrierError>) -> Worker {
+pub fn worker(app: &TestApp, script: Vec<CarrierError>) -> Worker {
     let carrier: Arc<dyn Carrier> = Arc::new(Scripted(Mutex::new(script)));
     Worker::new(
         app.line.store.clone(),

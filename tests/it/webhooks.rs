@@ -277,7 +277,7 @@ impl Receiver {
             .collect()
     }
 
-    fn count(&self) -> usize {
+    pub fn count(&self) -> usize {
         self.got.lock().unwrap().len()
     }
 }

@@ -1,0 +1,443 @@
+//! Faults survived: a worker that dies holding claims, a node killed and
+//! restarted, receipts that never come, and what ages out.
+
+use crate::common;
+use crate::retries::worker;
+use crate::webhooks::{PRIVATE_OK, Receiver, create, dispatch};
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{Backend, TestApp};
+use line::store::Claim;
+use line::worker::heartbeat::Heartbeat;
+use serde_json::{Value, json};
+
+/// A public address: deliveries are queued for it, never attempted here.
+const PUBLIC: &str = "https://93.184.216.34/hooks/line";
+const HOUR: Duration = Duration::from_secs(3600);
+
+fn heartbeat(app: &TestApp, tokens: &[&str]) -> Heartbeat {
+    Heartbeat::new(
+        app.line.store.clone(),
+        app.clock.clone(),
+        &app.line.config.worker,
+        tokens.iter().map(|t| t.to_string()).collect(),
+    )
+}
+
+async fn claim_deliveries(app: &TestApp, token: &str) -> usize {
+    let now = app.clock.now();
+    let claim = Claim {
+        now,
+        lease_until: now.plus_ms(60_000),
+        token: token.into(),
+        limit: 100,
+    };
+    app.line
+        .store
+        .claim_deliveries(&claim, &[])
+        .await
+        .unwrap()
+        .len()
+}
+
+/// A worker and a dispatcher die holding claims (messages and a webhook): a
+/// live worker's heartbeat frees them once they have been silent for
+/// `presumed_dead_ms` (4 s), long before their 60 s lease, and not before.
+async fn a_silent_worker_loses_its_claims_in_seconds(app: TestApp) {
+    create(&app, json!({"url": PUBLIC, "events": ["message.sent"]})).await;
+    app.send("+447700900001", "first").await;
+    app.drain().await;
+    for i in 0..5 {
+        app.send("+447700900002", &format!("queued {i}")).await;
+    }
+    let dead = app.line.worker();
+    heartbeat(&app, &[dead.lease_token(), "lease_deadhooks"])
+        .run_once()
+        .await
+        .unwrap();
+    let held = dead.claim().await.unwrap();
+    assert_eq!(held.len(), 5);
+    assert_eq!(claim_deliveries(&app, "lease_deadhooks").await, 1);
+
+    let live = app.line.worker();
+    let beat = heartbeat(&app, &[live.lease_token()]);
+    app.clock.advance(Duration::from_secs(3));
+    assert_eq!(beat.run_once().await.unwrap(), 0, "3 s of silence is alive");
+    assert!(live.claim().await.unwrap().is_empty());
+    app.clock.advance(Duration::from_millis(1100));
+    assert_eq!(
+        beat.run_once().await.unwrap(),
+        6,
+        "5 messages and 1 delivery"
+    );
+    assert_eq!(live.claim().await.unwrap().len(), 5);
+    assert_eq!(claim_deliveries(&app, "lease_live").await, 1);
+    // The dead worker's late outcome is refused: its lease is gone.
+    dead.process(held[0].clone()).await.unwrap();
+    let status = app
+        .sql_text(&format!(
+            "SELECT status FROM messages WHERE id = '{}'",
+            held[0].id
+        ))
+        .await;
+    assert_eq!(status.as_deref(), Some("queued"));
+    app.stop().await;
+}
+
+/// A carrier that takes a message and never sends its final receipt: 72 h
+/// later the message is `expired` with error code `no_receipt`, and its
+/// webhook is queued; it stays charged (the carrier took it).
+async fn a_receipt_that_never_comes_expires_the_message(app: TestApp) {
+    let hook = create(&app, json!({"url": PUBLIC, "events": ["message.expired"]})).await;
+    let (status, msg) = app
+        .post(
+            "/v1/sms",
+            &app.live_key,
+            &json!({"to": "+447400123456", "body": "hello"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{msg}");
+    let id = msg["id"].as_str().unwrap();
+    let worker = worker(&app, vec![]);
+    worker.run_once().await.unwrap();
+    let read = || async { app.get(&format!("/v1/sms/{id}"), &app.live_key).await.1 };
+    assert_eq!(read().await["status"], "sent");
+    app.clock.advance(71 * HOUR);
+    worker.cleanup().await.unwrap();
+    assert_eq!(read().await["status"], "sent", "71 h: still waiting");
+    app.clock.advance(2 * HOUR);
+    worker.cleanup().await.unwrap();
+    let msg = read().await;
+    assert_eq!(msg["status"], "expired", "{msg}");
+    assert_eq!(msg["error_code"], "no_receipt", "{msg}");
+    let history: Vec<&str> = msg["status_history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(history, ["queued", "sent", "expired"]);
+    let (_, deliveries) = app
+        .get(
+            &format!("/v1/webhooks/{}/deliveries", hook["id"].as_str().unwrap()),
+            &app.test_key,
+        )
+        .await;
+    assert_eq!(deliveries["data"][0]["event_type"], "message.expired");
+    assert_eq!(deliveries["data"].as_array().unwrap().len(), 1);
+    let (_, usage) = app.get("/v1/usage", &app.live_key).await;
+    assert_eq!(usage["total_pence"], 1, "{usage}");
+    app.stop().await;
+}
+
+async fn count(app: &TestApp, table: &str) -> i64 {
+    app.sql_text(&format!("SELECT CAST(COUNT(*) AS TEXT) FROM {table}"))
+        .await
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// After the retention (90 days) messages, verifications, inbound messages
+/// and webhook deliveries are deleted; the ledger, and so the bill, stays.
+async fn old_records_age_out_and_the_ledger_stays(app: TestApp) {
+    let month = app.clock.now().month();
+    let (url, receiver) = Receiver::start().await;
+    create(&app, json!({"url": url})).await;
+    let (status, _) = app
+        .post(
+            "/v1/sms",
+            &app.live_key,
+            &json!({"to": "+447400123456", "body": "live"}),
+        )
+        .await;
+    assert_eq!(status, 202);
+    worker(&app, vec![]).run_once().await.unwrap();
+    let (status, otp) = app
+        .post("/v1/otp", &app.test_key, &json!({"to": "+447700900001"}))
+        .await;
+    assert_eq!(status, 201, "{otp}");
+    let (status, n) = app
+        .post(
+            "/v1/numbers",
+            &app.test_key,
+            &json!({"number": "+447700900123"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{n}");
+    let reply = json!({"from": "07700 900001", "to": "+447700900123", "body": "YES"});
+    let (status, _) = app.post("/v1/sandbox/inbound", &app.test_key, &reply).await;
+    assert_eq!(status, 201);
+    app.advance_and_drain(Duration::from_millis(1100)).await;
+    // The live message's receipt never comes: it ends (and its webhook goes) first.
+    let cleaner = app.line.worker();
+    app.clock.advance(73 * HOUR);
+    cleaner.cleanup().await.unwrap();
+    while dispatch(&app).await > 0 {}
+    assert!(
+        receiver.count() >= 4,
+        "sent, delivered, received, expired: {}",
+        receiver.count()
+    );
+    let tables = [
+        "messages",
+        "verifications",
+        "inbound_messages",
+        "webhook_deliveries",
+    ];
+    let mut before = Vec::new();
+    for t in tables {
+        before.push(count(&app, t).await);
+    }
+    assert!(before.iter().all(|&n| n > 0), "{before:?}");
+    let ledger = count(&app, "ledger").await;
+    assert!(ledger >= 1, "the live message's charge");
+    let (_, usage) = app
+        .get(&format!("/v1/usage?period={month}"), &app.live_key)
+        .await;
+    assert_eq!(usage["total_pence"], 1, "{usage}");
+
+    app.clock.advance(86 * 24 * HOUR);
+    cleaner.cleanup().await.unwrap();
+    for (t, n) in tables.iter().zip(&before) {
+        assert_eq!(count(&app, t).await, *n, "{t} kept within 90 days");
+    }
+    app.clock.advance(24 * HOUR + 2 * HOUR);
+    cleaner.cleanup().await.unwrap();
+    for t in tables {
+        assert_eq!(count(&app, t).await, 0, "{t} after 90 days");
+    }
+    assert_eq!(count(&app, "webhook_attempts").await, 0);
+    assert_eq!(count(&app, "ledger").await, ledger);
+    let (_, later) = app
+        .get(&format!("/v1/usage?period={month}"), &app.live_key)
+        .await;
+    assert_eq!(later["total_pence"], usage["total_pence"], "{later}");
+    app.stop().await;
+}
+
+backends!(
+    app: a_silent_worker_loses_its_claims_in_seconds,
+    a_receipt_that_never_comes_expires_the_message,
+);
+
+backends!(
+    app with PRIVATE_OK in aging: old_records_age_out_and_the_ledger_stays,
+);
+
+/// An HTTP upstream that holds every request open while `hang` is set, then
+/// accepts; it records the message id of every submission.
+#[derive(Clone, Default)]
+struct Upstream {
+    hang: Arc<AtomicBool>,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+async fn start_upstream() -> (String, Upstream) {
+    let up = Upstream::default();
+    up.hang.store(true, Ordering::SeqCst);
+    let state = up.clone();
+    let app = axum::Router::new().route(
+        "/send",
+        axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+            let up = state.clone();
+            async move {
+                let id = body["id"].as_str().unwrap().to_string();
+                up.seen.lock().unwrap().push(id.clone());
+                if up.hang.load(Ordering::SeqCst) {
+                    std::future::pending::<()>().await;
+                }
+                axum::Json(json!({"id": format!("up-{id}")}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/send", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, up)
+}
+
+fn free_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
+struct Node {
+    child: tokio::process::Child,
+    base: String,
+}
+
+async fn start_node(
+    dir: &std::path::Path,
+    config: &std::path::Path,
+    database_url: &str,
+    role: &str,
+) -> Node {
+    let addr = free_addr();
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_line"))
+        .args(["serve", "--role", role])
+        .current_dir(dir)
+        .env("LINE_CONFIG", config)
+        .env("LINE_DATABASE_URL", database_url)
+        .env("LINE_LISTEN", &addr)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let base = format!("http://{addr}");
+    let client = reqwest::Client::new();
+    for _ in 0..200 {
+        if client.get(format!("{base}/healthz")).send().await.is_ok() {
+            return Node { child, base };
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("line serve did not start");
+}
+
+async fn count_sent(backend: Backend, url: &str) -> i64 {
+    use sqlx::Connection;
+    let q = "SELECT COUNT(*) FROM messages WHERE status = 'sent'";
+    match backend {
+        Backend::Postgres => {
+            let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::query_scalar(q).fetch_one(&mut c).await.unwrap()
+        }
+        Backend::Sqlite => {
+            let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
+            sqlx::query_scalar(q).fetch_one(&mut c).await.unwrap()
+        }
+    }
+}
+
+/// `kill -9` of a node whose worker holds claims (its upstream has every
+/// submission open), then a restart: every message is sent again within
+/// seconds (not the 60 s lease), each submitted at most twice (once in flight
+/// at the crash, once after).
+async fn a_killed_node_takes_its_work_back_in_seconds(backend: Backend) {
+    const N: usize = 30;
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = common::fresh_database(backend, &dir).await;
+    let (upstream, up) = start_upstream().await;
+    let config = dir.path().join("line.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[carriers]]\nname = \"up\"\nkind = \"http\"\nurl = \"{upstream}\"\n\
+             receipt_secret = \"receipts-secret-0123\"\n[routing]\ndefault = \"up\"\n"
+        ),
+    )
+    .unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_line"))
+        .args(["tenant", "create", "--name", "Acme"])
+        .env("LINE_CONFIG", &config)
+        .env("LINE_DATABASE_URL", &database_url)
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let key = text
+        .split_whitespace()
+        .find(|w| w.starts_with("line_live_"))
+        .unwrap()
+        .to_string();
+
+    // The API alone takes the messages, so that the next node claims them
+    // all in one batch and holds every one of them open at its upstream.
+    let mut api = start_node(dir.path(), &config, &database_url, "api").await;
+    let client = reqwest::Client::new();
+    for i in 0..N {
+        let resp = client
+            .post(format!("{}/v1/sms", api.base))
+            .bearer_auth(&key)
+            .json(&json!({"to": "+447400123456", "body": format!("code {i}")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 202);
+    }
+    sigterm(&mut api).await;
+    let mut node = start_node(dir.path(), &config, &database_url, "all").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while up.seen.lock().unwrap().len() < N {
+        assert!(
+            Instant::now() < deadline,
+            "submissions never reached the upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    node.child.kill().await.unwrap(); // SIGKILL: no lease is given back
+    up.hang.store(false, Ordering::SeqCst);
+
+    let restarted = Instant::now();
+    let mut node = start_node(dir.path(), &config, &database_url, "all").await;
+    while count_sent(backend, &database_url).await < N as i64 {
+        assert!(
+            restarted.elapsed() < Duration::from_secs(30),
+            "the claims never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let took = restarted.elapsed();
+    // SQLite (one node) takes its claims back at start; PostgreSQL once the
+    // dead node's heartbeat is 4 s old (then up to a beat and a poll).
+    let bound = match backend {
+        Backend::Sqlite => Duration::from_secs(3),
+        Backend::Postgres => Duration::from_secs(7),
+    };
+    assert!(took < bound, "all sent again {took:?} after the restart");
+    let seen = up.seen.lock().unwrap().clone();
+    let mut ids = seen.clone();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), N);
+    let thrice: Vec<(usize, &String)> = seen
+        .iter()
+        .enumerate()
+        .filter(|(_, id)| seen.iter().filter(|s| s == id).count() > 2)
+        .collect();
+    assert_eq!(
+        seen.len(),
+        2 * N,
+        "each at most twice: in flight at the crash, then again; {thrice:?}"
+    );
+    sigterm(&mut node).await;
+    if backend == Backend::Postgres {
+        drop_database(&database_url).await;
+    }
+}
+
+async fn sigterm(node: &mut Node) {
+    let sent = tokio::process::Command::new("kill")
+        .args(["-TERM", &node.child.id().unwrap().to_string()])
+        .status()
+        .await
+        .unwrap();
+    assert!(sent.success());
+    let status = node.child.wait().await.unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+async fn drop_database(url: &str) {
+    use sqlx::Connection;
+    let name = url.rsplit('/').next().unwrap();
+    let mut conn = sqlx::PgConnection::connect(&common::pg_admin_url())
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+}
+
+mod restart {
+    use super::*;
+    backends!(backend: a_killed_node_takes_its_work_back_in_seconds);
+}
