@@ -3,6 +3,7 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -277,10 +278,16 @@ async fn serve(line: Line) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot listen on {} (`listen`): {e}", line.config.listen))?;
     tracing::info!(listen = %line.config.listen, role = ?line.config.role, "line is serving");
     let (trigger, shutdown) = crate::infra::shutdown::channel();
+    let bound = Duration::from_secs(line.config.limits.shutdown_timeout_seconds);
     tokio::spawn(async move {
         signal.await;
         tracing::info!("shutting down: finishing in-flight work");
         trigger.trigger();
+        // Whatever is stuck, the process ends: leases left behind are freed
+        // by the other nodes' heartbeats, or by this node's next start.
+        tokio::time::sleep(bound).await;
+        tracing::error!(seconds = bound.as_secs(), "shutdown took too long; exiting");
+        std::process::exit(1);
     });
     line.serve(listener, shutdown).await
 }

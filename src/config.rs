@@ -82,6 +82,8 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     pub max_request_bytes: usize,
+    pub request_timeout_seconds: u64,
+    pub shutdown_timeout_seconds: u64,
     pub message_validity_seconds: u64,
     pub otp_sends_per_number: u32,
     pub otp_sends_per_number_window_seconds: u64,
@@ -397,6 +399,15 @@ impl Config {
         }
         if self.worker.lease_seconds < 5 {
             return bad("worker.lease_seconds", "must be at least 5");
+        }
+        if self.limits.request_timeout_seconds == 0 {
+            return bad("limits.request_timeout_seconds", "must be at least 1");
+        }
+        if self.limits.shutdown_timeout_seconds < self.limits.request_timeout_seconds {
+            return bad(
+                "limits.shutdown_timeout_seconds",
+                "must be at least limits.request_timeout_seconds",
+            );
         }
         if self.worker.heartbeat_ms < 100 {
             return bad("worker.heartbeat_ms", "must be at least 100");

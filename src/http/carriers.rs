@@ -33,7 +33,7 @@ pub async fn receipts(
         .receipts(&body, signature, app.clock.now())
         .map_err(refused)?;
     for r in receipts {
-        app.receipts.record(r).await.map_err(ApiError::internal)?;
+        app.receipts.record(r).await.map_err(ApiError::from)?;
     }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -37,8 +37,12 @@ pub struct Problem {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let request_id = REQUEST_ID.try_with(Clone::clone).unwrap_or_default();
-        if let Some(e) = &self.internal {
-            tracing::error!(error = format!("{e:#}"), %request_id, "internal error");
+        match &self.internal {
+            Some(e) if self.code == ProblemCode::ServiceUnavailable => {
+                tracing::warn!(error = format!("{e:#}"), %request_id, "database unavailable")
+            }
+            Some(e) => tracing::error!(error = format!("{e:#}"), %request_id, "internal error"),
+            None => {}
         }
         let status = self.code.status();
         let problem = Problem {

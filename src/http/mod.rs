@@ -13,10 +13,10 @@ mod sms;
 mod webhooks;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -77,8 +77,29 @@ pub fn router(state: AppState) -> Router {
                 "handler panicked"
             )))
         }))
+        .layer(middleware::from_fn_with_state(
+            Duration::from_secs(state.config.limits.request_timeout_seconds),
+            time_limit,
+        ))
         .layer(middleware::from_fn(request_id))
         .with_state(state)
+}
+
+/// No request is held longer than `limits.request_timeout_seconds`: it is
+/// answered 503 (a write under way may still complete, hence the wording).
+async fn time_limit(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            ProblemCode::ServiceUnavailable,
+            format!(
+                "no answer within {} s; it may have taken effect: retry with the same Idempotency-Key",
+                limit.as_secs()
+            ),
+        )
+        .retry_after(2)
+        .into_response(),
+    }
 }
 
 /// A use case's answer as a JSON response; a replay says so in `idempotent-replayed`.

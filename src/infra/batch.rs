@@ -12,14 +12,15 @@ use tokio::sync::{mpsc, oneshot};
 /// The most items one transaction writes.
 const MAX_BATCH: usize = 256;
 
-type Reply<O> = oneshot::Sender<Result<O, String>>;
+type Reply<O, E> = oneshot::Sender<Result<O, E>>;
 
-/// Feeds items to one committing task and hands each caller its own outcome.
-pub struct Batcher<I, O> {
-    queue: mpsc::Sender<(I, Reply<O>)>,
+/// Feeds items to one committing task and hands each caller its own outcome
+/// (or its batch's error `E`, the same for every item in the batch).
+pub struct Batcher<I, O, E> {
+    queue: mpsc::Sender<(I, Reply<O, E>)>,
 }
 
-impl<I, O> Clone for Batcher<I, O> {
+impl<I, O, E> Clone for Batcher<I, O, E> {
     fn clone(&self) -> Self {
         Batcher {
             queue: self.queue.clone(),
@@ -27,19 +28,24 @@ impl<I, O> Clone for Batcher<I, O> {
     }
 }
 
-impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
+impl<I, O, E> Batcher<I, O, E>
+where
+    I: Send + 'static,
+    O: Send + 'static,
+    E: std::error::Error + Clone + Send + Sync + 'static,
+{
     /// Starts the committing task; it ends when the last handle is dropped.
     /// `commit` writes a batch in one transaction and answers one outcome per item, in order.
     pub fn start<F, Fut>(commit: F) -> Self
     where
         F: Fn(Vec<I>) -> Fut + Send + 'static,
-        Fut: Future<Output = Result<Vec<O>, String>> + Send,
+        Fut: Future<Output = Result<Vec<O>, E>> + Send,
     {
-        let (queue, mut rx) = mpsc::channel::<(I, Reply<O>)>(MAX_BATCH * 16);
+        let (queue, mut rx) = mpsc::channel::<(I, Reply<O, E>)>(MAX_BATCH * 16);
         tokio::spawn(async move {
             let mut batch = Vec::new();
             while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-                let (items, replies): (Vec<I>, Vec<Reply<O>>) = batch.drain(..).unzip();
+                let (items, replies): (Vec<I>, Vec<Reply<O, E>>) = batch.drain(..).unzip();
                 match commit(items).await {
                     Ok(outcomes) => {
                         for (reply, outcome) in replies.into_iter().zip(outcomes) {
@@ -67,6 +73,8 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
         answer
             .await
             .map_err(|_| anyhow::anyhow!("the batcher dropped a request"))?
-            .map_err(|e| anyhow::anyhow!("group commit: {e}"))
+            // The error itself, so that callers can tell what failed (a
+            // database out of reach is a 503, not a 500).
+            .map_err(|e| anyhow::Error::new(e).context("group commit"))
     }
 }

@@ -13,12 +13,12 @@ use tokio::sync::Notify;
 use crate::infra::batch::Batcher;
 use crate::infra::clock::Clock;
 use crate::infra::shutdown::Shutdown;
-use crate::store::{CarrierReceipt, Store};
+use crate::store::{CarrierReceipt, SharedError, Store};
 
 /// Where carriers hand final receipts.
 #[derive(Clone)]
 pub struct ReceiptSink {
-    writer: Batcher<CarrierReceipt, ()>,
+    writer: Batcher<CarrierReceipt, (), SharedError>,
 }
 
 impl ReceiptSink {
@@ -36,7 +36,7 @@ impl ReceiptSink {
                         store
                             .keep_carrier_receipts(&batch)
                             .await
-                            .map_err(|e| e.to_string())?;
+                            .map_err(Arc::new)?;
                         true
                     }
                 };

@@ -76,11 +76,7 @@ where
     D::Connection: sqlx::migrate::Migrate,
 {
     async fn migrate(&self) -> Result<()> {
-        migrator(D::MIGRATIONS)
-            .run(&self.pool)
-            .await
-            .map_err(|e| sqlx::Error::Migrate(Box::new(e)))?;
-        Ok(())
+        D::migrate(&self.pool).await
     }
 
     async fn ping(&self) -> Result<()> {

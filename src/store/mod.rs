@@ -77,6 +77,45 @@ impl From<sqlx::Error> for StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// One store error handed to every caller of a failed group commit.
+pub type SharedError = Arc<StoreError>;
+
+/// Whether a store error in `e`'s chain (alone, or shared by a group commit)
+/// says the database is out of reach for now ([`StoreError::is_unavailable`]).
+pub fn unavailable(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<StoreError>()
+            .or_else(|| cause.downcast_ref::<SharedError>().map(|s| &**s))
+            .is_some_and(StoreError::is_unavailable)
+    })
+}
+
+impl StoreError {
+    /// The database is out of reach or too slow to answer (down, restarting,
+    /// no free connection in time, a statement or lock timeout): worth trying
+    /// again shortly, unlike a bug or a refused write.
+    pub fn is_unavailable(&self) -> bool {
+        let StoreError::Database(e) = self else {
+            return false;
+        };
+        match e {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_) => true,
+            sqlx::Error::Database(d) => d.code().is_some_and(|c| {
+                // PostgreSQL: connection exceptions (08…), shutdown and
+                // recovery (57P01–57P03), statement and lock timeouts;
+                // SQLite: busy or locked past its busy timeout.
+                c.starts_with("08")
+                    || ["57P01", "57P02", "57P03", "57014", "55P03", "5", "6"].contains(&&*c)
+            }),
+            _ => false,
+        }
+    }
+}
+
 /// Everything the service stores.
 pub trait Store:
     TenantStore

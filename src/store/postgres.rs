@@ -79,19 +79,26 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
 ];
 
+/// How long a request waits for a connection before it is answered 503.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// A pooled connection idle longer than this is checked before use.
 const IDLE_PING_SECONDS: u64 = 5;
 
 pub(super) async fn connect(url: &str, max_connections: u32) -> Result<SqlStore<Postgres>> {
-    // Safety nets: nothing waits forever on a lock, and a transaction left
-    // idle (a bug, a stuck client) is ended by the server, not kept with its locks.
+    // Safety nets: nothing waits forever on a lock, a transaction left
+    // idle (a bug, a stuck client) is ended by the server, not kept with its
+    // locks; no statement runs past the API's request timeout.
     let options = PgConnectOptions::from_str(url)?.options([
         ("lock_timeout", "10s"),
+        ("statement_timeout", "10s"),
         ("idle_in_transaction_session_timeout", "30s"),
     ]);
     let pool = PgPoolOptions::new()
         .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(5))
+        // While the database is down, requests are answered 503 within this
+        // (sqlx keeps trying to connect until then), not held.
+        .acquire_timeout(ACQUIRE_TIMEOUT)
         // sqlx pings every connection it hands out: a round trip per query,
         // measured here as the larger part of a busy API's wait. Only a
         // connection idle for a while (the server may have restarted) is pinged.
@@ -111,6 +118,25 @@ pub(super) async fn connect(url: &str, max_connections: u32) -> Result<SqlStore<
 
 impl Db for Postgres {
     const MIGRATIONS: &'static [(i64, &'static str, &'static str)] = MIGRATIONS;
+
+    /// On a connection of its own without the statement timeout (the last
+    /// `-c` of a setting wins).
+    async fn migrate(pool: &PgPool) -> Result<()> {
+        let options = (*pool.connect_options())
+            .clone()
+            .options([("statement_timeout", "0")]);
+        let unlimited = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await?;
+        let done = super::maintenance::migrator(MIGRATIONS)
+            .run(&unlimited)
+            .await
+            .map_err(|e| sqlx::Error::Migrate(Box::new(e)));
+        unlimited.close().await;
+        done?;
+        Ok(())
+    }
     const LOCK: &'static str = " FOR UPDATE";
     const CLAIM_RECEIPTS: &'static str = " FOR UPDATE OF r SKIP LOCKED";
     const SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";

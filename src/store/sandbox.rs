@@ -14,6 +14,9 @@ use super::{NewSandboxMessage, Result, SandboxMessage, SandboxStore, SqlStore};
 use crate::domain::ids::{MessageId, TenantId};
 use crate::domain::message::Timestamp;
 
+/// How long a receipt that came before its submission's record waits to be tried again.
+const EARLY_RECEIPT_WAIT_MS: i64 = 500;
+
 #[async_trait]
 impl<D: Db> SandboxStore for SqlStore<D> {
     async fn sandbox_deliver(&self, m: &NewSandboxMessage) -> Result<()> {
@@ -75,6 +78,27 @@ impl<D: Db> SandboxStore for SqlStore<D> {
                 .bind(json_param(ids))
                 .fetch_all(&mut tx)
                 .await?;
+            // A receipt due before its submission is recorded (the worker is
+            // retrying that write, say) waits for it, as a carrier's would.
+            let early: Vec<serde_json::Value> = status
+                .keys()
+                .filter(|id| !parts.iter().any(|(_, _, p)| p == *id))
+                .map(|id| json!({"mid": id}))
+                .collect();
+            if !early.is_empty() {
+                let text = format!(
+                    "UPDATE sandbox_messages SET receipt_done = FALSE, receipt_due = $2 \
+                     WHERE message_id {} AND EXISTS (SELECT 1 FROM messages m \
+                       WHERE m.id = sandbox_messages.message_id AND m.status = 'queued')",
+                    D::json_keys(1, "mid"),
+                );
+                sql::<D>(AssertSqlSafe(text))
+                    .unprepared()
+                    .bind(json_param(early))
+                    .bind(now.plus_ms(EARLY_RECEIPT_WAIT_MS).millis())
+                    .execute(&mut tx)
+                    .await?;
+            }
             let matched = parts
                 .into_iter()
                 .map(|(carrier, cid, id)| (carrier, cid, status[&id].clone(), None))

@@ -81,6 +81,9 @@ pub trait Db:
 {
     /// Every file of the backend's migrations folder, in order: (version, name, SQL).
     const MIGRATIONS: &'static [(i64, &'static str, &'static str)];
+    /// Brings the schema up to date (`MIGRATIONS`), free of the time limits
+    /// ordinary statements have: a migration may take longer.
+    fn migrate(pool: &sqlx::Pool<Self>) -> impl Future<Output = Result<()>> + Send;
 
     fn executor<'c>(conn: &'c mut Self::Connection) -> impl Executor<'c, Database = Self>;
     fn rows_affected(result: &Self::QueryResult) -> u64;

@@ -101,6 +101,14 @@ pub(super) async fn connect(url: &str, max_connections: u32) -> Result<SqlStore<
 
 impl Db for Sqlite {
     const MIGRATIONS: &'static [(i64, &'static str, &'static str)] = MIGRATIONS;
+
+    async fn migrate(pool: &SqlitePool) -> Result<()> {
+        super::maintenance::migrator(MIGRATIONS)
+            .run(pool)
+            .await
+            .map_err(|e| sqlx::Error::Migrate(Box::new(e)))?;
+        Ok(())
+    }
     const LOCK: &'static str = "";
     const CLAIM_RECEIPTS: &'static str = "";
     const SKIP_LOCKED: &'static str = "";

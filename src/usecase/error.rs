@@ -4,6 +4,8 @@
 
 use axum::http::StatusCode;
 
+use crate::store::StoreError;
+
 /// Every problem code the API answers with. Stable: clients match on them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProblemCode {
@@ -31,10 +33,11 @@ pub enum ProblemCode {
     OwnerRequired,
     CsrfRejected,
     SignUpClosed,
+    ServiceUnavailable,
 }
 
 impl ProblemCode {
-    pub const ALL: [ProblemCode; 24] = [
+    pub const ALL: [ProblemCode; 25] = [
         ProblemCode::InvalidJson,
         ProblemCode::Unauthorized,
         ProblemCode::SpendCapReached,
@@ -59,6 +62,7 @@ impl ProblemCode {
         ProblemCode::OwnerRequired,
         ProblemCode::CsrfRejected,
         ProblemCode::SignUpClosed,
+        ProblemCode::ServiceUnavailable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -87,6 +91,7 @@ impl ProblemCode {
             ProblemCode::OwnerRequired => "owner_required",
             ProblemCode::CsrfRejected => "csrf_rejected",
             ProblemCode::SignUpClosed => "signup_closed",
+            ProblemCode::ServiceUnavailable => "service_unavailable",
         }
     }
 
@@ -116,7 +121,9 @@ impl ProblemCode {
             | ProblemCode::SenderNotAllowed => StatusCode::UNPROCESSABLE_ENTITY,
             ProblemCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ProblemCode::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
-            ProblemCode::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            ProblemCode::NotReady | ProblemCode::ServiceUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 }
@@ -196,17 +203,40 @@ impl ApiError {
         err.internal = Some(e.into());
         err
     }
+
+    /// 503 `service_unavailable`: the database is out of reach for now; the
+    /// request changed nothing, and may be tried again (Retry-After).
+    pub fn unavailable(e: impl Into<anyhow::Error>) -> Self {
+        let mut err = Self::new(
+            ProblemCode::ServiceUnavailable,
+            "the service is briefly unavailable; nothing was done, try again in a few seconds",
+        )
+        .retry_after(UNAVAILABLE_RETRY_SECONDS);
+        err.internal = Some(e.into());
+        err
+    }
 }
 
-impl From<crate::store::StoreError> for ApiError {
-    fn from(e: crate::store::StoreError) -> Self {
-        ApiError::internal(e)
+/// What a 503 asks clients to wait before trying again.
+const UNAVAILABLE_RETRY_SECONDS: u64 = 2;
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        if e.is_unavailable() {
+            ApiError::unavailable(e)
+        } else {
+            ApiError::internal(e)
+        }
     }
 }
 
 impl From<anyhow::Error> for ApiError {
     fn from(e: anyhow::Error) -> Self {
-        ApiError::internal(e)
+        if crate::store::unavailable(&e) {
+            ApiError::unavailable(e)
+        } else {
+            ApiError::internal(e)
+        }
     }
 }
 

@@ -18,7 +18,7 @@ use crate::domain::message::{Message, MessageStatus, Pence, StatusChange};
 use crate::domain::phone::PhoneNumber;
 use crate::domain::sender::Sender;
 use crate::infra::batch::Batcher;
-use crate::store::{AuthContext, CreateOutcome, NewMessage, PendingMessage, Store};
+use crate::store::{AuthContext, CreateOutcome, NewMessage, PendingMessage, SharedError, Store};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -200,16 +200,12 @@ pub fn compose(
 }
 
 /// New messages, committed in groups.
-pub type MessageWriter = Batcher<PendingMessage, CreateOutcome>;
+pub type MessageWriter = Batcher<PendingMessage, CreateOutcome, SharedError>;
 
 pub fn message_writer(store: Arc<dyn Store>) -> MessageWriter {
     Batcher::start(move |batch| {
         let store = store.clone();
-        async move {
-            create_in_rounds(&*store, batch)
-                .await
-                .map_err(|e| e.to_string())
-        }
+        async move { create_in_rounds(&*store, batch).await.map_err(Arc::new) }
     })
 }
 

@@ -45,11 +45,16 @@ impl Heartbeat {
     /// than `presumed_dead_ms`; returns how many claims it freed.
     pub async fn run_once(&self) -> anyhow::Result<u64> {
         let now = self.clock.now();
+        self.beat(now).await?;
+        self.free_silent_since(now.plus_ms(-self.presumed_dead_ms))
+            .await
+    }
+
+    async fn beat(&self, now: crate::domain::message::Timestamp) -> anyhow::Result<()> {
         for token in &self.tokens {
             self.store.heartbeat(token, now).await?;
         }
-        self.free_silent_since(now.plus_ms(-self.presumed_dead_ms))
-            .await
+        Ok(())
     }
 
     /// Frees the claims of every holder not heard from since `since`.
@@ -68,10 +73,23 @@ impl Heartbeat {
     pub fn start(self) -> Beating {
         let (stop, mut stopped) = oneshot::channel();
         let task = tokio::spawn(async move {
+            let mut alive = true;
             loop {
-                if let Err(e) = self.run_once().await {
-                    tracing::error!(error = %e, "heartbeat failed");
-                }
+                // A holder whose own last beat failed (the database was out
+                // of reach for everyone, say) only beats: the others were
+                // silent for the same reason, and get a beat's time to say so.
+                let beat = if alive {
+                    self.run_once().await.map(drop)
+                } else {
+                    self.beat(self.clock.now()).await
+                };
+                alive = match beat {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::error!(error = %e, "heartbeat failed");
+                        false
+                    }
+                };
                 tokio::select! {
                     _ = tokio::time::sleep(self.every) => {}
                     _ = &mut stopped => break,

@@ -20,7 +20,7 @@ use crate::infra::batch::Batcher;
 use crate::infra::clock::Clock;
 use crate::infra::shutdown::Shutdown;
 use crate::receipts::Applier;
-use crate::store::{Claim, ClaimedMessage, Finish, Store, SubmitResult};
+use crate::store::{Claim, ClaimedMessage, Finish, SharedError, Store, SubmitResult};
 
 /// Send loops in one worker.
 const SENDERS: usize = 4;
@@ -156,15 +156,13 @@ impl Worker {
                 },
             }
         };
-        let recorded = self
-            .finishes
-            .submit(Finish {
-                id: msg.id.clone(),
-                token: self.token.clone(),
-                result: result.clone(),
-                now: self.clock.now(),
-            })
-            .await?;
+        let finish = Finish {
+            id: msg.id.clone(),
+            token: self.token.clone(),
+            result: result.clone(),
+            now: self.clock.now(),
+        };
+        let recorded = self.record(finish).await?;
         match (&result, recorded) {
             (_, false) => tracing::warn!("lease lost before the outcome was recorded"),
             // At debug, as successful requests are: thousands of lines a second
@@ -177,6 +175,24 @@ impl Worker {
             (SubmitResult::Expired, true) => tracing::warn!("message expired in the queue"),
         }
         Ok(())
+    }
+
+    /// Records an outcome. While the database is out of reach it tries again,
+    /// for up to half the lease: the carrier has the message, and an outcome
+    /// given up would have it sent twice once the lease ran out.
+    async fn record(&self, finish: Finish) -> anyhow::Result<bool> {
+        let give_up = std::time::Instant::now() + Duration::from_secs(self.cfg.lease_seconds / 2);
+        let mut wait = Duration::from_millis(100);
+        loop {
+            match self.finishes.submit(finish.clone()).await {
+                Err(e) if crate::store::unavailable(&e) && std::time::Instant::now() < give_up => {
+                    tracing::debug!(error = %e, "the database is out of reach; recording again");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(2));
+                }
+                done => return done,
+            }
+        }
     }
 
     /// Exponential backoff with ±20% jitter so retries from an outage spread out.
@@ -278,7 +294,7 @@ impl Worker {
 }
 
 /// Submission outcomes, committed in groups.
-type FinishWriter = Batcher<Finish, bool>;
+type FinishWriter = Batcher<Finish, bool, SharedError>;
 
 /// If a group fails, its items are written one by one, so that one bad item
 /// cannot hold back the outcomes of messages the carrier already took.
@@ -288,7 +304,8 @@ fn finish_writer(store: Arc<dyn Store>) -> FinishWriter {
         async move {
             match store.finish_submits(&batch).await {
                 Ok(recorded) => Ok(recorded),
-                Err(e) if batch.len() > 1 => {
+                // Out of reach: every outcome is tried again (`record`).
+                Err(e) if batch.len() > 1 && !e.is_unavailable() => {
                     tracing::warn!(error = %e, "a group of outcomes failed; writing them one by one");
                     let mut recorded = Vec::with_capacity(batch.len());
                     for item in batch {
@@ -302,7 +319,7 @@ fn finish_writer(store: Arc<dyn Store>) -> FinishWriter {
                     }
                     Ok(recorded)
                 }
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(Arc::new(e)),
             }
         }
     })

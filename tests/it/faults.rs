@@ -441,3 +441,193 @@ mod restart {
     use super::*;
     backends!(backend: a_killed_node_takes_its_work_back_in_seconds);
 }
+
+/// One answer the load got: status, how long it took, the message id (2xx),
+/// and for a 503 whether it was the problem+json with Retry-After.
+type Answer = (u16, Duration, Option<String>, bool);
+
+/// PostgreSQL crashes under load and comes back: meanwhile the API answers
+/// 503 `service_unavailable` fast (problem+json, Retry-After) and `/readyz`
+/// is 503; afterwards the API accepts again, and the worker and dispatcher
+/// (left alone) deliver every message that was answered 202.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_outage_is_answered_503_and_nothing_is_lost() {
+    let pg = common::pg::OwnPostgres::start();
+    let config = line::config::Config::from_toml(&format!(
+        "database_url = \"{}\"\ndatabase_max_connections = 8\n[sandbox]\nreceipt_delay_ms = 100\n",
+        pg.url()
+    ))
+    .unwrap();
+    let line = line::Line::open(config, line::infra::clock::Clock::default())
+        .await
+        .unwrap();
+    let key = line.create_tenant("Acme").await.unwrap().test_key;
+    let key = key.expose().to_string();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (trigger, shutdown) = line::infra::shutdown::channel();
+    let server = {
+        let line = line.clone();
+        tokio::spawn(async move { line.serve(listener, shutdown).await })
+    };
+    let client = reqwest::Client::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let answers: Arc<Mutex<Vec<Answer>>> = Arc::default();
+    let load: Vec<_> = (0..4)
+        .map(|n| {
+            let (client, base, key) = (client.clone(), base.clone(), key.clone());
+            let (stop, answers) = (stop.clone(), answers.clone());
+            tokio::spawn(async move {
+                let mut i = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    i += 1;
+                    let started = Instant::now();
+                    let resp = client
+                        .post(format!("{base}/v1/sms"))
+                        .bearer_auth(&key)
+                        .json(&json!({"to": "+447700900001", "body": format!("load {n}/{i}")}))
+                        .send()
+                        .await
+                        .unwrap();
+                    let status = resp.status().as_u16();
+                    let problem = resp.headers().get("content-type").map(|v| v.as_bytes())
+                        == Some(b"application/problem+json".as_slice())
+                        && resp.headers().contains_key("retry-after");
+                    let body: Value = resp.json().await.unwrap();
+                    let ok = problem && body["code"] == "service_unavailable";
+                    let id = body["id"].as_str().map(str::to_string);
+                    answers
+                        .lock()
+                        .unwrap()
+                        .push((status, started.elapsed(), id, ok));
+                    if status == 503 {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            })
+        })
+        .collect();
+    let ready = |client: reqwest::Client, base: String| async move {
+        client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    pg.crash();
+    let crashed_at = answers.lock().unwrap().len();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(ready(client.clone(), base.clone()).await, 503);
+    pg.resume();
+    let resumed_at = answers.lock().unwrap().len();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::SeqCst);
+    for task in load {
+        task.await.unwrap();
+    }
+    assert_eq!(ready(client.clone(), base.clone()).await, 200);
+
+    let answers = answers.lock().unwrap().clone();
+    let unavailable: Vec<&Answer> = answers.iter().filter(|a| a.0 == 503).collect();
+    assert!(!unavailable.is_empty(), "no 503 during the outage");
+    assert!(
+        unavailable.iter().all(|a| a.3),
+        "503s are problem+json service_unavailable with Retry-After"
+    );
+    let others: Vec<u16> = answers
+        .iter()
+        .map(|a| a.0)
+        .filter(|s| *s != 202 && *s != 503)
+        .collect();
+    assert!(others.is_empty(), "only 202 or 503: {others:?}");
+    let outage = &answers[crashed_at..resumed_at];
+    let slowest = outage.iter().map(|a| a.1).max().unwrap();
+    assert!(
+        slowest < Duration::from_millis(2500),
+        "an answer in the outage took {slowest:?}"
+    );
+    assert!(
+        answers[resumed_at..].iter().any(|a| a.0 == 202),
+        "accepting again after the database came back"
+    );
+    let accepted: Vec<String> = answers.iter().filter_map(|a| a.2.clone()).collect();
+    println!(
+        "outage: {} answers, {} of them 503, slowest {slowest:?}; {} accepted in all",
+        outage.len(),
+        unavailable.len(),
+        accepted.len()
+    );
+
+    // The worker and dispatcher were left alone through it all.
+    use sqlx::Connection;
+    let mut db = sqlx::PgConnection::connect(&pg.url()).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let delivered: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM messages WHERE status = 'delivered' AND id = ANY($1)",
+        )
+        .bind(&accepted)
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+        if delivered == accepted.len() as i64 {
+            break;
+        }
+        if Instant::now() > deadline {
+            let left: Vec<(String, String, Option<i64>, i64)> = sqlx::query_as(
+                "SELECT id, status, lease_until, attempts FROM messages \
+                 WHERE status <> 'delivered' AND id = ANY($1)",
+            )
+            .bind(&accepted)
+            .fetch_all(&mut db)
+            .await
+            .unwrap();
+            panic!(
+                "{delivered} of {} accepted messages delivered; {left:?}",
+                accepted.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    trigger.trigger();
+    server.await.unwrap().unwrap();
+}
+
+/// A request held past `limits.request_timeout_seconds` (here by a write lock
+/// another process keeps on the SQLite file) is answered 503 in time, and the
+/// service goes on once the lock is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_held_too_long_is_answered_503() {
+    use sqlx::Connection;
+    let app = TestApp::spawn_with(Backend::Sqlite, "[limits]\nrequest_timeout_seconds = 1\n").await;
+    let mut other = sqlx::SqliteConnection::connect(&app.database_url)
+        .await
+        .unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let resp = app
+        .client
+        .post(app.url("/v1/sms"))
+        .bearer_auth(&app.test_key)
+        .json(&json!({"to": "+447700900001", "body": "hello"}))
+        .send()
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert!(resp.headers().contains_key("retry-after"));
+    let (status, err) = common::decode(resp).await;
+    common::assert_problem(status, &err, 503, "service_unavailable");
+    assert!(
+        took < Duration::from_millis(2500),
+        "answered after {took:?}"
+    );
+    sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+    app.send("+447700900001", "after").await;
+    app.stop().await;
+}

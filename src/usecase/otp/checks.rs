@@ -10,7 +10,7 @@ use crate::domain::message::Timestamp;
 use crate::domain::otp::HashKey;
 use crate::domain::verification::{StoredVerification, Verdict};
 use crate::infra::batch::Batcher;
-use crate::store::{CheckedPair, Store, StoreError};
+use crate::store::{CheckedPair, SharedError, Store, StoreError};
 
 /// One code check as asked (the code as typed: never logged, so no Debug).
 pub struct CodeCheck {
@@ -21,7 +21,7 @@ pub struct CodeCheck {
 }
 
 /// Code checks, decided and committed in groups.
-pub type CheckWriter = Batcher<CodeCheck, Verdict>;
+pub type CheckWriter = Batcher<CodeCheck, Verdict, SharedError>;
 
 /// Checks codes against their verifications under `key`.
 pub fn check_writer(
@@ -40,7 +40,7 @@ pub fn check_writer(
             };
             decide(&*store, &batch, judge, &cache)
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(Arc::new)
         }
     })
 }

@@ -1,6 +1,7 @@
 //! Test harness: a real server on port 0 over a fresh database (PostgreSQL or
 //! SQLite), with a clock the test moves and a worker the test drives.
 
+pub mod pg;
 pub mod smsc;
 
 use std::time::Duration;
