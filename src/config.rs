@@ -74,6 +74,7 @@ pub struct Config {
     pub worker: WorkerConfig,
     pub sandbox: SandboxConfig,
     pub webhooks: WebhooksConfig,
+    pub operator: OperatorConfig,
     pub carriers: Vec<CarrierConfig>,
     pub routing: Routing,
 }
@@ -84,6 +85,7 @@ pub struct Limits {
     pub max_request_bytes: usize,
     pub request_timeout_seconds: u64,
     pub shutdown_timeout_seconds: u64,
+    pub failed_auths_per_ip_per_minute: u32,
     pub message_validity_seconds: u64,
     pub otp_sends_per_number: u32,
     pub otp_sends_per_number_window_seconds: u64,
@@ -162,6 +164,13 @@ pub struct WebhooksConfig {
     pub lease_seconds: u64,
     pub in_flight: u32,
     pub in_flight_per_endpoint: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorConfig {
+    /// Bearer token for `/metrics` and `/readyz`'s detail; empty: loopback clients only.
+    pub token: Secret,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -310,6 +319,7 @@ const KEYS: &[&str] = &[
     "worker",
     "sandbox",
     "webhooks",
+    "operator",
     "carriers",
     "routing",
 ];
@@ -400,6 +410,13 @@ impl Config {
         if self.worker.lease_seconds < 5 {
             return bad("worker.lease_seconds", "must be at least 5");
         }
+        let token = self.operator.token.expose();
+        if !token.is_empty() && token.len() < 16 {
+            return bad(
+                "operator.token",
+                "must be at least 16 characters (or empty)",
+            );
+        }
         if self.limits.request_timeout_seconds == 0 {
             return bad("limits.request_timeout_seconds", "must be at least 1");
         }
@@ -443,6 +460,10 @@ impl Config {
                 self.limits.otp_starts_per_minute,
             ),
             ("limits.otp_max_sends", self.limits.otp_max_sends),
+            (
+                "limits.failed_auths_per_ip_per_minute",
+                self.limits.failed_auths_per_ip_per_minute,
+            ),
             ("webhooks.in_flight", self.webhooks.in_flight),
             (
                 "webhooks.in_flight_per_endpoint",

@@ -28,7 +28,12 @@ use crate::domain::message::{MessageStatus, Timestamp};
 use crate::domain::phone::PhoneNumber;
 use crate::store::{CarrierReceipt, ClaimedMessage, InboundMessage};
 
+/// `sha256=<hex HMAC-SHA256(receipt_secret, "<timestamp>.<body>")>`
 pub const SIGNATURE_HEADER: &str = "x-line-signature";
+/// The time of signing, in unix seconds.
+pub const TIMESTAMP_HEADER: &str = "x-line-timestamp";
+/// How far from our clock a signed request's timestamp may be.
+pub const SIGNATURE_TOLERANCE_SECONDS: i64 = 300;
 /// Consecutive transient failures after which the upstream counts as down.
 const DOWN_AFTER: u32 = 3;
 /// How long a down upstream is left alone before it is tried again.
@@ -106,16 +111,29 @@ impl HttpCarrier {
         }
     }
 
-    /// Checks a posted receipt's signature and reads it. Interim statuses are dropped.
+    /// Checks a posted request's signature and that it was signed within
+    /// five minutes of `now` (its replay is the caller's to refuse).
+    pub fn verify(
+        &self,
+        body: &[u8],
+        timestamp: Option<&str>,
+        signature: Option<&str>,
+        now: Timestamp,
+    ) -> Result<(), ReceiptError> {
+        let secret = self.receipt_secret.expose();
+        if verify_signature(secret, timestamp, body, signature, now) {
+            Ok(())
+        } else {
+            Err(ReceiptError::Unauthorized)
+        }
+    }
+
+    /// Reads a verified receipt request. Interim statuses are dropped.
     pub fn receipts(
         &self,
         body: &[u8],
-        signature: Option<&str>,
         now: Timestamp,
     ) -> Result<Vec<CarrierReceipt>, ReceiptError> {
-        if !verify_receipt_signature(self.receipt_secret.expose(), body, signature) {
-            return Err(ReceiptError::Unauthorized);
-        }
         let parsed: Receipts = serde_json::from_slice(body)
             .map_err(|e| ReceiptError::Invalid(format!("receipt JSON: {e}")))?;
         let list = match parsed {
@@ -148,17 +166,13 @@ impl HttpCarrier {
         Ok(out)
     }
 
-    /// Checks a posted mobile-originated message's signature (as for receipts)
-    /// and reads it: `{"from", "to", "body"}` or an array of them, numbers in E.164.
+    /// Reads a verified request of mobile-originated messages: `{"from",
+    /// "to", "body"}` or an array of them, numbers in E.164.
     pub fn inbound(
         &self,
         body: &[u8],
-        signature: Option<&str>,
         now: Timestamp,
     ) -> Result<Vec<InboundMessage>, ReceiptError> {
-        if !verify_receipt_signature(self.receipt_secret.expose(), body, signature) {
-            return Err(ReceiptError::Unauthorized);
-        }
         #[derive(Deserialize)]
         #[serde(untagged)]
         enum Many {
@@ -223,8 +237,28 @@ impl HttpCarrier {
     }
 }
 
-/// Constant-time check of `sha256=<hex HMAC-SHA256(secret, body)>`.
-pub fn verify_receipt_signature(secret: &str, body: &[u8], header: Option<&str>) -> bool {
+/// Constant-time check of `sha256=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`,
+/// with `timestamp` (unix seconds) within five minutes of `now`: a captured
+/// request cannot be replayed later, nor its body given another time.
+pub fn verify_signature(
+    secret: &str,
+    timestamp: Option<&str>,
+    body: &[u8],
+    header: Option<&str>,
+    now: Timestamp,
+) -> bool {
+    let Some(ts) = timestamp
+        .map(str::trim)
+        .filter(|t| t.bytes().all(|b| b.is_ascii_digit()))
+    else {
+        return false;
+    };
+    let Ok(secs) = ts.parse::<i64>() else {
+        return false;
+    };
+    if (now.millis() / 1000 - secs).abs() > SIGNATURE_TOLERANCE_SECONDS {
+        return false;
+    }
     let Some(hex) = header.and_then(|h| h.trim().strip_prefix("sha256=")) else {
         return false;
     };
@@ -232,6 +266,8 @@ pub fn verify_receipt_signature(secret: &str, body: &[u8], header: Option<&str>)
         return false;
     };
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(ts.as_bytes());
+    mac.update(b".");
     mac.update(body);
     mac.verify_slice(&expected).is_ok()
 }
@@ -328,34 +364,47 @@ mod tests {
     use super::*;
 
     #[test]
-    fn signatures_check_the_whole_body() {
-        let mut mac = Hmac::<Sha256>::new_from_slice(b"0123456789abcdef").unwrap();
-        mac.update(b"{\"id\":\"1\"}");
-        let header = format!(
-            "sha256={}",
-            crate::domain::api_key::hex(&mac.finalize().into_bytes())
-        );
+    fn signatures_check_the_timestamp_and_the_whole_body() {
         let secret = "0123456789abcdef";
-        assert!(verify_receipt_signature(
+        let sign = |ts: &str, body: &[u8]| {
+            let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+            mac.update(format!("{ts}.").as_bytes());
+            mac.update(body);
+            format!(
+                "sha256={}",
+                crate::domain::api_key::hex(&mac.finalize().into_bytes())
+            )
+        };
+        let now = Timestamp(1_800_000_000_000);
+        let body = b"{\"id\":\"1\"}";
+        let header = sign("1800000000", body);
+        let ok = |secret: &str, ts: Option<&str>, body: &[u8], h: Option<&str>| {
+            verify_signature(secret, ts, body, h, now)
+        };
+        assert!(ok(secret, Some("1800000000"), body, Some(&header)));
+        assert!(!ok(
             secret,
-            b"{\"id\":\"1\"}",
-            Some(&header)
-        ));
-        assert!(!verify_receipt_signature(
-            secret,
+            Some("1800000000"),
             b"{\"id\":\"2\"}",
             Some(&header)
         ));
-        assert!(!verify_receipt_signature(
+        assert!(!ok(
             "another secret!!",
-            b"{\"id\":\"1\"}",
+            Some("1800000000"),
+            body,
             Some(&header)
         ));
-        assert!(!verify_receipt_signature(secret, b"{\"id\":\"1\"}", None));
-        assert!(!verify_receipt_signature(
-            secret,
-            b"{\"id\":\"1\"}",
-            Some("sha256=zz")
-        ));
+        assert!(!ok(secret, Some("1800000000"), body, None));
+        assert!(!ok(secret, None, body, Some(&header)));
+        // The timestamp is signed: another one with the same signature fails.
+        assert!(!ok(secret, Some("1800000001"), body, Some(&header)));
+        // Within five minutes either way, and not beyond.
+        let old = sign("1799999700", body);
+        assert!(ok(secret, Some("1799999700"), body, Some(&old)));
+        let older = sign("1799999699", body);
+        assert!(!ok(secret, Some("1799999699"), body, Some(&older)));
+        let ahead = sign("1800000301", body);
+        assert!(!ok(secret, Some("1800000301"), body, Some(&ahead)));
+        assert!(!ok(secret, Some("-5"), body, Some(&sign("-5", body))));
     }
 }

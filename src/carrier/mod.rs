@@ -17,7 +17,10 @@ use serde::Serialize;
 use crate::config::IdBase;
 use crate::store::ClaimedMessage;
 
-pub use http::{HttpCarrier, ReceiptError, SIGNATURE_HEADER, verify_receipt_signature};
+pub use http::{
+    HttpCarrier, ReceiptError, SIGNATURE_HEADER, SIGNATURE_TOLERANCE_SECONDS, TIMESTAMP_HEADER,
+    verify_signature,
+};
 pub use routes::Carriers;
 pub use sandbox::Sandbox;
 pub use smpp::SmppCarrier;

@@ -69,6 +69,11 @@ impl std::fmt::Debug for ApiKey {
     }
 }
 
+/// Constant-time comparison, so a token cannot be guessed byte by byte from timings.
+pub fn constant_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
 /// Lower-case hex of bytes.
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
@@ -94,6 +99,13 @@ pub fn unhex(s: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(constant_eq(b"abc", b"abc"));
+        assert!(!constant_eq(b"abc", b"abd"));
+        assert!(!constant_eq(b"abc", b"ab"));
+    }
 
     #[test]
     fn generated_keys_parse_back_and_hash_stably() {

@@ -12,8 +12,33 @@ pub mod sender;
 pub mod verification;
 pub mod webhook;
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+
+use phone::Masked;
+
+/// What `Debug` shows of a code, a password or a message body: its length.
+pub struct Hidden<'a>(pub &'a str);
+
+impl fmt::Debug for Hidden<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<hidden: {} chars>", self.0.chars().count())
+    }
+}
+
+/// What `Debug` shows of a phone number as a client wrote it: masked.
+pub struct MaskedInput<'a>(pub Option<&'a str>);
+
+impl fmt::Debug for MaskedInput<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(n) => write!(f, "{}", Masked(n)),
+            None => f.write_str("None"),
+        }
+    }
+}
 
 /// Test keys go to the sandbox and cost nothing; live keys reach carriers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, clap::ValueEnum)]

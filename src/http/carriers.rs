@@ -1,5 +1,6 @@
-//! POST /v1/carriers/{name}/receipts: delivery receipts from an HTTP carrier,
-//! authenticated by the HMAC of the body under that carrier's shared secret.
+//! POST /v1/carriers/{name}/receipts and /inbound: what an HTTP carrier posts,
+//! authenticated by an HMAC of its timestamp and body under that carrier's
+//! shared secret, within five minutes of signing, and each signed request once.
 
 use axum::Router;
 use axum::body::Bytes;
@@ -8,11 +9,15 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 
 use super::AppState;
-use crate::carrier::{HttpCarrier, ReceiptError};
+use std::time::Duration;
+
+use crate::carrier::{HttpCarrier, ReceiptError, SIGNATURE_TOLERANCE_SECONDS};
 use crate::http::error::{ApiError, Problem, ProblemCode};
+use crate::usecase::limits::admit;
 
 /// Records an HTTP carrier's receipts. Body: `{"id", "status", "error"?}` or an
-/// array of them; header `X-Line-Signature: sha256=<hex HMAC-SHA256 of the body>`.
+/// array of them; headers `X-Line-Timestamp: <unix seconds>` and
+/// `X-Line-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">`.
 #[utoipa::path(post, path = "/v1/carriers/{name}/receipts", tag = "carriers",
     params(("name" = String, Path, description = "the carrier's name in [[carriers]]")),
     request_body(content = String, content_type = "application/json"),
@@ -28,10 +33,8 @@ pub async fn receipts(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
-    let (carrier, signature) = signed(&app, &name, &headers)?;
-    let receipts = carrier
-        .receipts(&body, signature, app.clock.now())
-        .map_err(refused)?;
+    let carrier = signed(&app, &name, &headers, &body).await?;
+    let receipts = carrier.receipts(&body, app.clock.now()).map_err(refused)?;
     for r in receipts {
         app.receipts.record(r).await.map_err(ApiError::from)?;
     }
@@ -55,28 +58,45 @@ pub async fn inbound(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
-    let (carrier, signature) = signed(&app, &name, &headers)?;
-    let messages = carrier
-        .inbound(&body, signature, app.clock.now())
-        .map_err(refused)?;
+    let carrier = signed(&app, &name, &headers, &body).await?;
+    let messages = carrier.inbound(&body, app.clock.now()).map_err(refused)?;
     for m in messages {
         app.store.record_inbound(&m).await?;
     }
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The HTTP carrier named and the request's signature. An unknown name
-/// answers as a wrong signature does: names are not probed.
-fn signed<'a>(
+/// The HTTP carrier named, once the request's signature and timestamp are
+/// checked and the request is known to be new. An unknown name, a stale
+/// timestamp and a replay all answer as a wrong signature does.
+async fn signed<'a>(
     app: &'a AppState,
     name: &str,
-    headers: &'a HeaderMap,
-) -> Result<(&'a HttpCarrier, Option<&'a str>), ApiError> {
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<&'a HttpCarrier, ApiError> {
     let carrier = app.carriers.http(name).ok_or_else(ApiError::unauthorized)?;
-    let signature = headers
-        .get(crate::carrier::SIGNATURE_HEADER)
-        .and_then(|v| v.to_str().ok());
-    Ok((carrier, signature))
+    let header = |h: &str| headers.get(h).and_then(|v| v.to_str().ok());
+    let signature = header(crate::carrier::SIGNATURE_HEADER);
+    carrier
+        .verify(
+            body,
+            header(crate::carrier::TIMESTAMP_HEADER),
+            signature,
+            app.clock.now(),
+        )
+        .map_err(refused)?;
+    // Seen once in twice the window (across nodes: the limiter's table).
+    let seen = format!("signed:{name}:{}", signature.unwrap_or_default().trim());
+    let window = Duration::from_secs(2 * SIGNATURE_TOLERANCE_SECONDS as u64);
+    match admit(&app.core, &seen, 1, window, "replayed").await {
+        Err(e) if e.code == ProblemCode::RateLimited => Err(ApiError::new(
+            ProblemCode::Unauthorized,
+            "this signed request was received before",
+        )),
+        Err(e) => Err(e),
+        Ok(()) => Ok(carrier),
+    }
 }
 
 fn refused(e: ReceiptError) -> ApiError {

@@ -16,6 +16,8 @@ use crate::domain::api_key::{ApiKey, hex};
 use crate::domain::ids::TenantId;
 use crate::http::error::{ApiError, ProblemCode};
 use crate::store::{AuthContext, Page};
+use crate::usecase::limits::admit;
+use crate::web::form::client_addr;
 
 /// A JSON body, plus (when the request has an `Idempotency-Key`) a digest of
 /// its path and canonical form. Unknown fields and wrong types are 422s naming the field.
@@ -140,19 +142,41 @@ impl FromRequestParts<AppState> for Auth {
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .and_then(|k| ApiKey::parse(k.trim()))
-            .ok_or_else(ApiError::unauthorized)?;
+            .and_then(|k| ApiKey::parse(k.trim()));
+        let Some(key) = key else {
+            return Err(refused(parts, state).await);
+        };
         let hash = key.hash();
         if let Some(ctx) = state.auth_cache.get(&hash) {
             return Ok(Auth(ctx));
         }
-        let ctx = state
-            .store
-            .authenticate(&hash, state.clock.now())
-            .await?
-            .ok_or_else(ApiError::unauthorized)?;
-        state.auth_cache.put(hash, ctx.clone());
-        Ok(Auth(ctx))
+        match state.store.authenticate(&hash, state.clock.now()).await? {
+            Some(ctx) => {
+                state.auth_cache.put(hash, ctx.clone());
+                Ok(Auth(ctx))
+            }
+            None => Err(refused(parts, state).await),
+        }
+    }
+}
+
+/// A request without a valid key: 401, or 429 once its address has failed
+/// `limits.failed_auths_per_ip_per_minute` times (keys are not guessed, but
+/// a scan costs us a query each).
+async fn refused(parts: &Parts, state: &AppState) -> ApiError {
+    let addr = client_addr(parts, state.config.dashboard.behind_proxy).0;
+    let limit = state.config.limits.failed_auths_per_ip_per_minute;
+    let counted = admit(
+        &state.core,
+        &format!("auth_fail:{addr}"),
+        limit,
+        Duration::from_secs(60),
+        "too many requests without a valid API key from this address",
+    )
+    .await;
+    match counted {
+        Ok(()) => ApiError::unauthorized(),
+        Err(e) => e,
     }
 }
 

@@ -2,14 +2,18 @@ use std::fmt::Write;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::State;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::header;
+use axum::http::request::Parts;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use serde_json::{Value, json};
 
 use super::AppState;
 use crate::carrier::{CarrierState, CarrierStatus};
+use crate::domain::api_key::constant_eq;
 use crate::http::error::{ApiError, ProblemCode};
 
 /// Liveness: the process is up.
@@ -18,17 +22,55 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// Readiness: the database answers. Carriers are listed with their state; a
-/// carrier that is down does not make the service unready (messages wait for it).
+/// Whether the request may see the operator's detail (`/metrics`, the
+/// carriers in `/readyz`): with `operator.token` set, only a request bearing
+/// it; otherwise only a client on this machine, not through a proxy.
+pub struct Operator(bool);
+
+impl FromRequestParts<AppState> for Operator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = state.config.operator.token.expose();
+        if !token.is_empty() {
+            let given = parts
+                .headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .unwrap_or_default();
+            return Ok(Operator(constant_eq(
+                given.trim().as_bytes(),
+                token.as_bytes(),
+            )));
+        }
+        let local = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .is_some_and(|c| c.0.ip().to_canonical().is_loopback());
+        let proxied = ["x-forwarded-for", "forwarded", "x-real-ip"]
+            .iter()
+            .any(|h| parts.headers.contains_key(*h));
+        Ok(Operator(local && !proxied))
+    }
+}
+
+/// Readiness: the database answers. The operator also sees each carrier and
+/// its state; a carrier that is down does not make the service unready
+/// (messages wait for it).
 #[utoipa::path(get, path = "/readyz", tag = "health", responses(
     (status = 200, description = "ready"),
     (status = 503, description = "the database is unreachable", body = crate::http::error::Problem),
 ))]
-pub async fn readyz(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub async fn readyz(
+    State(app): State<AppState>,
+    Operator(operator): Operator,
+) -> Result<Json<Value>, ApiError> {
     match app.store.ping().await {
-        Ok(()) => Ok(Json(
+        Ok(()) if operator => Ok(Json(
             json!({"status": "ready", "carriers": app.carriers.statuses()}),
         )),
+        Ok(()) => Ok(Json(json!({"status": "ready"}))),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
             Err(ApiError::new(
@@ -39,11 +81,22 @@ pub async fn readyz(State(app): State<AppState>) -> Result<Json<Value>, ApiError
     }
 }
 
-/// Prometheus metrics: each carrier's state, window and counters.
+/// Prometheus metrics: each carrier's state, window and counters. For the
+/// operator only (`operator.token`, or a client on this machine).
 #[utoipa::path(get, path = "/metrics", tag = "health", responses(
     (status = 200, description = "Prometheus text format", content_type = "text/plain"),
+    (status = 401, description = "not the operator", body = crate::http::error::Problem, content_type = "application/problem+json"),
 ))]
-pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
+pub async fn metrics(
+    State(app): State<AppState>,
+    Operator(operator): Operator,
+) -> Result<impl IntoResponse, ApiError> {
+    if !operator {
+        return Err(ApiError::new(
+            ProblemCode::Unauthorized,
+            "metrics are for the operator: Authorization: Bearer <operator.token>",
+        ));
+    }
     let mut out = String::new();
     let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(String, String)>| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -134,7 +187,7 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
             })
             .collect(),
     );
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))
 }
 
 pub fn router() -> Router<AppState> {

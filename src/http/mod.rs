@@ -82,7 +82,29 @@ pub fn router(state: AppState) -> Router {
             time_limit,
         ))
         .layer(middleware::from_fn(request_id))
+        .layer(middleware::from_fn(api_headers))
         .with_state(state)
+}
+
+/// Every response that has not set its own (the pages do, in `web`): JSON is
+/// never run as a page, framed, cached (it may hold a key shown once) or
+/// sent on with its URL.
+async fn api_headers(req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    let h = response.headers_mut();
+    for (name, value) in [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; frame-ancestors 'none'",
+        ),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::CACHE_CONTROL, "no-store"),
+    ] {
+        h.entry(name).or_insert(HeaderValue::from_static(value));
+    }
+    response
 }
 
 /// No request is held longer than `limits.request_timeout_seconds`: it is
@@ -153,6 +175,83 @@ async fn request_id(req: Request, next: Next) -> Response {
 
 #[cfg(test)]
 mod tests {
+    use serde::de::DeserializeOwned;
+    use serde_json::json;
+
+    /// `Debug` of a request type parsed from `body`, as a log would show it.
+    fn shown<T: DeserializeOwned + std::fmt::Debug>(body: serde_json::Value) -> String {
+        format!("{:?}", serde_json::from_value::<T>(body).unwrap())
+    }
+
+    /// Whatever a configuration or a request holds that must not reach a log
+    /// (secrets, codes, passwords, full numbers, message bodies) stays out of
+    /// its `Debug`, which is what a log line of it would print.
+    #[test]
+    fn secrets_stay_out_of_debug() {
+        let config = crate::config::Config::from_toml(
+            r#"
+database_url = "postgres://line:pg-SECRET-1@db/line"
+otp_secret = "otp-SECRET-2-otp-SECRET-2-otp-SECRET-2"
+[operator]
+token = "ops-SECRET-3-ops-SECRET-3"
+[[carriers]]
+name = "smsc"
+kind = "smpp"
+host = "127.0.0.1"
+port = 2775
+system_id = "line"
+password = "SECRET-4"
+[[carriers]]
+name = "up"
+kind = "http"
+url = "https://example.com/send"
+auth_value = "Bearer up-SECRET-5"
+receipt_secret = "rcpt-SECRET-6-rcpt"
+[routing]
+default = "smsc"
+"#,
+        )
+        .unwrap();
+        let phone = "+447400123456";
+        let shown = [
+            format!("{config:?}"),
+            shown::<crate::usecase::sms::SendSms>(
+                json!({"to": phone, "body": "Your code is 918273", "reference": "r1"}),
+            ),
+            shown::<crate::usecase::otp::StartVerification>(json!({"to": phone})),
+            shown::<crate::usecase::otp::CheckCode>(json!({"code": "918273"})),
+            shown::<crate::usecase::otp::CheckCodeFor>(json!({"to": phone, "code": "918273"})),
+            shown::<super::sandbox::SimulatedInbound>(
+                json!({"from": phone, "to": "+447700900123", "body": "Your code is 918273"}),
+            ),
+            shown::<super::sandbox::InboxQuery>(json!({"to": phone})),
+            shown::<super::sms::ListQuery>(json!({"to": phone})),
+            format!(
+                "{:?}",
+                crate::web::form::Fields::parse(b"email=a%40b.example&password=pw-SECRET-7")
+            ),
+        ];
+        for text in &shown {
+            for secret in [
+                "SECRET",
+                "918273",
+                phone,
+                "7400123456",
+                "+447700900123",
+                "a@b.example",
+            ] {
+                assert!(!text.contains(secret), "{secret} in {text}");
+            }
+        }
+        // They still say what they are.
+        assert!(
+            shown[1].contains("SendSms") && shown[1].contains("****"),
+            "{}",
+            shown[1]
+        );
+        assert!(shown[8].contains("password"), "{}", shown[8]);
+    }
+
     #[test]
     fn invitation_tokens_stay_out_of_the_log() {
         assert_eq!(super::loggable_path("/invite/abc123"), "/invite/…");

@@ -10,10 +10,10 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::extract::{ApiJson, ApiQuery, Auth};
-use crate::domain::Mode;
 use crate::domain::ids::new_id;
 use crate::domain::message::InboundSms;
 use crate::domain::phone::PhoneNumber;
+use crate::domain::{Hidden, MaskedInput, Mode};
 use crate::http::error::{ApiError, Problem, ProblemCode};
 use crate::store::{AuthContext, InboundMessage, SandboxMessage};
 use crate::usecase::sms::destination;
@@ -21,11 +21,19 @@ use crate::usecase::sms::destination;
 /// The inbox keeps what a handset received for one hour.
 const INBOX_WINDOW_MS: i64 = 3600 * 1000;
 
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct InboxQuery {
     /// Only messages to this number.
     pub to: Option<String>,
+}
+
+impl std::fmt::Debug for InboxQuery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InboxQuery")
+            .field("to", &MaskedInput(self.to.as_deref()))
+            .finish()
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -57,7 +65,7 @@ pub async fn inbox(
     Ok(axum::Json(Inbox { data }))
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SimulatedInbound {
     /// The handset: E.164 or UK national format.
@@ -65,6 +73,16 @@ pub struct SimulatedInbound {
     /// A sandbox number this account rents (POST /v1/numbers with a test key).
     pub to: String,
     pub body: String,
+}
+
+impl std::fmt::Debug for SimulatedInbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimulatedInbound")
+            .field("from", &MaskedInput(Some(&self.from)))
+            .field("to", &MaskedInput(Some(&self.to)))
+            .field("body", &Hidden(&self.body))
+            .finish()
+    }
 }
 
 /// Simulate an SMS from a handset to one of the account's sandbox numbers: it

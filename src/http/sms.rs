@@ -9,6 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::extract::{ApiJson, ApiQuery, Auth, IdempotencyKey, PageRequest};
+use crate::domain::MaskedInput;
 use crate::domain::ids::MessageId;
 use crate::domain::message::{InboundSms, Message, MessageStatus};
 use crate::http::error::{ApiError, Problem};
@@ -53,7 +54,7 @@ pub async fn get_one(
         .ok_or_else(|| ApiError::not_found("message"))
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// 1–100, default 20.
@@ -65,6 +66,18 @@ pub struct ListQuery {
     /// `outbound` (the default: what this account sent) or `inbound` (what
     /// handsets sent to its numbers; `status` and `to` do not apply).
     pub direction: Option<String>,
+}
+
+impl std::fmt::Debug for ListQuery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListQuery")
+            .field("limit", &self.limit)
+            .field("starting_after", &self.starting_after)
+            .field("status", &self.status)
+            .field("to", &MaskedInput(self.to.as_deref()))
+            .field("direction", &self.direction)
+            .finish()
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

@@ -11,16 +11,16 @@ use super::Core;
 use super::error::{ApiError, ProblemCode};
 use super::idempotency::{Answer, Idempotent};
 use super::limits::spend_cap;
-use crate::domain::Mode;
 use crate::domain::encoding::{BodyError, SmsBody};
 use crate::domain::ids::MessageId;
 use crate::domain::message::{Message, MessageStatus, Pence, StatusChange};
 use crate::domain::phone::PhoneNumber;
 use crate::domain::sender::Sender;
+use crate::domain::{Hidden, MaskedInput, Mode};
 use crate::infra::batch::Batcher;
 use crate::store::{AuthContext, CreateOutcome, NewMessage, PendingMessage, SharedError, Store};
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendSms {
     /// E.164 (`+447400123456`) or UK national format (`07400 123456`).
@@ -31,6 +31,18 @@ pub struct SendSms {
     pub from: Option<String>,
     /// Your own reference, up to 128 characters, returned with the message.
     pub reference: Option<String>,
+}
+
+/// The number masked, the text hidden: a request may be logged, its SMS never.
+impl std::fmt::Debug for SendSms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendSms")
+            .field("to", &MaskedInput(Some(&self.to)))
+            .field("body", &Hidden(&self.body))
+            .field("from", &self.from)
+            .field("reference", &self.reference)
+            .finish()
+    }
 }
 
 const MAX_REFERENCE: usize = 128;

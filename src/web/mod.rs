@@ -6,7 +6,7 @@
 
 mod accounts;
 mod dashboard;
-mod form;
+pub mod form;
 mod public;
 mod session;
 

@@ -8,10 +8,11 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue};
 
 use super::WebError;
-use super::form::{Fields, constant_eq, cookie, is_https, same_origin};
+use super::form::{Fields, cookie, is_https, same_origin};
 use crate::domain::Mode;
 use crate::domain::account::Role;
 use crate::domain::account::Token;
+use crate::domain::api_key::constant_eq;
 use crate::http::AppState;
 use crate::store::{AuthContext, SessionContext};
 use crate::usecase::{ApiError, ProblemCode, accounts};

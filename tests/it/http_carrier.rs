@@ -81,27 +81,42 @@ receipt_secret = "{SECRET}"
     )
 }
 
-fn sign(body: &str) -> String {
+/// How a test request is signed.
+#[derive(Clone, Copy)]
+enum Sig {
+    /// Right, at the server's time.
+    Good,
+    /// Right, but `secs` seconds before the server's time.
+    Old(i64),
+    /// Right, signed at unix second `ts`.
+    At(i64),
+    /// Wrong.
+    Bad,
+}
+
+fn sign(ts: i64, body: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(body.as_bytes());
+    mac.update(format!("{ts}.{body}").as_bytes());
     format!("sha256={}", hex(&mac.finalize().into_bytes()))
 }
 
-async fn post_receipt(app: &TestApp, carrier: &str, body: &str, signature: &str) -> (u16, Value) {
-    post_signed(
-        app,
-        &format!("/v1/carriers/{carrier}/receipts"),
-        body,
-        signature,
-    )
-    .await
+async fn post_receipt(app: &TestApp, carrier: &str, body: &str, sig: Sig) -> (u16, Value) {
+    post_signed(app, &format!("/v1/carriers/{carrier}/receipts"), body, sig).await
 }
 
-async fn post_signed(app: &TestApp, path: &str, body: &str, signature: &str) -> (u16, Value) {
+async fn post_signed(app: &TestApp, path: &str, body: &str, sig: Sig) -> (u16, Value) {
+    let now = app.clock.now().millis() / 1000;
+    let (ts, signature) = match sig {
+        Sig::Good => (now, sign(now, body)),
+        Sig::Old(secs) => (now - secs, sign(now - secs, body)),
+        Sig::At(ts) => (ts, sign(ts, body)),
+        Sig::Bad => (now, "sha256=00".to_string()),
+    };
     let resp = app
         .client
         .post(app.url(path))
         .header("content-type", "application/json")
+        .header("x-line-timestamp", ts.to_string())
         .header("x-line-signature", signature)
         .body(body.to_string())
         .send()
@@ -184,17 +199,28 @@ async fn http_upstream_and_signed_receipts(backend: Backend) {
 
     // The upstream's id was "UP-1-3456"; it reports in lower case: ids are normalised.
     let receipt = r#"{"id": "up-1-3456", "status": "delivered"}"#;
-    let (status, body) = post_receipt(&app, "up", receipt, "sha256=00").await;
+    let (status, body) = post_receipt(&app, "up", receipt, Sig::Bad).await;
     common::assert_problem(status, &body, 401, "unauthorized");
-    let (status, _) = post_receipt(&app, "up", receipt, &sign(receipt)).await;
+    // Signed six minutes ago: refused, as a captured request replayed later would be.
+    let (status, body) = post_receipt(&app, "up", receipt, Sig::Old(360)).await;
+    common::assert_problem(status, &body, 401, "unauthorized");
+    let four_minutes_ago = Sig::At(app.clock.now().millis() / 1000 - 240);
+    let (status, _) = post_receipt(&app, "up", receipt, four_minutes_ago).await;
     assert_eq!(status, 204);
+    // The very same signed request again: refused.
+    let (status, body) = post_receipt(&app, "up", receipt, four_minutes_ago).await;
+    common::assert_problem(status, &body, 401, "unauthorized");
+    assert!(
+        body["detail"].as_str().unwrap().contains("before"),
+        "{body}"
+    );
     app.drain().await;
     let delivered = message(&app, &ok).await;
     assert_eq!(delivered["status"], "delivered", "{delivered}");
 
     // A batch, with an interim status (ignored) and an undelivered one.
     let batch = r#"[{"id": "UP-2-3429", "status": "enroute"}, {"id": "UP-2-3429", "status": "undelivered", "error": "absent subscriber"}]"#;
-    let (status, _) = post_receipt(&app, "up", batch, &sign(batch)).await;
+    let (status, _) = post_receipt(&app, "up", batch, Sig::Good).await;
     assert_eq!(status, 204);
     app.drain().await;
     let undelivered = message(&app, &throttled).await;
@@ -202,9 +228,9 @@ async fn http_upstream_and_signed_receipts(backend: Backend) {
     assert_eq!(undelivered["error_code"], "absent subscriber");
 
     let bad = r#"{"id": "x", "status": "teleported"}"#;
-    let (status, body) = post_receipt(&app, "up", bad, &sign(bad)).await;
+    let (status, body) = post_receipt(&app, "up", bad, Sig::Good).await;
     common::assert_problem(status, &body, 422, "invalid_receipt");
-    let (status, body) = post_receipt(&app, "nope", receipt, &sign(receipt)).await;
+    let (status, body) = post_receipt(&app, "nope", receipt, Sig::Good).await;
     common::assert_problem(status, &body, 401, "unauthorized");
     app.stop().await;
 }
@@ -284,9 +310,9 @@ async fn inbound_through_the_http_carrier(backend: Backend) {
     crate::numbers::rent_live(&app, "+447400000002").await;
     let body = r#"[{"from": "+447400123456", "to": "+447400000002", "body": "STOP"},
                    {"from": "+447400123456", "to": "+447400000003", "body": "nobody's"}]"#;
-    let (status, err) = post_signed(&app, "/v1/carriers/up/inbound", body, "sha256=00").await;
+    let (status, err) = post_signed(&app, "/v1/carriers/up/inbound", body, Sig::Bad).await;
     assert_eq!(status, 401, "{err}");
-    let (status, err) = post_signed(&app, "/v1/carriers/up/inbound", body, &sign(body)).await;
+    let (status, err) = post_signed(&app, "/v1/carriers/up/inbound", body, Sig::Good).await;
     assert_eq!(status, 204, "{err}");
     let (_, list) = app.get("/v1/sms?direction=inbound", &app.live_key).await;
     let data = list["data"].as_array().unwrap();
@@ -299,7 +325,7 @@ async fn inbound_through_the_http_carrier(backend: Backend) {
         .sql_text("SELECT MAX(body) FROM inbound_messages WHERE tenant_id IS NULL")
         .await;
     assert_eq!(kept.as_deref(), Some("nobody's"));
-    let (status, err) = post_signed(&app, "/v1/carriers/up/inbound", "{}", &sign("{}")).await;
+    let (status, err) = post_signed(&app, "/v1/carriers/up/inbound", "{}", Sig::Good).await;
     assert_eq!(status, 422, "{err}");
     app.stop().await;
 }

@@ -11,6 +11,7 @@ mod account;
 mod browser;
 mod cli;
 mod dashboard;
+mod edges;
 mod faults;
 mod http_carrier;
 mod numbers;

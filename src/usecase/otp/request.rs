@@ -7,13 +7,14 @@ use crate::domain::ids::VerificationId;
 use crate::domain::otp::{MAX_LENGTH, MIN_LENGTH, OtpText, TemplateError};
 use crate::domain::phone::PhoneNumber;
 use crate::domain::verification::VerificationStatus;
+use crate::domain::{Hidden, MaskedInput};
 use crate::store::AuthContext;
 use crate::usecase::error::ApiError;
 use crate::usecase::sms::destination;
 
 const MAX_BRAND: usize = 30;
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StartVerification {
     /// E.164 or UK national format.
@@ -32,17 +33,49 @@ pub struct StartVerification {
     pub app_domain: Option<String>,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckCode {
     pub code: String,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckCodeFor {
     pub to: String,
     pub code: String,
+}
+
+// The number masked, a code hidden: a request may be logged, a code never.
+impl std::fmt::Debug for StartVerification {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StartVerification")
+            .field("to", &MaskedInput(Some(&self.to)))
+            .field("length", &self.length)
+            .field("ttl_seconds", &self.ttl_seconds)
+            .field("max_attempts", &self.max_attempts)
+            .field("brand", &self.brand)
+            .field("template", &self.template)
+            .field("app_domain", &self.app_domain)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for CheckCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckCode")
+            .field("code", &Hidden(&self.code))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for CheckCodeFor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckCodeFor")
+            .field("to", &MaskedInput(Some(&self.to)))
+            .field("code", &Hidden(&self.code))
+            .finish()
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

@@ -1,0 +1,121 @@
+//! The edges an attacker or a stray client touches first: who sees the
+//! operator's detail, what failed keys cost, which headers every answer has.
+
+use crate::common;
+
+use common::TestApp;
+
+const OPS: &str = "[operator]\ntoken = \"ops-token-0123456789\"\n";
+const TIGHT: &str = "[limits]\nfailed_auths_per_ip_per_minute = 3\n";
+
+async fn get(app: &TestApp, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut req = app.client.get(app.url(path));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+/// With `operator.token` set, `/metrics` and `/readyz`'s carriers need it;
+/// liveness and readiness themselves stay open.
+async fn the_operator_token_guards_metrics_and_carriers(app: TestApp) {
+    let token = [("authorization", "Bearer ops-token-0123456789")];
+    let (status, body) = get(&app, "/metrics", &[]).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("\"code\":\"unauthorized\""), "{body}");
+    let (status, _) = get(&app, "/metrics", &[("authorization", "Bearer nope")]).await;
+    assert_eq!(status, 401);
+    let (status, body) = get(&app, "/metrics", &token).await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("line_carrier_up{carrier=\"sandbox\""),
+        "{body}"
+    );
+    let (status, body) = get(&app, "/readyz", &[]).await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("ready") && !body.contains("carriers"),
+        "{body}"
+    );
+    let (_, body) = get(&app, "/readyz", &token).await;
+    assert!(body.contains("\"carriers\""), "{body}");
+    let (status, _) = get(&app, "/healthz", &[]).await;
+    assert_eq!(status, 200);
+    app.stop().await;
+}
+
+/// Without a token only this machine sees the detail: a request that came
+/// through a proxy does not.
+async fn without_a_token_only_this_machine_sees_the_detail(app: TestApp) {
+    let (status, body) = get(&app, "/metrics", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let proxied = [("x-forwarded-for", "203.0.113.9")];
+    let (status, _) = get(&app, "/metrics", &proxied).await;
+    assert_eq!(status, 401);
+    let (_, body) = get(&app, "/readyz", &proxied).await;
+    assert!(!body.contains("carriers"), "{body}");
+    let (_, body) = get(&app, "/readyz", &[]).await;
+    assert!(body.contains("carriers"), "{body}");
+    app.stop().await;
+}
+
+/// Requests without a valid key are 401 until their address has failed
+/// `failed_auths_per_ip_per_minute` times, then 429 with Retry-After; a
+/// valid key still works meanwhile.
+async fn failed_keys_are_limited_per_address(app: TestApp) {
+    for key in ["line_test_wrongwrongwrongwrongwrongwrong00", "garbage", ""] {
+        let (status, err) = app.get("/v1/sms", key).await;
+        common::assert_problem(status, &err, 401, "unauthorized");
+    }
+    let resp = app
+        .client
+        .get(app.url("/v1/sms"))
+        .bearer_auth("line_test_wrongwrongwrongwrongwrongwrong00")
+        .send()
+        .await
+        .unwrap();
+    let wait = common::assert_rate_limited(resp).await;
+    assert!((1..=60).contains(&wait), "{wait}");
+    let (status, _) = app.get("/v1/sms", &app.test_key).await;
+    assert_eq!(status, 200);
+    app.stop().await;
+}
+
+/// Every API answer, errors included, is not to be sniffed, framed, cached
+/// or referred; the pages keep their own policy.
+async fn api_answers_carry_security_headers(app: TestApp) {
+    for (path, key) in [("/v1/sms", app.test_key.as_str()), ("/v1/sms", "nope")] {
+        let resp = app
+            .client
+            .get(app.url(path))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        let h = resp.headers();
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        assert_eq!(h["cache-control"], "no-store");
+        assert_eq!(h["x-frame-options"], "DENY");
+        assert_eq!(h["referrer-policy"], "no-referrer");
+        assert_eq!(
+            h["content-security-policy"],
+            "default-src 'none'; frame-ancestors 'none'"
+        );
+    }
+    let page = app.client.get(app.url("/login")).send().await.unwrap();
+    let csp = page.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    app.stop().await;
+}
+
+backends!(
+    app with OPS in operator: the_operator_token_guards_metrics_and_carriers,
+);
+backends!(
+    app with TIGHT in throttled: failed_keys_are_limited_per_address,
+);
+backends!(
+    app: without_a_token_only_this_machine_sees_the_detail,
+    api_answers_carry_security_headers,
+);
