@@ -134,8 +134,8 @@ impl HttpCarrier {
         body: &[u8],
         now: Timestamp,
     ) -> Result<Vec<CarrierReceipt>, ReceiptError> {
-        let parsed: Receipts = serde_json::from_slice(body)
-            .map_err(|e| ReceiptError::Invalid(format!("receipt JSON: {e}")))?;
+        let parsed: Receipts =
+            read_json(body).map_err(|e| ReceiptError::Invalid(format!("receipt JSON: {e}")))?;
         let list = match parsed {
             Receipts::One(r) => vec![r],
             Receipts::Many(rs) => rs,
@@ -143,6 +143,21 @@ impl HttpCarrier {
         let mut out = Vec::new();
         for r in list {
             self.counters.received();
+            // The bounds the OpenAPI document states.
+            let id_ok = match &r.id {
+                Id::Text(s) => (1..=64).contains(&s.chars().count()),
+                Id::Number(n) => *n <= crate::http::MAX_NUMERIC_ID,
+            };
+            if !id_ok {
+                return Err(ReceiptError::Invalid(
+                    "`id` must be a string of 1–64 characters or an integer up to 2^53".into(),
+                ));
+            }
+            if r.error.as_ref().is_some_and(|e| e.chars().count() > 256) {
+                return Err(ReceiptError::Invalid(
+                    "`error` is at most 256 characters".into(),
+                ));
+            }
             let status = match r.status.as_str() {
                 "delivered" => MessageStatus::Delivered,
                 "undelivered" => MessageStatus::Undelivered,
@@ -185,7 +200,7 @@ impl HttpCarrier {
             to: String,
             body: String,
         }
-        let list = match serde_json::from_slice(body)
+        let list = match read_json(body)
             .map_err(|e| ReceiptError::Invalid(format!("inbound JSON: {e}")))?
         {
             Many::One(m) => vec![m],
@@ -193,6 +208,11 @@ impl HttpCarrier {
         };
         list.into_iter()
             .map(|m| {
+                if m.body.chars().count() > 1600 {
+                    return Err(ReceiptError::Invalid(
+                        "`body` is at most 1600 characters".into(),
+                    ));
+                }
                 let number = |n: &str, what: &str| {
                     PhoneNumber::parse(n, Mode::Live)
                         .map(|p| p.e164().to_string())
@@ -235,6 +255,13 @@ impl HttpCarrier {
             .expect("throttle lock")
             .is_some_and(|until| until > Instant::now())
     }
+}
+
+/// A body as JSON Schema reads it (`6.0` is an integer), into its type.
+fn read_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> serde_json::Result<T> {
+    let mut value: serde_json::Value = serde_json::from_slice(body)?;
+    crate::infra::json::whole_numbers(&mut value);
+    serde_json::from_value(value)
 }
 
 /// Constant-time check of `sha256=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`,

@@ -3,12 +3,12 @@
 //! shared secret, within five minutes of signing, and each signed request once.
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 
 use super::AppState;
+use super::extract::{ApiBytes, ApiPath};
 use std::time::Duration;
 
 use crate::carrier::{HttpCarrier, ReceiptError, SIGNATURE_TOLERANCE_SECONDS};
@@ -19,19 +19,21 @@ use crate::usecase::limits::admit;
 /// array of them; headers `X-Line-Timestamp: <unix seconds>` and
 /// `X-Line-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">`.
 #[utoipa::path(post, path = "/v1/carriers/{name}/receipts", tag = "carriers",
-    params(("name" = String, Path, description = "the carrier's name in [[carriers]]")),
-    request_body(content = String, content_type = "application/json"),
+    params(("name" = String, Path, description = "the carrier's name in [[carriers]]"),
+        ("X-Line-Timestamp" = String, Header, pattern = "^[0-9]{1,12}$", description = "when it was signed, in unix seconds (within 5 minutes of ours)"),
+        ("X-Line-Signature" = String, Header, pattern = "^sha256=[0-9a-fA-F]{64}$", description = "hex HMAC-SHA256 of `<timestamp>.<body>` under the carrier's receipt_secret")),
+    request_body(content = Object, content_type = "application/json"),
     responses(
         (status = 204, description = "recorded"),
-        (status = 401, description = "missing or wrong signature, or no such HTTP carrier", body = Problem),
+        (status = 401, description = "a missing, wrong, stale or replayed signature, or no such HTTP carrier", body = Problem),
         (status = 422, description = "not a receipt", body = Problem),
     ))]
 #[tracing::instrument(skip_all, fields(carrier = %name))]
 pub async fn receipts(
     State(app): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     headers: HeaderMap,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> Result<StatusCode, ApiError> {
     let carrier = signed(&app, &name, &headers, &body).await?;
     let receipts = carrier.receipts(&body, app.clock.now()).map_err(refused)?;
@@ -44,19 +46,21 @@ pub async fn receipts(
 /// Records messages handsets sent to our numbers through an HTTP carrier. Body:
 /// `{"from", "to", "body"}` or an array of them; signed as receipts are.
 #[utoipa::path(post, path = "/v1/carriers/{name}/inbound", tag = "carriers",
-    params(("name" = String, Path, description = "the carrier's name in [[carriers]]")),
-    request_body(content = String, content_type = "application/json"),
+    params(("name" = String, Path, description = "the carrier's name in [[carriers]]"),
+        ("X-Line-Timestamp" = String, Header, pattern = "^[0-9]{1,12}$", description = "when it was signed, in unix seconds (within 5 minutes of ours)"),
+        ("X-Line-Signature" = String, Header, pattern = "^sha256=[0-9a-fA-F]{64}$", description = "hex HMAC-SHA256 of `<timestamp>.<body>` under the carrier's receipt_secret")),
+    request_body(content = Object, content_type = "application/json"),
     responses(
         (status = 204, description = "recorded (for the tenant renting `to`, if one does)"),
-        (status = 401, description = "missing or wrong signature, or no such HTTP carrier", body = Problem),
+        (status = 401, description = "a missing, wrong, stale or replayed signature, or no such HTTP carrier", body = Problem),
         (status = 422, description = "not an inbound message", body = Problem),
     ))]
 #[tracing::instrument(skip_all, fields(carrier = %name))]
 pub async fn inbound(
     State(app): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     headers: HeaderMap,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> Result<StatusCode, ApiError> {
     let carrier = signed(&app, &name, &headers, &body).await?;
     let messages = carrier.inbound(&body, app.clock.now()).map_err(refused)?;

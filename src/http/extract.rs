@@ -15,6 +15,7 @@ use super::AppState;
 use crate::domain::api_key::{ApiKey, hex};
 use crate::domain::ids::TenantId;
 use crate::http::error::{ApiError, ProblemCode};
+use crate::infra::json::whole_numbers;
 use crate::store::{AuthContext, Page};
 use crate::usecase::limits::admit;
 use crate::web::form::client_addr;
@@ -32,17 +33,8 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
         let path = req.uri().path().to_string();
         let keyed = req.headers().contains_key("idempotency-key");
-        let bytes = Bytes::from_request(req, state).await.map_err(|r| {
-            if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    ProblemCode::RequestTooLarge,
-                    "the request body is too large",
-                )
-            } else {
-                ApiError::invalid("body", "the request body could not be read")
-            }
-        })?;
-        let json: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+        let ApiBytes(bytes) = ApiBytes::from_request(req, state).await?;
+        let mut json: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
             ApiError::new(
                 ProblemCode::InvalidJson,
                 format!("the body is not valid JSON: {e}"),
@@ -54,6 +46,8 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
                 "the body must be a JSON object",
             ));
         }
+        // Before the digest: `6` and `6.0` are one request.
+        whole_numbers(&mut json);
         // serde_json's maps are sorted, so equal requests hash equally whatever their layout.
         let digest = keyed.then(|| hex(&Sha256::digest(format!("{path}\n{json}").as_bytes())));
         let value = serde_path_to_error::deserialize(json).map_err(|e| {
@@ -72,6 +66,44 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
             ApiError::invalid(param.clone(), format!("`{param}`: {inner}"))
         })?;
         Ok(ApiJson { value, digest })
+    }
+}
+
+/// A raw body (up to `limits.max_request_bytes`), refused in our error shape.
+pub struct ApiBytes(pub Bytes);
+
+impl FromRequest<AppState> for ApiBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        Bytes::from_request(req, state)
+            .await
+            .map(ApiBytes)
+            .map_err(|r| {
+                if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(
+                        ProblemCode::RequestTooLarge,
+                        "the request body is too large",
+                    )
+                } else {
+                    ApiError::invalid("body", "the request body could not be read")
+                }
+            })
+    }
+}
+
+/// Path parameters, refused in our error shape: a segment that does not
+/// decode (not UTF-8, say) names nothing here, so it is a 404.
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(v)| ApiPath(v))
+            .map_err(|_| ApiError::not_found("resource"))
     }
 }
 

@@ -2,14 +2,14 @@
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
-use super::extract::{ApiJson, ApiQuery, Auth, IdempotencyKey, PageRequest, page_limit};
+use super::extract::{ApiJson, ApiPath, ApiQuery, Auth, IdempotencyKey, PageRequest, page_limit};
 use crate::domain::ids::NumberId;
 use crate::domain::number::{AvailableNumber, Number};
 use crate::http::error::{ApiError, Problem};
@@ -17,11 +17,14 @@ use crate::usecase::idempotency::Idempotent;
 use crate::usecase::numbers::{self, RentNumber};
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AvailableQuery {
     /// Digits the number must contain, e.g. `123`.
+    #[param(pattern = "^[ +]*([0-9][ +]*){0,15}$")]
     pub contains: Option<String>,
     /// 1–100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
 }
 
@@ -46,7 +49,8 @@ pub async fn available(
 
 /// Rent a number: its first month is charged now, then one month at a time.
 #[utoipa::path(post, path = "/v1/numbers", tag = "numbers", request_body = RentNumber,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Repeat a request safely for 24 h")),
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255,
+        pattern = "^[!-~]+$", description = "Repeat a request safely for 24 h")),
     responses(
         (status = 201, body = Number),
         (status = 402, description = "spend_cap_reached", body = Problem),
@@ -65,9 +69,11 @@ pub async fn rent(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// 1–100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// A number's id: return numbers rented before it.
     pub starting_after: Option<String>,
@@ -101,7 +107,7 @@ pub async fn list(
 pub async fn get_one(
     State(app): State<AppState>,
     Auth(auth): Auth,
-    Path(id): Path<NumberId>,
+    ApiPath(id): ApiPath<NumberId>,
 ) -> Result<Json<Number>, ApiError> {
     Ok(Json(numbers::get(&app, &auth, &id).await?))
 }
@@ -114,7 +120,7 @@ pub async fn get_one(
 pub async fn release(
     State(app): State<AppState>,
     Auth(auth): Auth,
-    Path(id): Path<NumberId>,
+    ApiPath(id): ApiPath<NumberId>,
 ) -> Result<Json<Number>, ApiError> {
     Ok(Json(numbers::release(&app, &auth, &id).await?))
 }

@@ -3,12 +3,12 @@
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::Response;
 use axum::routing::{get, post};
 
 use super::AppState;
-use super::extract::{ApiJson, Auth, IdempotencyKey};
+use super::extract::{ApiJson, ApiPath, Auth, IdempotencyKey};
 use crate::domain::ids::VerificationId;
 use crate::domain::verification::Verification;
 use crate::http::error::{ApiError, Problem};
@@ -17,7 +17,8 @@ use crate::usecase::otp::{self, CheckCode, CheckCodeFor, CheckResult, StartVerif
 
 /// Start a verification: a fresh code goes out by SMS.
 #[utoipa::path(post, path = "/v1/otp", tag = "otp", request_body = StartVerification,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Repeat a request safely for 24 h")),
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255,
+        pattern = "^[!-~]+$", description = "Repeat a request safely for 24 h")),
     responses(
         (status = 201, body = Verification),
         (status = 402, description = "spend_cap_reached", body = Problem),
@@ -49,7 +50,7 @@ pub async fn start(
 pub async fn verify(
     State(app): State<AppState>,
     Auth(auth): Auth,
-    Path(id): Path<VerificationId>,
+    ApiPath(id): ApiPath<VerificationId>,
     ApiJson { value: req, .. }: ApiJson<CheckCode>,
 ) -> Result<Json<CheckResult>, ApiError> {
     Ok(Json(
@@ -62,6 +63,7 @@ pub async fn verify(
     responses(
         (status = 200, body = CheckResult),
         (status = 404, body = Problem),
+        (status = 403, description = "destination_not_allowed", body = Problem),
         (status = 409, description = "verification_closed, with verification_status", body = Problem),
         (status = 422, body = Problem),
     ),
@@ -81,6 +83,7 @@ pub async fn verify_number(
     params(("id" = String, Path, description = "otp_…")),
     responses(
         (status = 200, body = Verification),
+        (status = 402, description = "spend_cap_reached (live keys)", body = Problem),
         (status = 404, body = Problem),
         (status = 409, body = Problem),
         (status = 429, description = "cooldown or send cap, with Retry-After", body = Problem),
@@ -89,7 +92,7 @@ pub async fn verify_number(
 pub async fn resend(
     State(app): State<AppState>,
     Auth(auth): Auth,
-    Path(id): Path<VerificationId>,
+    ApiPath(id): ApiPath<VerificationId>,
 ) -> Result<Json<Verification>, ApiError> {
     Ok(Json(otp::resend(&app, &auth, &id).await?))
 }
@@ -102,7 +105,7 @@ pub async fn resend(
 pub async fn cancel(
     State(app): State<AppState>,
     Auth(auth): Auth,
-    Path(id): Path<VerificationId>,
+    ApiPath(id): ApiPath<VerificationId>,
 ) -> Result<Json<Verification>, ApiError> {
     Ok(Json(otp::cancel(&app, &auth.tenant.id, &id).await?))
 }
@@ -115,7 +118,7 @@ pub async fn cancel(
 pub async fn get_one(
     State(app): State<AppState>,
     Auth(auth): Auth,
-    Path(id): Path<VerificationId>,
+    ApiPath(id): ApiPath<VerificationId>,
 ) -> Result<Json<Verification>, ApiError> {
     Ok(Json(otp::get(&app, &auth.tenant.id, &id).await?))
 }

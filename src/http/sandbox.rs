@@ -22,9 +22,11 @@ use crate::usecase::sms::destination;
 const INBOX_WINDOW_MS: i64 = 3600 * 1000;
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct InboxQuery {
     /// Only messages to this number.
+    #[param(min_length = 1, max_length = 32)]
     pub to: Option<String>,
 }
 
@@ -69,9 +71,12 @@ pub async fn inbox(
 #[serde(deny_unknown_fields)]
 pub struct SimulatedInbound {
     /// The handset: E.164 or UK national format.
+    #[schema(min_length = 1, max_length = 32, example = "+447700900123")]
     pub from: String,
     /// A sandbox number this account rents (POST /v1/numbers with a test key).
+    #[schema(min_length = 1, max_length = 32, example = "+447700900123")]
     pub to: String,
+    #[schema(min_length = 1, max_length = 1600)]
     pub body: String,
 }
 

@@ -1,14 +1,14 @@
 //! POST /v1/sms, GET /v1/sms/{id}, GET /v1/sms
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
-use super::extract::{ApiJson, ApiQuery, Auth, IdempotencyKey, PageRequest};
+use super::extract::{ApiJson, ApiPath, ApiQuery, Auth, IdempotencyKey, PageRequest};
 use crate::domain::MaskedInput;
 use crate::domain::ids::MessageId;
 use crate::domain::message::{InboundSms, Message, MessageStatus};
@@ -19,10 +19,12 @@ use crate::usecase::sms::{self, SendSms, destination};
 
 /// Send an SMS. It is stored before the 202 is returned, then sent by a worker.
 #[utoipa::path(post, path = "/v1/sms", tag = "sms", request_body = SendSms,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Repeat a request safely for 24 h")),
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255,
+        pattern = "^[!-~]+$", description = "Repeat a request safely for 24 h")),
     responses(
         (status = 202, description = "accepted and queued", body = Message),
-        (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 402, description = "spend_cap_reached (live keys)", body = Problem),
+        (status = 403, description = "destination_not_allowed", body = Problem),
         (status = 422, description = "invalid_phone_number, body_too_long, invalid_request, idempotency_key_reused", body = Problem),
     ),
     security(("api_key" = [])))]
@@ -45,7 +47,7 @@ pub async fn send(
 pub async fn get_one(
     State(app): State<AppState>,
     Auth(auth): Auth,
-    Path(id): Path<MessageId>,
+    ApiPath(id): ApiPath<MessageId>,
 ) -> Result<axum::Json<Message>, ApiError> {
     app.store
         .get_message(&auth.tenant.id, &id)
@@ -55,16 +57,22 @@ pub async fn get_one(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// 1–100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// A message id: return messages older than it.
     pub starting_after: Option<String>,
+    #[param(value_type = Option<MessageStatus>)]
     pub status: Option<String>,
+    /// Only messages to this number (E.164 or UK national format).
+    #[param(min_length = 1, max_length = 32)]
     pub to: Option<String>,
     /// `outbound` (the default: what this account sent) or `inbound` (what
     /// handsets sent to its numbers; `status` and `to` do not apply).
+    #[param(pattern = "^(outbound|inbound)$")]
     pub direction: Option<String>,
 }
 
@@ -94,16 +102,46 @@ pub struct InboundList {
 }
 
 /// The answer to `GET /v1/sms`: outbound messages, or with `direction=inbound` inbound ones.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum SmsList {
     Outbound(MessageList),
     Inbound(InboundList),
 }
 
+// `anyOf`, not the `oneOf` utoipa derives: an empty list is both kinds.
+impl utoipa::PartialSchema for SmsList {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::AnyOfBuilder::new()
+            .item(utoipa::openapi::Ref::from_schema_name("MessageList"))
+            .item(utoipa::openapi::Ref::from_schema_name("InboundList"))
+            .description(Some(
+                "Outbound messages, or with `direction=inbound` inbound ones.",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for SmsList {
+    fn schemas(
+        s: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        use utoipa::PartialSchema;
+        s.push((MessageList::name().into(), MessageList::schema()));
+        <MessageList as ToSchema>::schemas(s);
+        s.push((InboundList::name().into(), InboundList::schema()));
+        <InboundList as ToSchema>::schemas(s);
+    }
+}
+
 /// Messages, newest first.
 #[utoipa::path(get, path = "/v1/sms", tag = "sms", params(ListQuery),
-    responses((status = 200, body = SmsList), (status = 422, body = Problem)),
+    responses((status = 200, body = SmsList),
+        (status = 403, description = "destination_not_allowed (`to`)", body = Problem),
+        (status = 422, body = Problem)),
     security(("api_key" = [])))]
 pub async fn list(
     State(app): State<AppState>,

@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
-use super::extract::{ApiJson, ApiQuery, Auth, IdempotencyKey, PageRequest};
+use super::extract::{ApiJson, ApiPath, ApiQuery, Auth, IdempotencyKey, PageRequest};
 use crate::domain::ids::{DeliveryId, EndpointId};
 use crate::domain::webhook::{Delivery, Endpoint};
 use crate::http::error::{ApiError, Problem};
@@ -25,16 +25,19 @@ pub struct EndpointList {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// 1–100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     pub starting_after: Option<String>,
 }
 
 /// Add an endpoint. Its signing secret is in this response only (and after a rotation).
 #[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", request_body = CreateEndpoint,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Repeat a request safely for 24 h")),
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255,
+        pattern = "^[!-~]+$", description = "Repeat a request safely for 24 h")),
     responses((status = 201, body = Endpoint), (status = 422, description = "invalid_webhook_url, invalid_request", body = Problem)),
     security(("api_key" = [])))]
 pub async fn create(
@@ -72,7 +75,7 @@ pub async fn list(
 pub async fn get_one(
     State(app): State<AppState>,
     Auth(auth): Auth,
-    Path(id): Path<EndpointId>,
+    ApiPath(id): ApiPath<EndpointId>,
 ) -> Result<Json<Endpoint>, ApiError> {
     Ok(Json(view(
         &webhooks::get(&app, &auth.tenant.id, &id).await?,
@@ -88,7 +91,7 @@ pub async fn get_one(
 pub async fn update(
     State(app): State<AppState>,
     Auth(auth): Auth,
-    Path(id): Path<EndpointId>,
+    ApiPath(id): ApiPath<EndpointId>,
     ApiJson { value: req, .. }: ApiJson<UpdateEndpoint>,
 ) -> Result<Json<Endpoint>, ApiError> {
     Ok(Json(
@@ -103,7 +106,7 @@ pub async fn update(
 pub async fn delete(
     State(app): State<AppState>,
     Auth(auth): Auth,
-    Path(id): Path<EndpointId>,
+    ApiPath(id): ApiPath<EndpointId>,
 ) -> Result<StatusCode, ApiError> {
     webhooks::delete(&app, &auth.tenant.id, &id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -116,7 +119,7 @@ pub async fn delete(
 pub async fn rotate_secret(
     State(app): State<AppState>,
     Auth(auth): Auth,
-    Path(id): Path<EndpointId>,
+    ApiPath(id): ApiPath<EndpointId>,
 ) -> Result<Json<Endpoint>, ApiError> {
     Ok(Json(
         webhooks::rotate_secret(&app, &auth.tenant.id, &id).await?,
@@ -136,7 +139,7 @@ pub struct DeliveryList {
 pub async fn deliveries(
     State(app): State<AppState>,
     Auth(auth): Auth,
-    Path(id): Path<EndpointId>,
+    ApiPath(id): ApiPath<EndpointId>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<DeliveryList>, ApiError> {
     let request = PageRequest::parse(q.limit, q.starting_after)?;
@@ -152,7 +155,7 @@ pub async fn deliveries(
 pub async fn replay(
     State(app): State<AppState>,
     Auth(auth): Auth,
-    Path((id, delivery_id)): Path<(EndpointId, DeliveryId)>,
+    ApiPath((id, delivery_id)): ApiPath<(EndpointId, DeliveryId)>,
 ) -> Result<StatusCode, ApiError> {
     webhooks::replay(&app, &auth.tenant.id, &id, &delivery_id).await?;
     Ok(StatusCode::ACCEPTED)

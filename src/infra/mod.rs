@@ -2,4 +2,5 @@
 
 pub mod batch;
 pub mod clock;
+pub mod json;
 pub mod shutdown;

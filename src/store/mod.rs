@@ -147,8 +147,11 @@ impl<D: Db> SqlStore<D> {
         Ok(self.pool.acquire().await?)
     }
 
+    /// A write transaction (every caller writes): on SQLite it takes the
+    /// write lock at once, so one that reads first cannot fail with "database
+    /// is locked" when it comes to write; it waits its turn instead.
     async fn begin(&self) -> Result<sqlx::Transaction<'static, D>> {
-        Ok(self.pool.begin().await?)
+        Ok(self.pool.begin_with(D::BEGIN).await?)
     }
 }
 

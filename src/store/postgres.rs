@@ -137,6 +137,7 @@ impl Db for Postgres {
         done?;
         Ok(())
     }
+    const BEGIN: &'static str = "BEGIN";
     const LOCK: &'static str = " FOR UPDATE";
     const CLAIM_RECEIPTS: &'static str = " FOR UPDATE OF r SKIP LOCKED";
     const SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";

@@ -79,7 +79,8 @@ impl<D: Db> SandboxStore for SqlStore<D> {
                 .fetch_all(&mut tx)
                 .await?;
             // A receipt due before its submission is recorded (the worker is
-            // retrying that write, say) waits for it, as a carrier's would.
+            // retrying that write, say) waits for it, as a carrier's would;
+            // `sent` too: the record may have committed since the parts were read.
             let early: Vec<serde_json::Value> = status
                 .keys()
                 .filter(|id| !parts.iter().any(|(_, _, p)| p == *id))
@@ -89,7 +90,7 @@ impl<D: Db> SandboxStore for SqlStore<D> {
                 let text = format!(
                     "UPDATE sandbox_messages SET receipt_done = FALSE, receipt_due = $2 \
                      WHERE message_id {} AND EXISTS (SELECT 1 FROM messages m \
-                       WHERE m.id = sandbox_messages.message_id AND m.status = 'queued')",
+                       WHERE m.id = sandbox_messages.message_id AND m.status IN ('queued', 'sent'))",
                     D::json_keys(1, "mid"),
                 );
                 sql::<D>(AssertSqlSafe(text))

@@ -96,6 +96,8 @@ pub trait Db:
     fn json_keys(param: u8, column: &str) -> String;
     /// A text parameter where its type must be stated (`$2::text IS NULL`).
     fn text(param: u8) -> String;
+    /// How a write transaction starts.
+    const BEGIN: &'static str;
     /// " FOR UPDATE" where the backend locks rows, else "".
     const LOCK: &'static str;
     /// How the receipts applier claims stored receipts `r` (" FOR UPDATE OF r

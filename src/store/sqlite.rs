@@ -109,6 +109,7 @@ impl Db for Sqlite {
             .map_err(|e| sqlx::Error::Migrate(Box::new(e)))?;
         Ok(())
     }
+    const BEGIN: &'static str = "BEGIN IMMEDIATE";
     const LOCK: &'static str = "";
     const CLAIM_RECEIPTS: &'static str = "";
     const SKIP_LOCKED: &'static str = "";
@@ -168,7 +169,7 @@ impl Db for Sqlite {
 
     /// In a transaction: one flush for the batch, not one a message.
     async fn insert_alone(pool: &SqlitePool, batch: &[&NewMessage]) -> Result<()> {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_with(Self::BEGIN).await?;
         Self::insert_messages(&mut tx, batch).await?;
         tx.commit().await?;
         Ok(())

@@ -37,15 +37,17 @@ pub struct Account {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccountChange {
+    #[schema(min_length = 1, max_length = 100)]
     pub name: Option<String>,
     /// An alphanumeric sender ID or an E.164 number; `null` for the service's default.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = r"^\s*(\+[0-9]{8,15}|[A-Za-z0-9 ]{1,11})\s*$")]
     pub default_sender: Option<Option<String>>,
+    #[schema(min_items = 1)]
     pub allowed_countries: Option<Vec<String>>,
     /// 1 up to the ceiling; `null` for the service's default.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>, minimum = 1)]
     pub spend_cap_pence: Option<Option<i64>>,
 }
 
@@ -78,8 +80,10 @@ pub async fn get(app: &Core, tenant_id: &TenantId) -> Result<Account, ApiError> 
 /// Applies a change, all of it or (on the first bad field) none of it.
 /// A tenant's name (its OTP brand): 1–100 characters, trimmed.
 pub fn checked_name(name: &str) -> Result<String, ApiError> {
+    // Counted as sent (the documented maxLength), then trimmed.
+    let too_long = name.chars().count() > MAX_NAME;
     let name = name.trim();
-    if name.is_empty() || name.chars().count() > MAX_NAME || name.chars().any(char::is_control) {
+    if name.is_empty() || too_long || name.chars().any(char::is_control) {
         return Err(ApiError::invalid(
             "name",
             format!("`name` must be 1–{MAX_NAME} printable characters"),

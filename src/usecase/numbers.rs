@@ -27,6 +27,7 @@ const SANDBOX_LAST: u32 = 900_999;
 #[serde(deny_unknown_fields)]
 pub struct RentNumber {
     /// E.164 or UK national format, as `GET /v1/numbers/available` lists it.
+    #[schema(min_length = 1, max_length = 32, example = "+447700900123")]
     pub number: String,
 }
 

@@ -24,12 +24,16 @@ use crate::store::{AuthContext, CreateOutcome, NewMessage, PendingMessage, Share
 #[serde(deny_unknown_fields)]
 pub struct SendSms {
     /// E.164 (`+447400123456`) or UK national format (`07400 123456`).
+    #[schema(min_length = 1, max_length = 32, example = "+447700900123")]
     pub to: String,
     /// The text; GSM-7 or UCS-2 is chosen automatically; at most 10 segments.
+    #[schema(min_length = 1, max_length = 1530, example = "Your code is 424242")]
     pub body: String,
     /// Alphanumeric sender ID (1–11 characters) or an E.164 number; defaults to the configured sender.
+    #[schema(pattern = r"^\s*(\+[0-9]{8,15}|[A-Za-z0-9 ]{1,11})\s*$")]
     pub from: Option<String>,
     /// Your own reference, up to 128 characters, returned with the message.
+    #[schema(max_length = 128)]
     pub reference: Option<String>,
 }
 

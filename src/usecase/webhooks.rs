@@ -20,9 +20,16 @@ const ROTATION_OVERLAP_MS: i64 = 24 * 3600 * 1000;
 #[serde(deny_unknown_fields)]
 pub struct CreateEndpoint {
     /// An http(s) URL that does not resolve to an internal address.
+    #[schema(
+        format = "uri",
+        max_length = 2048,
+        example = "https://example.com/hooks/line"
+    )]
     pub url: String,
     /// Event types to send here; omit for all.
+    #[schema(min_items = 1)]
     pub events: Option<Vec<EventType>>,
+    #[schema(max_length = 200)]
     pub description: Option<String>,
 }
 
@@ -34,11 +41,17 @@ fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(d: D) -> Result<Optio
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateEndpoint {
+    #[schema(
+        format = "uri",
+        max_length = 2048,
+        example = "https://example.com/hooks/line"
+    )]
     pub url: Option<String>,
     /// A list of event types, or `null` for all of them.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<Vec<EventType>>)]
+    #[schema(value_type = Option<Vec<EventType>>, min_items = 1)]
     pub events: Option<Option<Vec<EventType>>>,
+    #[schema(max_length = 200)]
     pub description: Option<String>,
     /// `true` re-enables an endpoint that was disabled; `false` pauses it.
     pub enabled: Option<bool>,

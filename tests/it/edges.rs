@@ -118,4 +118,84 @@ backends!(
 backends!(
     app: without_a_token_only_this_machine_sees_the_detail,
     api_answers_carry_security_headers,
+    edge_requests_get_the_error_shape,
 );
+
+/// What no handler sees still answers in the one error shape: a path segment
+/// that is not UTF-8 (404), a body over the limit (413), and `6.0` where an
+/// integer goes is the integer 6 (as JSON Schema has it).
+async fn edge_requests_get_the_error_shape(app: TestApp) {
+    let (status, err) = app.get("/v1/sms/%FF", &app.test_key).await;
+    common::assert_problem(status, &err, 404, "not_found");
+    let big = "x".repeat(70_000);
+    let resp = app
+        .client
+        .post(app.url("/v1/carriers/sandbox/receipts"))
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    let (status, err) = common::decode(resp).await;
+    common::assert_problem(status, &err, 413, "request_too_large");
+    let (status, otp) = app
+        .post(
+            "/v1/otp",
+            &app.test_key,
+            &serde_json::json!({"to": "+447700900001", "length": 6.0}),
+        )
+        .await;
+    assert_eq!(status, 201, "{otp}");
+    app.stop().await;
+}
+
+/// SQLite's one writer under concurrent writes of several kinds: every
+/// request waits its turn (write transactions take the lock up front); none
+/// fails with "database is locked".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sqlite_writes_wait_their_turn() {
+    let app = TestApp::spawn(common::Backend::Sqlite).await;
+    let (status, n) = app
+        .post(
+            "/v1/numbers",
+            &app.test_key,
+            &serde_json::json!({"number": "+447700900123"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{n}");
+    let worker = app.line.worker();
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let (client, base, key) = (app.client.clone(), app.base.clone(), app.test_key.clone());
+        tasks.push(tokio::spawn(async move {
+            let (path, body) = if i % 2 == 0 {
+                (
+                    "/v1/sandbox/inbound",
+                    serde_json::json!({"from": "+447700900001", "to": "+447700900123", "body": format!("hi {i}")}),
+                )
+            } else {
+                (
+                    "/v1/sms",
+                    serde_json::json!({"to": "+447700900002", "body": format!("m {i}")}),
+                )
+            };
+            client
+                .post(format!("{base}{path}"))
+                .bearer_auth(key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    for _ in 0..5 {
+        worker.run_once().await.unwrap();
+    }
+    for t in tasks {
+        let status = t.await.unwrap();
+        assert!(status == 201 || status == 202, "{status}");
+    }
+    app.stop().await;
+}

@@ -10,6 +10,7 @@ mod common;
 mod account;
 mod browser;
 mod cli;
+mod contract;
 mod dashboard;
 mod edges;
 mod faults;

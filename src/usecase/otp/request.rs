@@ -18,31 +18,45 @@ const MAX_BRAND: usize = 30;
 #[serde(deny_unknown_fields)]
 pub struct StartVerification {
     /// E.164 or UK national format.
+    #[schema(min_length = 1, max_length = 32, example = "+447700900123")]
     pub to: String,
     /// Digits in the code, 4–10 (default 6).
+    #[schema(minimum = 4, maximum = 10)]
     pub length: Option<u32>,
     /// How long the code works, 60–3600 s (default 600).
+    #[schema(minimum = 60, maximum = 3600)]
     pub ttl_seconds: Option<u32>,
     /// Wrong codes allowed before the verification locks, 1–10 (default 5).
+    #[schema(minimum = 1, maximum = 10)]
     pub max_attempts: Option<u32>,
     /// Shown in the text (default: the tenant's name); at most 30 characters.
+    #[schema(min_length = 1, max_length = 30)]
     pub brand: Option<String>,
     /// Must contain `{code}`; may use `{brand}` and `{minutes}`; must fit one segment.
+    #[schema(pattern = r"\{code\}")]
     pub template: Option<String>,
     /// Adds the WebOTP / Android autofill line `@{app_domain} #{code}`.
+    #[schema(
+        min_length = 3,
+        max_length = 253,
+        pattern = r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
+    )]
     pub app_domain: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckCode {
+    #[schema(pattern = "^[0-9]{4,10}$", example = "424242")]
     pub code: String,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckCodeFor {
+    #[schema(min_length = 1, max_length = 32, example = "+447700900123")]
     pub to: String,
+    #[schema(pattern = "^[0-9]{4,10}$", example = "424242")]
     pub code: String,
 }
 
@@ -145,7 +159,12 @@ impl StartVerification {
             .unwrap_or(&auth.tenant.name)
             .trim()
             .to_string();
-        if brand.is_empty() || brand.chars().count() > MAX_BRAND {
+        // A brand sent is counted as sent (the documented maxLength).
+        let sent_too_long = self
+            .brand
+            .as_deref()
+            .is_some_and(|b| b.chars().count() > MAX_BRAND);
+        if brand.is_empty() || sent_too_long || brand.chars().count() > MAX_BRAND {
             return Err(ApiError::invalid(
                 "brand",
                 format!("`brand` must be 1–{MAX_BRAND} characters"),
