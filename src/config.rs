@@ -443,6 +443,14 @@ impl Config {
         if self.worker.retention_days == 0 {
             return bad("worker.retention_days", "must be at least 1");
         }
+        // The timeout counts from acceptance: a message may wait in the queue
+        // up to its validity before it is sent, and then wait for its receipt.
+        if self.worker.receipt_timeout_hours * 3600 < self.limits.message_validity_seconds + 3600 {
+            return bad(
+                "worker.receipt_timeout_hours",
+                "must be at least an hour longer than limits.message_validity_seconds",
+            );
+        }
         // A message still waiting for its receipt is never aged out.
         if self.worker.receipt_timeout_hours >= self.worker.retention_days * 24 {
             return bad(

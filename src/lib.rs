@@ -208,6 +208,14 @@ impl Line {
         } else {
             None
         };
+        // On shutdown nothing new enters an SMPP window; what is in it drains.
+        let draining = {
+            let (carriers, mut stop) = (self.carriers.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                stop.wait().await;
+                carriers.drain();
+            })
+        };
         if role.runs_api() {
             let mut stop = shutdown.clone();
             axum::serve(
@@ -225,6 +233,7 @@ impl Line {
             beating.stop().await;
         }
         // After the worker: nothing is submitted while we unbind.
+        let _ = draining.await;
         self.carriers.stop().await;
         Ok(())
     }

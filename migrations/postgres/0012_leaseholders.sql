@@ -5,3 +5,7 @@ CREATE TABLE leaseholders (
     token TEXT COLLATE "C" PRIMARY KEY,
     seen_at BIGINT NOT NULL
 );
+
+-- Retention deletes a message only once nothing refers to it: the check
+-- looks its verifications up here, not through the whole table.
+CREATE INDEX verifications_message ON verifications (message_id);

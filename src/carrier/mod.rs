@@ -43,6 +43,10 @@ pub enum CarrierError {
     /// Will never succeed: the carrier refused this message.
     #[error("carrier rejected the message: {message}")]
     Permanent { code: String, message: String },
+    /// Not sent: this node is shutting down (another node, or this one
+    /// started again, sends it at once).
+    #[error("not sent: the node is stopping")]
+    Stopping,
 }
 
 /// Whether a carrier can take messages now.

@@ -129,6 +129,13 @@ impl Carriers {
         }
     }
 
+    /// From now on nothing new enters an SMPP window (what is in it drains).
+    pub fn drain(&self) {
+        for s in &self.smpp {
+            s.drain();
+        }
+    }
+
     /// Unbinds the SMPP carriers and waits for them to close.
     pub async fn stop(&self) {
         for s in &self.smpp {

@@ -35,12 +35,15 @@ pub async fn receipts(
     headers: HeaderMap,
     ApiBytes(body): ApiBytes,
 ) -> Result<StatusCode, ApiError> {
-    let carrier = signed(&app, &name, &headers, &body).await?;
-    let receipts = carrier.receipts(&body, app.clock.now()).map_err(refused)?;
-    for r in receipts {
-        app.receipts.record(r).await.map_err(ApiError::from)?;
-    }
-    Ok(StatusCode::NO_CONTENT)
+    let (carrier, seen) = signed(&app, &name, &headers, &body).await?;
+    let recorded = async {
+        let receipts = carrier.receipts(&body, app.clock.now()).map_err(refused)?;
+        for r in receipts {
+            app.receipts.record(r).await.map_err(ApiError::from)?;
+        }
+        Ok(StatusCode::NO_CONTENT)
+    };
+    unseen_unless_done(&app, &seen, recorded.await).await
 }
 
 /// Records messages handsets sent to our numbers through an HTTP carrier. Body:
@@ -62,23 +65,27 @@ pub async fn inbound(
     headers: HeaderMap,
     ApiBytes(body): ApiBytes,
 ) -> Result<StatusCode, ApiError> {
-    let carrier = signed(&app, &name, &headers, &body).await?;
-    let messages = carrier.inbound(&body, app.clock.now()).map_err(refused)?;
-    for m in messages {
-        app.store.record_inbound(&m).await?;
-    }
-    Ok(StatusCode::NO_CONTENT)
+    let (carrier, seen) = signed(&app, &name, &headers, &body).await?;
+    let recorded = async {
+        let messages = carrier.inbound(&body, app.clock.now()).map_err(refused)?;
+        for m in messages {
+            app.store.record_inbound(&m).await?;
+        }
+        Ok(StatusCode::NO_CONTENT)
+    };
+    unseen_unless_done(&app, &seen, recorded.await).await
 }
 
 /// The HTTP carrier named, once the request's signature and timestamp are
 /// checked and the request is known to be new. An unknown name, a stale
 /// timestamp and a replay all answer as a wrong signature does.
+/// Returns the carrier and the key under which the request was seen.
 async fn signed<'a>(
     app: &'a AppState,
     name: &str,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<&'a HttpCarrier, ApiError> {
+) -> Result<(&'a HttpCarrier, String), ApiError> {
     let carrier = app.carriers.http(name).ok_or_else(ApiError::unauthorized)?;
     let header = |h: &str| headers.get(h).and_then(|v| v.to_str().ok());
     let signature = header(crate::carrier::SIGNATURE_HEADER);
@@ -90,8 +97,13 @@ async fn signed<'a>(
             app.clock.now(),
         )
         .map_err(refused)?;
-    // Seen once in twice the window (across nodes: the limiter's table).
-    let seen = format!("signed:{name}:{}", signature.unwrap_or_default().trim());
+    // Seen once in twice the window (across nodes: the limiter's table),
+    // under the MAC itself: a different spelling of the same hex is the same request.
+    let mac = signature
+        .and_then(|s| s.trim().strip_prefix("sha256="))
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let seen = format!("signed:{name}:{mac}");
     let window = Duration::from_secs(2 * SIGNATURE_TOLERANCE_SECONDS as u64);
     match admit(&app.core, &seen, 1, window, "replayed").await {
         Err(e) if e.code == ProblemCode::RateLimited => Err(ApiError::new(
@@ -99,8 +111,23 @@ async fn signed<'a>(
             "this signed request was received before",
         )),
         Err(e) => Err(e),
-        Ok(()) => Ok(carrier),
+        Ok(()) => Ok((carrier, seen)),
     }
+}
+
+/// A request that failed (a 503, say) is forgotten as seen, so that the
+/// carrier's retry of it is taken, not refused as a replay.
+async fn unseen_unless_done(
+    app: &AppState,
+    seen: &str,
+    outcome: Result<StatusCode, ApiError>,
+) -> Result<StatusCode, ApiError> {
+    if outcome.is_err()
+        && let Err(e) = app.store.forget_limit(seen).await
+    {
+        tracing::warn!(error = %e, "a failed carrier request stays marked as seen");
+    }
+    outcome
 }
 
 fn refused(e: ReceiptError) -> ApiError {

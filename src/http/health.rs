@@ -24,7 +24,8 @@ pub async fn healthz() -> Json<Value> {
 
 /// Whether the request may see the operator's detail (`/metrics`, the
 /// carriers in `/readyz`): with `operator.token` set, only a request bearing
-/// it; otherwise only a client on this machine, not through a proxy.
+/// it; otherwise only a client on this machine, not through a proxy (and
+/// none at all with `dashboard.behind_proxy`).
 pub struct Operator(bool);
 
 impl FromRequestParts<AppState> for Operator {
@@ -51,7 +52,9 @@ impl FromRequestParts<AppState> for Operator {
         let proxied = ["x-forwarded-for", "forwarded", "x-real-ip"]
             .iter()
             .any(|h| parts.headers.contains_key(*h));
-        Ok(Operator(local && !proxied))
+        // Behind a proxy every client looks local.
+        let behind_proxy = state.config.dashboard.behind_proxy;
+        Ok(Operator(local && !proxied && !behind_proxy))
     }
 }
 

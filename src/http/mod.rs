@@ -31,7 +31,7 @@ use crate::usecase::idempotency::Answer;
 use error::{ApiError, ProblemCode, REQUEST_ID};
 use extract::AuthCache;
 
-pub use openapi::{ApiDoc, MAX_NUMERIC_ID};
+pub use openapi::ApiDoc;
 
 /// What handlers see: the use cases' core, and what only HTTP needs.
 #[derive(Clone)]

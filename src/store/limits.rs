@@ -42,4 +42,12 @@ impl<D: Db> LimitStore for SqlStore<D> {
             (tat.max(now.millis()) + interval_ms - period_ms - now.millis()).max(1),
         ))
     }
+
+    async fn forget_limit(&self, key: &str) -> Result<()> {
+        sql::<D>("DELETE FROM rate_limits WHERE key = $1")
+            .bind(key)
+            .execute(&mut *self.conn().await?)
+            .await?;
+        Ok(())
+    }
 }

@@ -42,11 +42,16 @@ const RETAINED: &[(&str, &str, &str, &str, i64)] = &[
         "",
         MESSAGES_OUTLIVE_MS,
     ),
+    // Ended, and nothing left that refers to it (a backlog deleted in
+    // batches may hold a verification the first batches did not reach).
     (
         "messages",
         "id",
         "msg",
-        "AND status NOT IN ('queued', 'sent')",
+        "AND status NOT IN ('queued', 'sent') \
+         AND NOT EXISTS (SELECT 1 FROM verifications v WHERE v.message_id = messages.id) \
+         AND NOT EXISTS (SELECT 1 FROM sandbox_messages s WHERE s.message_id = messages.id) \
+         AND NOT EXISTS (SELECT 1 FROM message_parts p WHERE p.message_id = messages.id)",
         MESSAGES_OUTLIVE_MS,
     ),
 ];

@@ -105,11 +105,15 @@ impl StoreError {
             | sqlx::Error::Io(_)
             | sqlx::Error::Tls(_) => true,
             sqlx::Error::Database(d) => d.code().is_some_and(|c| {
-                // PostgreSQL: connection exceptions (08…), shutdown and
-                // recovery (57P01–57P03), statement and lock timeouts;
-                // SQLite: busy or locked past its busy timeout.
+                // PostgreSQL: connection exceptions (08…), too many
+                // connections, shutdown and recovery (57P01–57P03),
+                // statement and lock timeouts; SQLite: busy or locked past
+                // its busy timeout (extended codes keep the primary one in
+                // their low byte).
+                let sqlite = c.parse::<u32>().ok().map(|n| n & 0xff);
                 c.starts_with("08")
-                    || ["57P01", "57P02", "57P03", "57014", "55P03", "5", "6"].contains(&&*c)
+                    || ["53300", "57P01", "57P02", "57P03", "57014", "55P03"].contains(&&*c)
+                    || matches!(sqlite, Some(5 | 6))
             }),
             _ => false,
         }
@@ -414,6 +418,8 @@ pub trait LimitStore: Send + Sync + 'static {
         interval_ms: i64,
         period_ms: i64,
     ) -> Result<Option<i64>>;
+    /// Forgets `key`'s events (what they stood for did not happen after all).
+    async fn forget_limit(&self, key: &str) -> Result<()>;
 }
 
 /// The billing ledger (`ledger.rs`; charges are written with what they pay for).

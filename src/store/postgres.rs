@@ -124,7 +124,7 @@ impl Db for Postgres {
     async fn migrate(pool: &PgPool) -> Result<()> {
         let options = (*pool.connect_options())
             .clone()
-            .options([("statement_timeout", "0")]);
+            .options([("statement_timeout", "0"), ("lock_timeout", "0")]);
         let unlimited = PgPoolOptions::new()
             .max_connections(1)
             .connect_with(options)

@@ -209,7 +209,8 @@ impl ApiError {
     pub fn unavailable(e: impl Into<anyhow::Error>) -> Self {
         let mut err = Self::new(
             ProblemCode::ServiceUnavailable,
-            "the service is briefly unavailable; nothing was done, try again in a few seconds",
+            "the service is briefly unavailable; try again in a few seconds (with the same \
+             Idempotency-Key: a write under way may have completed)",
         )
         .retry_after(UNAVAILABLE_RETRY_SECONDS);
         err.internal = Some(e.into());

@@ -73,23 +73,23 @@ impl Heartbeat {
     pub fn start(self) -> Beating {
         let (stop, mut stopped) = oneshot::channel();
         let task = tokio::spawn(async move {
-            let mut alive = true;
+            // After a beat of its own failed (the database out of reach for
+            // everyone, say), a holder only beats for `presumed_dead_ms`:
+            // the others were silent for the same reason, and reconnect at
+            // their own pace; their claims (outcomes waiting to be recorded)
+            // are not freed under them meanwhile.
+            let quiet = Duration::from_millis(self.presumed_dead_ms as u64);
+            let mut failed_at: Option<std::time::Instant> = None;
             loop {
-                // A holder whose own last beat failed (the database was out
-                // of reach for everyone, say) only beats: the others were
-                // silent for the same reason, and get a beat's time to say so.
-                let beat = if alive {
+                let beat = if failed_at.is_none_or(|t| t.elapsed() >= quiet) {
                     self.run_once().await.map(drop)
                 } else {
                     self.beat(self.clock.now()).await
                 };
-                alive = match beat {
-                    Ok(()) => true,
-                    Err(e) => {
-                        tracing::error!(error = %e, "heartbeat failed");
-                        false
-                    }
-                };
+                if let Err(e) = beat {
+                    tracing::error!(error = %e, "heartbeat failed");
+                    failed_at = Some(std::time::Instant::now());
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(self.every) => {}
                     _ = &mut stopped => break,

@@ -150,6 +150,10 @@ impl Worker {
                         .plus_ms(retry_after.unwrap_or(Duration::from_secs(1)).as_millis() as i64),
                     error: "carrier throttled".into(),
                 },
+                Err(CarrierError::Stopping) => SubmitResult::Retry {
+                    at: now,
+                    error: "not sent: the node was stopping".into(),
+                },
                 Err(e @ CarrierError::Transient(_)) => SubmitResult::Retry {
                     at: self.backoff(now, msg.attempts),
                     error: e.to_string(),
@@ -225,10 +229,14 @@ impl Worker {
         }
         let retained = now.plus_ms(-hours(self.cfg.retention_days * 24));
         for _ in 0..RETENTION_BATCHES {
-            let deleted = self.store.delete_older(retained, RETENTION_BATCH).await?;
-            n += deleted;
-            if deleted == 0 {
-                break;
+            match self.store.delete_older(retained, RETENTION_BATCH).await {
+                Ok(0) => break,
+                Ok(deleted) => n += deleted,
+                // The rest of the cleanup still runs.
+                Err(e) => {
+                    tracing::error!(error = %e, "retention failed");
+                    break;
+                }
             }
         }
         n += self
@@ -311,6 +319,9 @@ fn finish_writer(store: Arc<dyn Store>) -> FinishWriter {
                     for item in batch {
                         recorded.push(match store.finish_submits(std::slice::from_ref(&item)).await {
                             Ok(r) => r[0],
+                            // Gone meanwhile: all are tried again (`record`);
+                            // those written already answer "lease lost".
+                            Err(e) if e.is_unavailable() => return Err(Arc::new(e)),
                             Err(e) => {
                                 tracing::error!(message_id = %item.id, error = %e, "recording an outcome failed");
                                 false

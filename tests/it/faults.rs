@@ -299,21 +299,6 @@ async fn start_node(
     panic!("line serve did not start");
 }
 
-async fn count_sent(backend: Backend, url: &str) -> i64 {
-    use sqlx::Connection;
-    let q = "SELECT COUNT(*) FROM messages WHERE status = 'sent'";
-    match backend {
-        Backend::Postgres => {
-            let mut c = sqlx::PgConnection::connect(url).await.unwrap();
-            sqlx::query_scalar(q).fetch_one(&mut c).await.unwrap()
-        }
-        Backend::Sqlite => {
-            let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
-            sqlx::query_scalar(q).fetch_one(&mut c).await.unwrap()
-        }
-    }
-}
-
 /// `kill -9` of a node whose worker holds claims (its upstream has every
 /// submission open), then a restart: every message is sent again within
 /// seconds (not the 60 s lease), each submitted at most twice (once in flight
@@ -376,7 +361,7 @@ async fn a_killed_node_takes_its_work_back_in_seconds(backend: Backend) {
 
     let restarted = Instant::now();
     let mut node = start_node(dir.path(), &config, &database_url, "all").await;
-    while count_sent(backend, &database_url).await < N as i64 {
+    while count_where(backend, &database_url, "status = 'sent'").await < N as i64 {
         assert!(
             restarted.elapsed() < Duration::from_secs(30),
             "the claims never came back"
@@ -439,7 +424,10 @@ async fn drop_database(url: &str) {
 
 mod restart {
     use super::*;
-    backends!(backend: a_killed_node_takes_its_work_back_in_seconds);
+    backends!(
+        backend: a_killed_node_takes_its_work_back_in_seconds,
+        sigterm_drains_the_window_and_unbinds,
+    );
 }
 
 /// One answer the load got: status, how long it took, the message id (2xx),
@@ -630,4 +618,125 @@ async fn a_request_held_too_long_is_answered_503() {
     sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
     app.send("+447700900001", "after").await;
     app.stop().await;
+}
+
+/// SIGTERM under load, with submissions in the SMPP window: the node stops
+/// within its bound, every part the SMSC accepted has its outcome recorded,
+/// no claim is left behind, the session is unbound; started again, it sends
+/// the rest, and the SMSC never sees a message twice.
+async fn sigterm_drains_the_window_and_unbinds(backend: Backend) {
+    const N: usize = 60;
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = common::fresh_database(backend, &dir).await;
+    let smsc = common::smsc::Smsc::start(dir.path(), &[("SMSC_RECEIPT_DELAY_MS", "100")]).await;
+    let config = dir.path().join("line.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[carriers]]\nname = \"primary\"\nkind = \"smpp\"\nhost = \"127.0.0.1\"\nport = {}\n\
+             system_id = \"line\"\npassword = \"secret\"\nwindow = 10\nmax_per_second = 20\n\
+             [routing]\ndefault = \"primary\"\n",
+            smsc.port
+        ),
+    )
+    .unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_line"))
+        .args(["tenant", "create", "--name", "Acme"])
+        .env("LINE_CONFIG", &config)
+        .env("LINE_DATABASE_URL", &database_url)
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let key = text
+        .split_whitespace()
+        .find(|w| w.starts_with("line_live_"))
+        .unwrap()
+        .to_string();
+    let mut node = start_node(dir.path(), &config, &database_url, "all").await;
+    let client = reqwest::Client::new();
+    for i in 0..N {
+        let resp = client
+            .post(format!("{}/v1/sms", node.base))
+            .bearer_auth(&key)
+            .json(&json!({"to": "+447400123456", "body": format!("drain {i}")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 202);
+    }
+    // 20 a second: well under way, far from done.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while smsc.accepted().len() < 15 {
+        assert!(Instant::now() < deadline, "the SMSC got nothing");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stopping = Instant::now();
+    sigterm(&mut node).await;
+    let took = stopping.elapsed();
+    assert!(took < Duration::from_secs(15), "stopped after {took:?}");
+    let taken = smsc.accepted().len() as i64;
+    assert!(taken < N as i64, "all {taken} were sent before the stop");
+    let recorded = count_where(backend, &database_url, "status IN ('sent', 'delivered')").await;
+    assert_eq!(recorded, taken, "every part the SMSC took is recorded");
+    let held = count_where(
+        backend,
+        &database_url,
+        "status = 'queued' AND lease_until IS NOT NULL",
+    )
+    .await;
+    assert_eq!(held, 0, "no claim is left behind");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while smsc.stat("unbinds") < 1 {
+        assert!(Instant::now() < deadline, "the session was not unbound");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let mut node = start_node(dir.path(), &config, &database_url, "all").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count_where(backend, &database_url, "status = 'delivered'").await < N as i64 {
+        assert!(
+            Instant::now() < deadline,
+            "the rest was not sent after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut texts: Vec<String> = smsc
+        .accepted()
+        .iter()
+        .map(|p| p["text"].as_str().unwrap().to_string())
+        .collect();
+    texts.sort();
+    texts.dedup();
+    assert_eq!(
+        smsc.accepted().len(),
+        N,
+        "each message reached the SMSC once"
+    );
+    assert_eq!(texts.len(), N);
+    sigterm(&mut node).await;
+    if backend == Backend::Postgres {
+        drop_database(&database_url).await;
+    }
+}
+
+async fn count_where(backend: Backend, url: &str, condition: &str) -> i64 {
+    use sqlx::Connection;
+    let q = format!("SELECT COUNT(*) FROM messages WHERE {condition}");
+    match backend {
+        Backend::Postgres => {
+            let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::query_scalar(sqlx::AssertSqlSafe(q))
+                .fetch_one(&mut c)
+                .await
+                .unwrap()
+        }
+        Backend::Sqlite => {
+            let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
+            sqlx::query_scalar(sqlx::AssertSqlSafe(q))
+                .fetch_one(&mut c)
+                .await
+                .unwrap()
+        }
+    }
 }

@@ -204,7 +204,8 @@ async fn http_upstream_and_signed_receipts(backend: Backend) {
     // Signed six minutes ago: refused, as a captured request replayed later would be.
     let (status, body) = post_receipt(&app, "up", receipt, Sig::Old(360)).await;
     common::assert_problem(status, &body, 401, "unauthorized");
-    let four_minutes_ago = Sig::At(app.clock.now().millis() / 1000 - 240);
+    let ts = app.clock.now().millis() / 1000 - 240;
+    let four_minutes_ago = Sig::At(ts);
     let (status, _) = post_receipt(&app, "up", receipt, four_minutes_ago).await;
     assert_eq!(status, 204);
     // The very same signed request again: refused.
@@ -214,6 +215,23 @@ async fn http_upstream_and_signed_receipts(backend: Backend) {
         body["detail"].as_str().unwrap().contains("before"),
         "{body}"
     );
+    // Nor in another spelling of the same MAC.
+    let upper = format!(
+        "sha256={}",
+        sign(ts, receipt)["sha256=".len()..].to_uppercase()
+    );
+    let resp = app
+        .client
+        .post(app.url("/v1/carriers/up/receipts"))
+        .header("content-type", "application/json")
+        .header("x-line-timestamp", ts.to_string())
+        .header("x-line-signature", upper)
+        .body(receipt.to_string())
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = common::decode(resp).await;
+    common::assert_problem(status, &body, 401, "unauthorized");
     app.drain().await;
     let delivered = message(&app, &ok).await;
     assert_eq!(delivered["status"], "delivered", "{delivered}");

@@ -86,10 +86,10 @@ function nextIds() {
 }
 
 // ---------------------------------------------------------------- stats
-const stats = { accepted: 0, receipts: 0, receipt_acks: 0 };
+const stats = { accepted: 0, receipts: 0, receipt_acks: 0, unbinds: 0 };
 let lastStats = '';
 function statsLine() {
-  return `stats accepted=${stats.accepted} receipts=${stats.receipts} receipt_acks=${stats.receipt_acks}`;
+  return `stats accepted=${stats.accepted} receipts=${stats.receipts} receipt_acks=${stats.receipt_acks} unbinds=${stats.unbinds}`;
 }
 setInterval(() => {
   const line = statsLine();
@@ -359,6 +359,7 @@ function onPdu(session, pdu) {
     case 'bind_transmitter':
     case 'bind_receiver': handleBind(session, pdu); break;
     case 'unbind':
+      stats.unbinds++;
       send(session, pdu.response(), () => closeSession(session));
       sessions.delete(session);
       session.bound = false;

@@ -9,7 +9,7 @@ mod receipt;
 mod session;
 
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -73,6 +73,8 @@ pub struct SmppCarrier {
     throttled_until: Mutex<Option<Instant>>,
     counters: Counters,
     stop: watch::Sender<bool>,
+    /// Set on shutdown: submissions waiting for a turn give up.
+    draining: AtomicBool,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -118,6 +120,7 @@ impl SmppCarrier {
             throttled_until: Mutex::new(None),
             counters: Counters::default(),
             stop: watch::channel(false).0,
+            draining: AtomicBool::new(false),
             task: Mutex::new(None),
         }
     }
@@ -129,6 +132,11 @@ impl SmppCarrier {
     }
 
     /// Unbinds gracefully and waits for the supervisor to end.
+    /// Lets what is in the window finish; nothing new goes in.
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
     pub async fn stop(&self) {
         self.stop.send_replace(true);
         let task = self.task.lock().expect("task lock").take();
@@ -421,6 +429,11 @@ impl Carrier for SmppCarrier {
                 },
                 false => turn.await,
             };
+            // Shutting down, and nothing of this message sent: it stays
+            // queued for the next node, instead of holding up the stop.
+            if ids.is_empty() && self.draining.load(Ordering::SeqCst) {
+                return Err(CarrierError::Stopping);
+            }
             self.counters.submitted();
             let answer = session.request(sm, self.cfg.response_timeout).await;
             drop(permit);

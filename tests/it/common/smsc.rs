@@ -38,6 +38,8 @@ pub struct Smsc {
     pub port: u16,
     /// One JSON line per accepted submit_sm part.
     pub log: PathBuf,
+    /// Its latest `stats …` line.
+    stats: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Smsc {
@@ -70,17 +72,35 @@ impl Smsc {
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("unexpected SMSC output: {first}"));
         // Keep reading, or its stats lines would fill the pipe and stall it.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let stats = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let last = stats.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.starts_with("stats ") {
+                    *last.lock().unwrap() = line;
+                }
+            }
+        });
         Smsc {
             child,
             port,
             log: log.to_path_buf(),
+            stats,
         }
     }
 
     /// Waits for the process to end (e.g. after SMSC_DIE_AFTER).
     pub async fn exited(&mut self) {
         let _ = self.child.wait().await;
+    }
+
+    /// A counter of its latest stats line (`accepted`, `receipts`, `unbinds`…).
+    pub fn stat(&self, name: &str) -> u64 {
+        let line = self.stats.lock().unwrap().clone();
+        line.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
     }
 
     /// What the SMSC accepted, one entry per part.
