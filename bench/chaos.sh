@@ -76,8 +76,8 @@ max_per_second = 100000
 default = "primary"
 TOML
 export LINE_CONFIG=$work/line.toml LINE_DATABASE_URL=$url
-"$bin" migrate >/dev/null
-KEY=$("$bin" tenant create --name chaos | grep -o 'line_live_[A-Za-z0-9]*')
+"$bin" migrate >/dev/null 2>&1
+KEY=$("$bin" tenant create --name chaos 2>/dev/null | grep -o 'line_live_[A-Za-z0-9]*')
 port_a=$(free_port); port_b=$(free_port)
 node_start() { # NAME PORT
   LINE_LISTEN=127.0.0.1:$2 RUST_LOG=warn "$bin" serve >>"$work/$1.log" 2>&1 &

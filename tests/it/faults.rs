@@ -304,6 +304,18 @@ async fn start_node(
 /// seconds (not the 60 s lease), each submitted at most twice (once in flight
 /// at the crash, once after).
 async fn a_killed_node_takes_its_work_back_in_seconds(backend: Backend) {
+    killed_node(backend, false).await
+}
+
+/// Two nodes on PostgreSQL; one holding claims is killed (-9): the other
+/// sends its messages within seconds, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_node_takes_a_killed_nodes_work_in_seconds() {
+    killed_node(Backend::Postgres, true).await
+}
+
+/// `survivor`: a second node runs beside the one killed, and is not restarted.
+async fn killed_node(backend: Backend, survivor: bool) {
     const N: usize = 30;
     let dir = tempfile::tempdir().unwrap();
     let database_url = common::fresh_database(backend, &dir).await;
@@ -356,11 +368,19 @@ async fn a_killed_node_takes_its_work_back_in_seconds(backend: Backend) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // The survivor is up before the kill and finds nothing to claim.
+    let other = match survivor {
+        true => Some(start_node(dir.path(), &config, &database_url, "all").await),
+        false => None,
+    };
     node.child.kill().await.unwrap(); // SIGKILL: no lease is given back
     up.hang.store(false, Ordering::SeqCst);
 
     let restarted = Instant::now();
-    let mut node = start_node(dir.path(), &config, &database_url, "all").await;
+    let mut node = match other {
+        Some(node) => node,
+        None => start_node(dir.path(), &config, &database_url, "all").await,
+    };
     while count_where(backend, &database_url, "status = 'sent'").await < N as i64 {
         assert!(
             restarted.elapsed() < Duration::from_secs(30),
@@ -375,6 +395,7 @@ async fn a_killed_node_takes_its_work_back_in_seconds(backend: Backend) {
         Backend::Sqlite => Duration::from_secs(3),
         Backend::Postgres => Duration::from_secs(7),
     };
+    println!("{backend:?}, survivor {survivor}: all {N} sent again {took:?} after the kill");
     assert!(took < bound, "all sent again {took:?} after the restart");
     let seen = up.seen.lock().unwrap().clone();
     let mut ids = seen.clone();
