@@ -386,9 +386,10 @@ pub trait WebhookStore: Send + Sync + 'static {
         claim: &Claim,
         busy: &[EndpointId],
     ) -> Result<Vec<ClaimedDelivery>>;
-    /// Records an attempt and what follows (if `token` still holds the lease),
-    /// and the endpoint's health (see `domain::webhook::EndpointHealth`).
-    async fn finish_delivery(&self, record: &AttemptRecord) -> Result<bool>;
+    /// Records attempts and what follows each (if its `token` still holds the
+    /// lease), and the endpoints' health (see `domain::webhook::EndpointHealth`),
+    /// in one transaction; per record, whether it was recorded.
+    async fn finish_deliveries(&self, records: &[AttemptRecord]) -> Result<Vec<bool>>;
     /// An endpoint's deliveries with their attempts, newest first.
     async fn list_deliveries(
         &self,

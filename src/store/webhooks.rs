@@ -159,78 +159,19 @@ impl<D: Db> WebhookStore for SqlStore<D> {
             .collect()
     }
 
-    async fn finish_delivery(&self, r: &AttemptRecord) -> Result<bool> {
+    async fn finish_deliveries(&self, records: &[AttemptRecord]) -> Result<Vec<bool>> {
+        // One commit for many attempts. Endpoints' rows (written when one is
+        // failing) are taken in one order, so two groups never wait on each
+        // other in a cycle.
+        let mut order: Vec<usize> = (0..records.len()).collect();
+        order.sort_by(|&a, &b| records[a].endpoint_id.cmp(&records[b].endpoint_id));
         let mut tx = self.begin().await?;
-        let (status, next_at) = match &r.next {
-            NextStep::Succeeded => (DeliveryStatus::Succeeded, r.at),
-            NextStep::RetryAt(at) => (DeliveryStatus::Pending, *at),
-            NextStep::Failed { .. } => (DeliveryStatus::Failed, r.at),
-        };
-        let done = sql::<D>(
-            "UPDATE webhook_deliveries SET status = $3, next_attempt_at = $4, lease_until = NULL, \
-               lease_token = NULL, updated_at = $5 \
-             WHERE id = $1 AND lease_token = $2 AND status = 'pending'",
-        )
-        .bind(r.delivery_id.as_str())
-        .bind(&r.token)
-        .bind(status.as_str())
-        .bind(next_at.millis())
-        .bind(r.at.millis())
-        .execute(&mut tx)
-        .await?;
-        if done == 0 {
-            return Ok(false);
-        }
-        sql::<D>(
-            "INSERT INTO webhook_attempts (delivery_id, at, status_code, response, duration_ms, \
-               error) VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(r.delivery_id.as_str())
-        .bind(r.at.millis())
-        .bind(r.status_code.map(i64::from))
-        .bind(&r.response)
-        .bind(r.duration_ms)
-        .bind(&r.error)
-        .execute(&mut tx)
-        .await?;
-        if r.next == NextStep::Succeeded {
-            // Only a recovering endpoint is written: deliveries to a healthy one
-            // (run side by side) must not queue on its row lock.
-            sql::<D>(
-                "UPDATE webhook_endpoints SET failing_since = NULL \
-                 WHERE id = $1 AND failing_since IS NOT NULL",
-            )
-            .bind(r.endpoint_id.as_str())
-            .execute(&mut tx)
-            .await?;
-        } else {
-            let since: Option<Option<i64>> = sql::<D>(
-                "UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, $2) \
-                 WHERE id = $1 RETURNING failing_since",
-            )
-            .bind(r.endpoint_id.as_str())
-            .bind(r.at.millis())
-            .fetch_optional(&mut tx)
-            .await?;
-            let asked = match &r.next {
-                NextStep::Failed { disable_endpoint } => disable_endpoint.as_deref(),
-                _ => None,
-            };
-            let since = since.flatten().map(Timestamp);
-            if let Some(reason) = disable_reason(asked, since, r.at) {
-                sql::<D>(
-                    "UPDATE webhook_endpoints SET enabled = FALSE, disabled_reason = $2, \
-                       updated_at = $3 WHERE id = $1 AND enabled = TRUE",
-                )
-                .bind(r.endpoint_id.as_str())
-                .bind(reason)
-                .bind(r.at.millis())
-                .execute(&mut tx)
-                .await?;
-            }
+        let mut done = vec![false; records.len()];
+        for i in order {
+            done[i] = finish_one::<D>(&mut tx, &records[i]).await?;
         }
         tx.commit().await?;
-        Ok(true)
+        Ok(done)
     }
 
     async fn list_deliveries(
@@ -305,4 +246,77 @@ impl<D: Db> WebhookStore for SqlStore<D> {
         .await?;
         Ok(done == 1)
     }
+}
+
+/// One attempt and what follows it, in `tx`.
+async fn finish_one<D: Db>(tx: &mut D::Connection, r: &AttemptRecord) -> Result<bool> {
+    let (status, next_at) = match &r.next {
+        NextStep::Succeeded => (DeliveryStatus::Succeeded, r.at),
+        NextStep::RetryAt(at) => (DeliveryStatus::Pending, *at),
+        NextStep::Failed { .. } => (DeliveryStatus::Failed, r.at),
+    };
+    let done = sql::<D>(
+        "UPDATE webhook_deliveries SET status = $3, next_attempt_at = $4, lease_until = NULL, \
+           lease_token = NULL, updated_at = $5 \
+         WHERE id = $1 AND lease_token = $2 AND status = 'pending'",
+    )
+    .bind(r.delivery_id.as_str())
+    .bind(&r.token)
+    .bind(status.as_str())
+    .bind(next_at.millis())
+    .bind(r.at.millis())
+    .execute(&mut *tx)
+    .await?;
+    if done == 0 {
+        return Ok(false);
+    }
+    sql::<D>(
+        "INSERT INTO webhook_attempts (delivery_id, at, status_code, response, duration_ms, \
+           error) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(r.delivery_id.as_str())
+    .bind(r.at.millis())
+    .bind(r.status_code.map(i64::from))
+    .bind(&r.response)
+    .bind(r.duration_ms)
+    .bind(&r.error)
+    .execute(&mut *tx)
+    .await?;
+    if r.next == NextStep::Succeeded {
+        // Only a recovering endpoint is written: deliveries to a healthy one
+        // (run side by side) must not queue on its row lock.
+        sql::<D>(
+            "UPDATE webhook_endpoints SET failing_since = NULL \
+             WHERE id = $1 AND failing_since IS NOT NULL",
+        )
+        .bind(r.endpoint_id.as_str())
+        .execute(&mut *tx)
+        .await?;
+    } else {
+        let since: Option<Option<i64>> = sql::<D>(
+            "UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, $2) \
+             WHERE id = $1 RETURNING failing_since",
+        )
+        .bind(r.endpoint_id.as_str())
+        .bind(r.at.millis())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let asked = match &r.next {
+            NextStep::Failed { disable_endpoint } => disable_endpoint.as_deref(),
+            _ => None,
+        };
+        let since = since.flatten().map(Timestamp);
+        if let Some(reason) = disable_reason(asked, since, r.at) {
+            sql::<D>(
+                "UPDATE webhook_endpoints SET enabled = FALSE, disabled_reason = $2, \
+                   updated_at = $3 WHERE id = $1 AND enabled = TRUE",
+            )
+            .bind(r.endpoint_id.as_str())
+            .bind(reason)
+            .bind(r.at.millis())
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    Ok(true)
 }

@@ -26,9 +26,40 @@ use super::signing::signature;
 use crate::config::WebhooksConfig;
 use crate::domain::ids::{EndpointId, new_id};
 use crate::domain::message::Timestamp;
+use crate::infra::batch::Batcher;
 use crate::infra::clock::Clock;
 use crate::infra::shutdown::Shutdown;
-use crate::store::{AttemptRecord, Claim, ClaimedDelivery, NextStep, Store, StoredEndpoint};
+use crate::store::{
+    AttemptRecord, Claim, ClaimedDelivery, NextStep, SharedError, Store, StoredEndpoint,
+};
+
+/// If a group fails (not for want of the database), its attempts are
+/// recorded one by one, so that one bad record holds back no other.
+fn outcome_writer(store: Arc<dyn Store>) -> Batcher<AttemptRecord, bool, SharedError> {
+    Batcher::start(move |batch: Vec<AttemptRecord>| {
+        let store = store.clone();
+        async move {
+            match store.finish_deliveries(&batch).await {
+                Ok(done) => Ok(done),
+                Err(e) if batch.len() > 1 && !e.is_unavailable() => {
+                    tracing::warn!(error = %e, "a group of webhook attempts failed; recording them one by one");
+                    let mut done = Vec::with_capacity(batch.len());
+                    for r in batch {
+                        done.push(match store.finish_deliveries(std::slice::from_ref(&r)).await {
+                            Ok(d) => d[0],
+                            Err(e) => {
+                                tracing::error!(delivery_id = %r.delivery_id, error = %e, "recording an attempt failed");
+                                false
+                            }
+                        });
+                    }
+                    Ok(done)
+                }
+                Err(e) => Err(Arc::new(e)),
+            }
+        }
+    })
+}
 
 /// Bounds on a receiver's Retry-After.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
@@ -42,6 +73,8 @@ pub struct Dispatcher {
     client: reqwest::Client,
     cfg: WebhooksConfig,
     token: String,
+    /// Attempts are recorded in groups: a commit for many webhooks.
+    outcomes: Batcher<AttemptRecord, bool, SharedError>,
 }
 
 impl Dispatcher {
@@ -57,6 +90,7 @@ impl Dispatcher {
             .build()
             .expect("an HTTP client");
         Dispatcher {
+            outcomes: outcome_writer(store.clone()),
             store,
             clock,
             client,
@@ -177,7 +211,8 @@ impl Dispatcher {
             },
         };
         match (&next, status_code) {
-            (NextStep::Succeeded, _) => tracing::info!("webhook delivered"),
+            // At debug, as other successes are: one line a webhook otherwise.
+            (NextStep::Succeeded, _) => tracing::debug!("webhook delivered"),
             (_, code) => {
                 tracing::warn!(status = ?code, error = ?error, next = ?next, "webhook attempt failed")
             }
@@ -193,7 +228,7 @@ impl Dispatcher {
             error,
             next,
         };
-        if !self.store.finish_delivery(&record).await? {
+        if !self.outcomes.submit(record).await? {
             tracing::warn!("lease lost before the attempt was recorded");
         }
         Ok(())
