@@ -554,8 +554,9 @@ async fn a_postgres_outage_is_answered_503_and_nothing_is_lost() {
     assert!(others.is_empty(), "only 202 or 503: {others:?}");
     let outage = &answers[crashed_at..resumed_at];
     let slowest = outage.iter().map(|a| a.1).max().unwrap();
+    // A request may wait for a connection twice (1 s each) before its 503.
     assert!(
-        slowest < Duration::from_millis(2500),
+        slowest < Duration::from_millis(3500),
         "an answer in the outage took {slowest:?}"
     );
     assert!(
@@ -564,7 +565,7 @@ async fn a_postgres_outage_is_answered_503_and_nothing_is_lost() {
     );
     let accepted: Vec<String> = answers.iter().filter_map(|a| a.2.clone()).collect();
     println!(
-        "outage: {} answers, {} of them 503, slowest {slowest:?}; {} accepted in all",
+        "outage: {} answers while the database was down, slowest {slowest:?}; {} 503s and {} accepted in all",
         outage.len(),
         unavailable.len(),
         accepted.len()
