@@ -34,7 +34,8 @@ else
 fi
 
 "${isolate[@]}" bash -euo pipefail -c '
-if [ -n "${ISOLATED:-}" ] || ip link set lo up 2>/dev/null; then :; fi
+cd "$WORK" # schemathesis keeps its cache in the working folder
+ip link set lo up 2>/dev/null || true # a fresh namespace starts with loopback down
 "$LINE_BIN" --config "$WORK/line.toml" serve > "$WORK/server.log" 2>&1 &
 SERVER=$!
 trap "kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null || true" EXIT
