@@ -74,21 +74,27 @@ impl Heartbeat {
         let (stop, mut stopped) = oneshot::channel();
         let task = tokio::spawn(async move {
             // After a beat of its own failed (the database out of reach for
-            // everyone, say), a holder only beats for `presumed_dead_ms`:
-            // the others were silent for the same reason, and reconnect at
-            // their own pace; their claims (outcomes waiting to be recorded)
-            // are not freed under them meanwhile.
+            // everyone, say), a holder only beats for `presumed_dead_ms` from
+            // its first beat that works again: the others were silent for
+            // the same reason and reconnect at their own pace; their claims
+            // (outcomes waiting to be recorded) are not freed under them.
             let quiet = Duration::from_millis(self.presumed_dead_ms as u64);
-            let mut failed_at: Option<std::time::Instant> = None;
+            // `None` while beats fail; then when freeing others is fair again.
+            let mut frees_from = Some(std::time::Instant::now());
             loop {
-                let beat = if failed_at.is_none_or(|t| t.elapsed() >= quiet) {
-                    self.run_once().await.map(drop)
-                } else {
-                    self.beat(self.clock.now()).await
+                let beat = match frees_from {
+                    Some(t) if std::time::Instant::now() >= t => self.run_once().await.map(drop),
+                    _ => self.beat(self.clock.now()).await,
                 };
-                if let Err(e) = beat {
-                    tracing::error!(error = %e, "heartbeat failed");
-                    failed_at = Some(std::time::Instant::now());
+                match beat {
+                    Ok(()) if frees_from.is_none() => {
+                        frees_from = Some(std::time::Instant::now() + quiet);
+                    }
+                    Ok(()) => {}
+                    Err(e) => {
+                        tracing::error!(error = %e, "heartbeat failed");
+                        frees_from = None;
+                    }
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(self.every) => {}
