@@ -80,6 +80,47 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 /// One store error handed to every caller of a failed group commit.
 pub type SharedError = Arc<StoreError>;
 
+/// A group write as a store trait method makes it (async_trait's boxed future).
+pub type GroupWrite<I> = for<'a> fn(
+    &'a dyn Store,
+    &'a [I],
+) -> std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Vec<bool>>> + Send + 'a>,
+>;
+
+/// Writes a group at once; if that fails for another reason than the
+/// database being out of reach, item by item, so that one bad item holds back
+/// no other (one that fails alone is `false`). Out of reach, the whole group
+/// fails, for its callers to try again. `name` says which item failed, for the log.
+pub async fn write_grouped<I>(
+    store: &dyn Store,
+    batch: Vec<I>,
+    write: GroupWrite<I>,
+    name: fn(&I) -> String,
+) -> std::result::Result<Vec<bool>, SharedError> {
+    match write(store, &batch).await {
+        Ok(done) => Ok(done),
+        Err(e) if batch.len() > 1 && !e.is_unavailable() => {
+            tracing::warn!(error = %e, "a group write failed; writing its items one by one");
+            let mut done = Vec::with_capacity(batch.len());
+            for item in &batch {
+                done.push(match write(store, std::slice::from_ref(item)).await {
+                    Ok(d) => d[0],
+                    // Gone meanwhile: the whole group is tried again; the
+                    // items written already answer that their lease is gone.
+                    Err(e) if e.is_unavailable() => return Err(Arc::new(e)),
+                    Err(e) => {
+                        tracing::error!(item = %name(item), error = %e, "writing an item failed");
+                        false
+                    }
+                });
+            }
+            Ok(done)
+        }
+        Err(e) => Err(Arc::new(e)),
+    }
+}
+
 /// Whether a store error in `e`'s chain (alone, or shared by a group commit)
 /// says the database is out of reach for now ([`StoreError::is_unavailable`]).
 pub fn unavailable(e: &anyhow::Error) -> bool {

@@ -31,32 +31,21 @@ use crate::infra::clock::Clock;
 use crate::infra::shutdown::Shutdown;
 use crate::store::{
     AttemptRecord, Claim, ClaimedDelivery, NextStep, SharedError, Store, StoredEndpoint,
+    write_grouped,
 };
 
-/// If a group fails (not for want of the database), its attempts are
-/// recorded one by one, so that one bad record holds back no other.
+/// Attempts recorded in groups: one bad record holds back no other.
 fn outcome_writer(store: Arc<dyn Store>) -> Batcher<AttemptRecord, bool, SharedError> {
     Batcher::start(move |batch: Vec<AttemptRecord>| {
         let store = store.clone();
         async move {
-            match store.finish_deliveries(&batch).await {
-                Ok(done) => Ok(done),
-                Err(e) if batch.len() > 1 && !e.is_unavailable() => {
-                    tracing::warn!(error = %e, "a group of webhook attempts failed; recording them one by one");
-                    let mut done = Vec::with_capacity(batch.len());
-                    for r in batch {
-                        done.push(match store.finish_deliveries(std::slice::from_ref(&r)).await {
-                            Ok(d) => d[0],
-                            Err(e) => {
-                                tracing::error!(delivery_id = %r.delivery_id, error = %e, "recording an attempt failed");
-                                false
-                            }
-                        });
-                    }
-                    Ok(done)
-                }
-                Err(e) => Err(Arc::new(e)),
-            }
+            write_grouped(
+                &*store,
+                batch,
+                |s, items| s.finish_deliveries(items),
+                |r| r.delivery_id.to_string(),
+            )
+            .await
         }
     })
 }

@@ -20,7 +20,9 @@ use crate::infra::batch::Batcher;
 use crate::infra::clock::Clock;
 use crate::infra::shutdown::Shutdown;
 use crate::receipts::Applier;
-use crate::store::{Claim, ClaimedMessage, Finish, SharedError, Store, SubmitResult};
+use crate::store::{
+    Claim, ClaimedMessage, Finish, SharedError, Store, SubmitResult, write_grouped,
+};
 
 /// Send loops in one worker.
 const SENDERS: usize = 4;
@@ -304,34 +306,18 @@ impl Worker {
 /// Submission outcomes, committed in groups.
 type FinishWriter = Batcher<Finish, bool, SharedError>;
 
-/// If a group fails, its items are written one by one, so that one bad item
-/// cannot hold back the outcomes of messages the carrier already took.
+/// Outcomes of messages the carrier already took: one bad one holds back no other.
 fn finish_writer(store: Arc<dyn Store>) -> FinishWriter {
     Batcher::start(move |batch: Vec<Finish>| {
         let store = store.clone();
         async move {
-            match store.finish_submits(&batch).await {
-                Ok(recorded) => Ok(recorded),
-                // Out of reach: every outcome is tried again (`record`).
-                Err(e) if batch.len() > 1 && !e.is_unavailable() => {
-                    tracing::warn!(error = %e, "a group of outcomes failed; writing them one by one");
-                    let mut recorded = Vec::with_capacity(batch.len());
-                    for item in batch {
-                        recorded.push(match store.finish_submits(std::slice::from_ref(&item)).await {
-                            Ok(r) => r[0],
-                            // Gone meanwhile: all are tried again (`record`);
-                            // those written already answer "lease lost".
-                            Err(e) if e.is_unavailable() => return Err(Arc::new(e)),
-                            Err(e) => {
-                                tracing::error!(message_id = %item.id, error = %e, "recording an outcome failed");
-                                false
-                            }
-                        });
-                    }
-                    Ok(recorded)
-                }
-                Err(e) => Err(Arc::new(e)),
-            }
+            write_grouped(
+                &*store,
+                batch,
+                |s, items| s.finish_submits(items),
+                |f| f.id.to_string(),
+            )
+            .await
         }
     })
 }
