@@ -329,35 +329,12 @@ async fn killed_node(backend: Backend, survivor: bool) {
         ),
     )
     .unwrap();
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_line"))
-        .args(["tenant", "create", "--name", "Acme"])
-        .env("LINE_CONFIG", &config)
-        .env("LINE_DATABASE_URL", &database_url)
-        .output()
-        .await
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let key = text
-        .split_whitespace()
-        .find(|w| w.starts_with("line_live_"))
-        .unwrap()
-        .to_string();
+    let key = live_key(&config, &database_url).await;
 
     // The API alone takes the messages, so that the next node claims them
     // all in one batch and holds every one of them open at its upstream.
     let mut api = start_node(dir.path(), &config, &database_url, "api").await;
-    let client = reqwest::Client::new();
-    for i in 0..N {
-        let resp = client
-            .post(format!("{}/v1/sms", api.base))
-            .bearer_auth(&key)
-            .json(&json!({"to": "+447400123456", "body": format!("code {i}")}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 202);
-    }
+    send_live(&api, &key, N, "code").await;
     sigterm(&mut api).await;
     let mut node = start_node(dir.path(), &config, &database_url, "all").await;
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -415,6 +392,38 @@ async fn killed_node(backend: Backend, survivor: bool) {
     sigterm(&mut node).await;
     if backend == Backend::Postgres {
         drop_database(&database_url).await;
+    }
+}
+
+/// A tenant made with `line tenant create`; its live key.
+async fn live_key(config: &std::path::Path, database_url: &str) -> String {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_line"))
+        .args(["tenant", "create", "--name", "Acme"])
+        .env("LINE_CONFIG", config)
+        .env("LINE_DATABASE_URL", database_url)
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.split_whitespace()
+        .find(|w| w.starts_with("line_live_"))
+        .unwrap()
+        .to_string()
+}
+
+/// `n` live messages through `node`, each "<prefix> <i>"; all must be 202.
+async fn send_live(node: &Node, key: &str, n: usize, prefix: &str) {
+    let client = reqwest::Client::new();
+    for i in 0..n {
+        let resp = client
+            .post(format!("{}/v1/sms", node.base))
+            .bearer_auth(key)
+            .json(&json!({"to": "+447400123456", "body": format!("{prefix} {i}")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 202);
     }
 }
 
@@ -662,31 +671,9 @@ async fn sigterm_drains_the_window_and_unbinds(backend: Backend) {
         ),
     )
     .unwrap();
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_line"))
-        .args(["tenant", "create", "--name", "Acme"])
-        .env("LINE_CONFIG", &config)
-        .env("LINE_DATABASE_URL", &database_url)
-        .output()
-        .await
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let key = text
-        .split_whitespace()
-        .find(|w| w.starts_with("line_live_"))
-        .unwrap()
-        .to_string();
+    let key = live_key(&config, &database_url).await;
     let mut node = start_node(dir.path(), &config, &database_url, "all").await;
-    let client = reqwest::Client::new();
-    for i in 0..N {
-        let resp = client
-            .post(format!("{}/v1/sms", node.base))
-            .bearer_auth(&key)
-            .json(&json!({"to": "+447400123456", "body": format!("drain {i}")}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 202);
-    }
+    send_live(&node, &key, N, "drain").await;
     // 20 a second: well under way, far from done.
     let deadline = Instant::now() + Duration::from_secs(20);
     while smsc.accepted().len() < 15 {
