@@ -391,7 +391,7 @@ async fn killed_node(backend: Backend, survivor: bool) {
     );
     sigterm(&mut node).await;
     if backend == Backend::Postgres {
-        drop_database(&database_url).await;
+        common::drop_database(&database_url).await;
     }
 }
 
@@ -436,20 +436,6 @@ async fn sigterm(node: &mut Node) {
     assert!(sent.success());
     let status = node.child.wait().await.unwrap();
     assert!(status.success(), "{status:?}");
-}
-
-async fn drop_database(url: &str) {
-    use sqlx::Connection;
-    let name = url.rsplit('/').next().unwrap();
-    let mut conn = sqlx::PgConnection::connect(&common::pg_admin_url())
-        .await
-        .unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-    )))
-    .execute(&mut conn)
-    .await
-    .unwrap();
 }
 
 mod restart {
@@ -725,7 +711,7 @@ async fn sigterm_drains_the_window_and_unbinds(backend: Backend) {
     assert_eq!(texts.len(), N);
     sigterm(&mut node).await;
     if backend == Backend::Postgres {
-        drop_database(&database_url).await;
+        common::drop_database(&database_url).await;
     }
 }
 

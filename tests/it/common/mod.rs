@@ -291,17 +291,22 @@ impl TestApp {
         self.trigger.trigger();
         self.server.await.unwrap().unwrap();
         if self.backend == Backend::Postgres && self.owns_database {
-            let name = self.database_url.rsplit('/').next().unwrap().to_string();
             drop(self.line);
-            let mut conn = sqlx::PgConnection::connect(&pg_admin_url()).await.unwrap();
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-            )))
-            .execute(&mut conn)
-            .await
-            .unwrap();
+            drop_database(&self.database_url).await;
         }
     }
+}
+
+/// Drops the PostgreSQL test database at `url` (made by `fresh_database`).
+pub async fn drop_database(url: &str) {
+    let name = url.rsplit('/').next().unwrap();
+    let mut conn = sqlx::PgConnection::connect(&pg_admin_url()).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut conn)
+    .await
+    .unwrap();
 }
 
 pub async fn decode(resp: reqwest::Response) -> (u16, Value) {
