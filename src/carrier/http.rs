@@ -22,7 +22,6 @@ use sha2::Sha256;
 use super::{Accepted, Carrier, CarrierError, CarrierState, CarrierStatus, Counters};
 use crate::config::{CarrierConfig, Secret};
 use crate::domain::Mode;
-use crate::domain::api_key::unhex;
 use crate::domain::ids::new_id;
 use crate::domain::message::{MessageStatus, Timestamp};
 use crate::domain::phone::PhoneNumber;
@@ -278,7 +277,7 @@ pub fn verify_signature(
     let Some(hex) = header.and_then(|h| h.trim().strip_prefix("sha256=")) else {
         return false;
     };
-    let Some(expected) = unhex(hex) else {
+    let Some(expected) = hex::decode(hex).ok() else {
         return false;
     };
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
@@ -386,10 +385,7 @@ mod tests {
             let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
             mac.update(format!("{ts}.").as_bytes());
             mac.update(body);
-            format!(
-                "sha256={}",
-                crate::domain::api_key::hex(&mac.finalize().into_bytes())
-            )
+            format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
         };
         let now = Timestamp(1_800_000_000_000);
         let body = b"{\"id\":\"1\"}";

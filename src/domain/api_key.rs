@@ -54,7 +54,7 @@ impl ApiKey {
     }
 
     pub fn hash(&self) -> String {
-        hex(&Sha256::digest(self.key.as_bytes()))
+        hex::encode(Sha256::digest(self.key.as_bytes()))
     }
 
     /// A short, non-secret prefix for listings ("line_test_AbC1…").
@@ -72,28 +72,6 @@ impl std::fmt::Debug for ApiKey {
 /// Constant-time comparison, so a token cannot be guessed byte by byte from timings.
 pub fn constant_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
-}
-
-/// Lower-case hex of bytes.
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
-}
-
-/// Bytes from hex (either case); `None` if it is not hex.
-pub fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 #[cfg(test)]

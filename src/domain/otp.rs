@@ -6,7 +6,6 @@ use rand::TryRngCore;
 use rand::rngs::OsRng;
 use sha2::Sha256;
 
-use super::api_key::{hex, unhex};
 use super::encoding::{Encoding, count_segments};
 
 pub const MIN_LENGTH: u32 = 4;
@@ -73,15 +72,16 @@ impl HashKey {
 
     /// Hex HMAC-SHA256 of (verification id, code).
     pub fn code_hash(&self, verification_id: &str, code: &OtpCode) -> String {
-        hex(&self
-            .mac(&[verification_id.as_bytes(), code.0.as_bytes()])
-            .finalize()
-            .into_bytes())
+        hex::encode(
+            self.mac(&[verification_id.as_bytes(), code.0.as_bytes()])
+                .finalize()
+                .into_bytes(),
+        )
     }
 
     /// Does `code` match the stored hash? Constant time.
     pub fn code_matches(&self, verification_id: &str, code: &OtpCode, stored_hex: &str) -> bool {
-        let Some(stored) = unhex(stored_hex) else {
+        let Some(stored) = hex::decode(stored_hex).ok() else {
             return false;
         };
         self.mac(&[verification_id.as_bytes(), code.0.as_bytes()])
@@ -92,10 +92,11 @@ impl HashKey {
     /// Hex HMAC-SHA256 of a message body: proof of what was sent, useless for
     /// recovering a code by brute force without the secret.
     pub fn body_hash(&self, body: &str) -> String {
-        hex(&self
-            .mac(&[b"body", body.as_bytes()])
-            .finalize()
-            .into_bytes())
+        hex::encode(
+            self.mac(&[b"body", body.as_bytes()])
+                .finalize()
+                .into_bytes(),
+        )
     }
 }
 

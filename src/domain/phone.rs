@@ -47,17 +47,6 @@ impl PhoneNumber {
         Ok(PhoneNumber { e164, region })
     }
 
-    /// Rebuilds a number this service stored earlier (already validated).
-    pub fn from_stored(e164: String) -> Self {
-        let region = phonenumber::parse(None, &e164)
-            .ok()
-            .as_ref()
-            .and_then(valid_region)
-            .unwrap_or("GB")
-            .to_string();
-        PhoneNumber { e164, region }
-    }
-
     /// A UK mobile number (what a rentable number must be); the drama range counts.
     pub fn is_uk_mobile(&self) -> bool {
         if is_drama(&self.e164) {
@@ -84,16 +73,21 @@ impl PhoneNumber {
 
     /// The number in the sandbox drama range, as its last three digits.
     pub fn drama_suffix(&self) -> Option<u16> {
-        if is_drama(&self.e164) {
-            self.e164[DRAMA_PREFIX.len()..].parse().ok()
-        } else {
-            None
-        }
+        drama_suffix(&self.e164)
     }
 
     /// For logs: the last four digits hidden.
     pub fn masked(&self) -> Masked<'_> {
         Masked(&self.e164)
+    }
+}
+
+/// The last three digits of an E.164 number in the drama range, else `None`.
+pub fn drama_suffix(e164: &str) -> Option<u16> {
+    if is_drama(e164) {
+        e164[DRAMA_PREFIX.len()..].parse().ok()
+    } else {
+        None
     }
 }
 

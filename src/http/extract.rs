@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
 use super::AppState;
-use crate::domain::api_key::{ApiKey, hex};
+use crate::domain::api_key::ApiKey;
 use crate::domain::ids::TenantId;
 use crate::http::error::{ApiError, ProblemCode};
 use crate::infra::json::whole_numbers;
@@ -49,7 +49,8 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
         // Before the digest: `6` and `6.0` are one request.
         whole_numbers(&mut json);
         // serde_json's maps are sorted, so equal requests hash equally whatever their layout.
-        let digest = keyed.then(|| hex(&Sha256::digest(format!("{path}\n{json}").as_bytes())));
+        let digest =
+            keyed.then(|| hex::encode(Sha256::digest(format!("{path}\n{json}").as_bytes())));
         let value = serde_path_to_error::deserialize(json).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner().to_string();

@@ -5,7 +5,9 @@
 //! write: measured here, one with larger batches beat two or four with smaller
 //! ones (and SQLite has a single writer anyway).
 
+use std::collections::HashSet;
 use std::future::Future;
+use std::hash::Hash;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -76,5 +78,65 @@ where
             // The error itself, so that callers can tell what failed (a
             // database out of reach is a 503, not a 500).
             .map_err(|e| anyhow::Error::new(e).context("group commit"))
+    }
+}
+
+/// Writes a batch in rounds, in none of which two items share a key (`keys`
+/// gives an item's): an item that repeats one goes in a later round, where it
+/// finds the earlier one written. Answers per item, in the batch's order.
+pub async fn in_rounds<I, O, K, E, F, Fut>(
+    batch: Vec<I>,
+    keys: impl Fn(&I) -> Vec<K>,
+    mut write: F,
+) -> Result<Vec<O>, E>
+where
+    K: Eq + Hash,
+    F: FnMut(Vec<I>) -> Fut,
+    Fut: Future<Output = Result<Vec<O>, E>>,
+{
+    let mut outcomes: Vec<Option<O>> = batch.iter().map(|_| None).collect();
+    let mut left: Vec<(usize, I)> = batch.into_iter().enumerate().collect();
+    while !left.is_empty() {
+        let mut seen = HashSet::new();
+        let (now, later): (Vec<_>, Vec<_>) = left.into_iter().partition(|(_, item)| {
+            let keys = keys(item);
+            let free = keys.iter().all(|k| !seen.contains(k));
+            if free {
+                seen.extend(keys);
+            }
+            free
+        });
+        let (slots, items): (Vec<usize>, Vec<I>) = now.into_iter().unzip();
+        for (slot, outcome) in slots.into_iter().zip(write(items).await?) {
+            outcomes[slot] = Some(outcome);
+        }
+        left = later;
+    }
+    Ok(outcomes
+        .into_iter()
+        .map(|o| o.expect("every item had a round"))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::in_rounds;
+
+    #[tokio::test]
+    async fn items_that_share_a_key_go_in_later_rounds_and_answer_in_order() {
+        let mut rounds = Vec::new();
+        let batch = vec![(1, 'a'), (2, 'b'), (3, 'a'), (4, 'c'), (5, 'a')];
+        let answers = in_rounds(
+            batch,
+            |&(_, k)| vec![k],
+            |items: Vec<(i32, char)>| {
+                rounds.push(items.iter().map(|i| i.0).collect::<Vec<_>>());
+                async move { Ok::<_, ()>(items.iter().map(|i| i.0 * 10).collect()) }
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(answers, vec![10, 20, 30, 40, 50]);
+        assert_eq!(rounds, vec![vec![1, 2, 4], vec![3], vec![5]]);
     }
 }

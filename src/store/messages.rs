@@ -41,7 +41,11 @@ impl<D: Db> MessageStore for SqlStore<D> {
             }
         }
         let mut tx = self.begin().await?;
-        let taken = D::take_keys(&mut tx, batch).await?;
+        let keyed: Vec<_> = batch
+            .iter()
+            .map(|p| (&p.message, p.idem.as_ref()))
+            .collect();
+        let taken = D::take_keys(&mut tx, &keyed).await?;
         let fresh: Vec<usize> = (0..batch.len()).filter(|&i| taken[i].is_none()).collect();
         let to_charge: Vec<&NewMessage> = fresh.iter().map(|&i| all[i]).collect();
         let charged = charge_messages::<D>(&mut tx, &to_charge).await?;

@@ -353,14 +353,17 @@ pub trait SandboxStore: Send + Sync + 'static {
 /// OTP verifications (`verifications.rs`).
 #[async_trait]
 pub trait VerificationStore: Send + Sync + 'static {
-    /// Cancels the number's pending verification, then inserts the new one and
-    /// the message carrying its code, atomically (with `idem` as in `create_messages`).
-    async fn create_verification(
+    /// Starts verifications in one transaction: each whose limits admit it
+    /// at `now` (`decide_limits`) and whose message fits the spend cap cancels its
+    /// number's pending verification and is inserted with the message carrying
+    /// its code (with `idem` as in `create_messages`). No two items of one
+    /// batch share a tenant and key, or a tenant and number (the start writer
+    /// sees to it).
+    async fn create_verifications(
         &self,
-        v: &StoredVerification,
-        msg: &NewMessage,
-        idem: Option<&IdempotencyRecord>,
-    ) -> Result<CreateOutcome>;
+        now: Timestamp,
+        batch: &[PendingStart],
+    ) -> Result<Vec<Started>>;
     async fn get_verification(
         &self,
         tenant_id: &TenantId,

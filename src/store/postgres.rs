@@ -1,6 +1,7 @@
 //! PostgreSQL: the production backend. Several processes share one database;
 //! work is claimed with `FOR UPDATE SKIP LOCKED` so nothing is taken twice.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -9,11 +10,10 @@ use sqlx::{Executor, Postgres};
 
 use super::idempotency::stored_response;
 use super::sql::{Db, FromRow, Sql};
-use super::{
-    IdempotencyRecord, NewMessage, PendingMessage, Result, SqlStore, StoreError, StoredResponse,
-};
+use super::{IdempotencyRecord, NewMessage, Result, SqlStore, StoreError, StoredResponse};
 use crate::domain::ids::{MessageId, TenantId};
 use crate::domain::message::Timestamp;
+use crate::domain::verification::StoredVerification;
 
 /// Every file of migrations/postgres, in order (a test checks none is missing).
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -76,6 +76,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         12,
         "leaseholders",
         include_str!("../../migrations/postgres/0012_leaseholders.sql"),
+    ),
+    (
+        13,
+        "drop_verification_foreign_keys",
+        include_str!("../../migrations/postgres/0013_drop_verification_foreign_keys.sql"),
     ),
 ];
 
@@ -185,7 +190,7 @@ impl Db for Postgres {
 
     async fn take_keys(
         conn: &mut PgConnection,
-        batch: &[PendingMessage],
+        batch: &[(&NewMessage, Option<&IdempotencyRecord>)],
     ) -> Result<Vec<Option<StoredResponse>>> {
         take_keys(conn, batch).await
     }
@@ -227,13 +232,103 @@ impl Db for Postgres {
         .await?)
     }
 
-    async fn serialize_starts(
+    /// One statement: advisory locks per number, in the order of their hashes,
+    /// then the counters in key order (upserted, so that a counter another
+    /// transaction has just created is read as it committed it): two
+    /// transactions never wait on each other in a cycle.
+    async fn lock_starts(
         conn: &mut PgConnection,
-        tenant_id: &TenantId,
-        to: &str,
+        numbers: &[(&TenantId, &str)],
+        keys: &[&str],
+    ) -> Result<HashMap<String, i64>> {
+        let numbers: Vec<String> = numbers
+            .iter()
+            .map(|(tenant_id, to)| format!("verification:{tenant_id}:{to}"))
+            .collect();
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "WITH a AS (SELECT count(pg_advisory_xact_lock(h)::text) AS n FROM ( \
+               SELECT DISTINCT hashtextextended(k, 0) AS h FROM UNNEST($1::text[]) AS k ORDER BY h) AS s), \
+             l AS (INSERT INTO rate_limits (key, tat) SELECT k, 0 FROM UNNEST($2::text[]) AS k ORDER BY k \
+               ON CONFLICT (key) DO UPDATE SET tat = rate_limits.tat RETURNING key, tat) \
+             SELECT key, tat FROM l WHERE (SELECT n FROM a) >= 0",
+        )
+        .bind(numbers)
+        .bind(keys)
+        .fetch_all(conn)
+        .await?;
+        Ok(rows.into_iter().collect())
+    }
+
+    /// Two statements: the counters with the cancellations (which must come
+    /// before the inserts: the one-pending index is checked per statement),
+    /// then the messages with the verifications.
+    async fn write_starts(
+        conn: &mut PgConnection,
+        tats: &[(String, i64)],
+        messages: &[&NewMessage],
+        started: &[&StoredVerification],
     ) -> Result<()> {
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-            .bind(format!("verification:{tenant_id}:{to}"))
+        let v =
+            |f: fn(&StoredVerification) -> String| started.iter().map(|v| f(v)).collect::<Vec<_>>();
+        let n =
+            |f: fn(&StoredVerification) -> i64| started.iter().map(|v| f(v)).collect::<Vec<_>>();
+        sqlx::query(
+            "WITH l AS (UPDATE rate_limits SET tat = u.tat FROM UNNEST($1::text[], $2::bigint[]) AS u(k, tat) \
+               WHERE key = ANY($1) AND key = u.k) \
+             UPDATE verifications SET status = 'canceled', updated_at = c.at \
+             FROM UNNEST($3::text[], $4::text[], $5::bigint[]) AS c(t, tn, at) \
+             WHERE to_number = ANY($4) AND status = 'pending' AND to_number = c.tn AND tenant_id = c.t",
+        )
+        .bind(tats.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>())
+        .bind(tats.iter().map(|(_, t)| *t).collect::<Vec<_>>())
+        .bind(v(|v| v.tenant_id.to_string()))
+        .bind(v(|v| v.to.clone()))
+        .bind(n(|v| v.created_at.millis()))
+        .execute(&mut *conn)
+        .await?;
+        if started.is_empty() {
+            return Ok(());
+        }
+        let text = format!(
+            "WITH u AS ({ROWS}), m AS ({INSERT_ROWS}) \
+             INSERT INTO verifications (id, tenant_id, mode, to_number, status, code_hash, \
+               code_length, max_attempts, attempts, sends, ttl_seconds, brand, template, app_domain, \
+               message_id, last_sent_at, expires_at, created_at, updated_at) \
+             SELECT * FROM UNNEST($13::text[], $14::text[], $15::text[], $16::text[], $17::text[], \
+               $18::text[], $19::bigint[], $20::bigint[], $21::bigint[], $22::bigint[], $23::bigint[], \
+               $24::text[], $25::text[], $26::text[], $27::text[], $28::bigint[], $29::bigint[], \
+               $30::bigint[], $31::bigint[])"
+        );
+        bind_rows(sqlx::query(sqlx::AssertSqlSafe(text)), messages)
+            .bind(v(|v| v.id.to_string()))
+            .bind(v(|v| v.tenant_id.to_string()))
+            .bind(v(|v| v.mode.as_str().to_string()))
+            .bind(v(|v| v.to.clone()))
+            .bind(v(|v| v.status.as_str().to_string()))
+            .bind(v(|v| v.code_hash.clone()))
+            .bind(n(|v| i64::from(v.code_length)))
+            .bind(n(|v| i64::from(v.max_attempts)))
+            .bind(n(|v| i64::from(v.attempts)))
+            .bind(n(|v| i64::from(v.sends)))
+            .bind(n(|v| i64::from(v.ttl_seconds)))
+            .bind(v(|v| v.brand.clone()))
+            .bind(
+                started
+                    .iter()
+                    .map(|v| v.template.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                started
+                    .iter()
+                    .map(|v| v.app_domain.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(v(|v| v.message_id.to_string()))
+            .bind(n(|v| v.last_sent_at.millis()))
+            .bind(n(|v| v.expires_at.millis()))
+            .bind(n(|v| v.created_at.millis()))
+            .bind(n(|v| v.updated_at.millis()))
             .execute(conn)
             .await?;
         Ok(())
@@ -245,11 +340,11 @@ impl Db for Postgres {
 /// whose commit ON CONFLICT waits for).
 async fn take_keys(
     conn: &mut PgConnection,
-    batch: &[PendingMessage],
+    batch: &[(&NewMessage, Option<&IdempotencyRecord>)],
 ) -> Result<Vec<Option<StoredResponse>>> {
     let mut keyed: Vec<(&NewMessage, &IdempotencyRecord)> = batch
         .iter()
-        .filter_map(|p| p.idem.as_ref().map(|i| (&p.message, i)))
+        .filter_map(|(m, i)| i.map(|i| (*m, i)))
         .collect();
     // Keys locked in one order: two batches never wait on each other in a cycle.
     keyed.sort_by(|a, b| (&a.0.tenant_id, &a.1.key).cmp(&(&b.0.tenant_id, &b.1.key)));
@@ -275,10 +370,10 @@ async fn take_keys(
     .into_iter()
     .collect();
     let mut taken = Vec::with_capacity(batch.len());
-    for p in batch {
-        taken.push(match &p.idem {
-            Some(i) if !fresh.contains(&(p.message.tenant_id.to_string(), i.key.clone())) => Some(
-                stored_response::<Postgres>(conn, &p.message.tenant_id, &i.key)
+    for (m, idem) in batch {
+        taken.push(match idem {
+            Some(i) if !fresh.contains(&(m.tenant_id.to_string(), i.key.clone())) => Some(
+                stored_response::<Postgres>(conn, &m.tenant_id, &i.key)
                     .await?
                     .ok_or(StoreError::NotFound)?,
             ),

@@ -114,6 +114,34 @@ pub struct PendingMessage {
     pub idem: Option<IdempotencyRecord>,
 }
 
+/// A verification waiting to be started: it, the message carrying its code,
+/// its idempotency record, and the limits it must fit (all or none counts it).
+#[derive(Debug, Clone)]
+pub struct PendingStart {
+    pub verification: StoredVerification,
+    pub message: NewMessage,
+    pub idem: Option<IdempotencyRecord>,
+    pub limits: Vec<Limit>,
+}
+
+/// One event against a GCRA counter: at most `period_ms / interval_ms` events
+/// in any trailing `period_ms` under `key`.
+#[derive(Debug, Clone)]
+pub struct Limit {
+    pub key: String,
+    pub interval_ms: i64,
+    pub period_ms: i64,
+}
+
+/// What became of a start.
+#[derive(Debug, Clone)]
+pub enum Started {
+    /// Written, replayed or over the cap, as for messages.
+    Outcome(CreateOutcome),
+    /// `limits[limit]` is full: retry after `wait_ms`; nothing was written or counted.
+    Limited { limit: usize, wait_ms: i64 },
+}
+
 #[derive(Debug, Clone)]
 pub enum CreateOutcome {
     Created,

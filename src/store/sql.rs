@@ -6,6 +6,7 @@
 //! Here they are stated once, as supertraits of [`Db`], and every shared query
 //! is a plain generic function over `D: Db`, written once for both backends.
 
+use std::collections::HashMap;
 use std::future::Future;
 
 use sqlx::database::HasStatementCache;
@@ -13,11 +14,12 @@ use sqlx::query::Query;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, Row, Type};
 
 use super::Result;
-use super::records::{NewMessage, PendingMessage, StoredResponse};
+use super::records::{IdempotencyRecord, NewMessage, StoredResponse};
 use crate::domain::ids::{
     DeliveryId, EndpointId, InviteId, KeyId, MessageId, NumberId, TenantId, UserId, VerificationId,
 };
 use crate::domain::message::Timestamp;
+use crate::domain::verification::StoredVerification;
 
 /// A statement with its arguments, for backend `D`.
 pub type Statement<D> = Query<'static, D, <D as Database>::Arguments>;
@@ -124,10 +126,11 @@ pub trait Db:
         batch: &[&NewMessage],
     ) -> impl Future<Output = Result<bool>> + Send;
     /// Records a batch's idempotency keys in the transaction on `conn`, in the
-    /// backend's best way: `Some` with what a key stored before, per item.
+    /// backend's best way: `Some` with what a key stored before, per item
+    /// (each a message to write and its record, if it has a key).
     fn take_keys(
         conn: &mut Self::Connection,
-        batch: &[PendingMessage],
+        batch: &[(&NewMessage, Option<&IdempotencyRecord>)],
     ) -> impl Future<Output = Result<Vec<Option<StoredResponse>>>> + Send;
     /// Runs a queue claim (an `UPDATE … RETURNING` of leased rows) the
     /// backend's way: PostgreSQL plans it to stop after the batch.
@@ -143,11 +146,23 @@ pub trait Db:
         now: Timestamp,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<(MessageId, String)>>> + Send;
-    /// Makes starts for one number take turns (PostgreSQL; SQLite has one writer).
-    fn serialize_starts(
+    /// The first step of starting verifications, in the transaction on
+    /// `conn`: makes starts for one (tenant, number) take turns (PostgreSQL;
+    /// SQLite has one writer), and locks the rate counters `keys`, creating
+    /// those never seen; their theoretical arrival times.
+    fn lock_starts(
         conn: &mut Self::Connection,
-        tenant_id: &TenantId,
-        to: &str,
+        numbers: &[(&TenantId, &str)],
+        keys: &[&str],
+    ) -> impl Future<Output = Result<HashMap<String, i64>>> + Send;
+    /// The last step: sets the counters' times, cancels the pending
+    /// verification of each started one's number, and inserts the messages
+    /// and the verifications.
+    fn write_starts(
+        conn: &mut Self::Connection,
+        tats: &[(String, i64)],
+        messages: &[&NewMessage],
+        started: &[&StoredVerification],
     ) -> impl Future<Output = Result<()>> + Send;
 }
 

@@ -2,8 +2,11 @@
 //! SQLite has no SKIP LOCKED; a claim is one `UPDATE … WHERE id IN (SELECT … LIMIT n)`,
 //! which its single writer makes atomic.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
+
+use serde_json::json;
 
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
@@ -12,10 +15,11 @@ use sqlx::sqlite::{
 use sqlx::{Executor, Sqlite};
 
 use super::idempotency::take_key;
-use super::sql::{Db, FromRow, Sql};
-use super::{CreateOutcome, NewMessage, PendingMessage, Result, SqlStore, StoredResponse};
+use super::sql::{Db, FromRow, Sql, json_param};
+use super::{CreateOutcome, IdempotencyRecord, NewMessage, Result, SqlStore, StoredResponse};
 use crate::domain::ids::{MessageId, TenantId};
 use crate::domain::message::Timestamp;
+use crate::domain::verification::StoredVerification;
 
 /// Every file of migrations/sqlite, in order (a test checks none is missing).
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -78,6 +82,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         12,
         "leaseholders",
         include_str!("../../migrations/sqlite/0012_leaseholders.sql"),
+    ),
+    (
+        13,
+        "drop_verification_foreign_keys",
+        include_str!("../../migrations/sqlite/0013_drop_verification_foreign_keys.sql"),
     ),
 ];
 
@@ -182,13 +191,12 @@ impl Db for Sqlite {
 
     async fn take_keys(
         conn: &mut SqliteConnection,
-        batch: &[PendingMessage],
+        batch: &[(&NewMessage, Option<&IdempotencyRecord>)],
     ) -> Result<Vec<Option<StoredResponse>>> {
         let mut taken = Vec::with_capacity(batch.len());
-        for p in batch {
-            let m = &p.message;
+        for (m, idem) in batch {
             taken.push(
-                match take_key::<Sqlite>(conn, &m.tenant_id, p.idem.as_ref(), m.created_at).await? {
+                match take_key::<Sqlite>(conn, &m.tenant_id, *idem, m.created_at).await? {
                     Some(CreateOutcome::Existing(stored)) => Some(stored),
                     _ => None,
                 },
@@ -221,10 +229,93 @@ impl Db for Sqlite {
         .await?)
     }
 
-    /// One writer at a time: starts already take turns.
-    async fn serialize_starts(_: &mut SqliteConnection, _: &TenantId, _: &str) -> Result<()> {
+    /// One writer at a time: starts already take turns, and counters are
+    /// not locked one by one.
+    async fn lock_starts(
+        conn: &mut SqliteConnection,
+        _: &[(&TenantId, &str)],
+        keys: &[&str],
+    ) -> Result<HashMap<String, i64>> {
+        let keys = json_param(keys.iter().map(|k| json!({"lk": k})).collect());
+        // WHERE TRUE: SQLite reads `ON CONFLICT` after a bare FROM as a join's.
+        sqlx::query(
+            "INSERT INTO rate_limits (key, tat) SELECT value ->> 'lk', 0 FROM json_each($1) \
+             WHERE TRUE ON CONFLICT DO NOTHING",
+        )
+        .bind(&keys)
+        .execute(&mut *conn)
+        .await?;
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT key, tat FROM rate_limits WHERE key IN (SELECT value ->> 'lk' FROM json_each($1))",
+        )
+        .bind(&keys)
+        .fetch_all(conn)
+        .await?;
+        Ok(rows.into_iter().collect())
+    }
+
+    async fn write_starts(
+        conn: &mut SqliteConnection,
+        tats: &[(String, i64)],
+        messages: &[&NewMessage],
+        started: &[&StoredVerification],
+    ) -> Result<()> {
+        for (key, tat) in tats {
+            sqlx::query("UPDATE rate_limits SET tat = $2 WHERE key = $1")
+                .bind(key)
+                .bind(tat)
+                .execute(&mut *conn)
+                .await?;
+        }
+        for v in started {
+            sqlx::query(
+                "UPDATE verifications SET status = 'canceled', updated_at = $3 \
+                 WHERE to_number = $2 AND tenant_id = $1 AND status = 'pending'",
+            )
+            .bind(v.tenant_id.as_str())
+            .bind(&v.to)
+            .bind(v.created_at.millis())
+            .execute(&mut *conn)
+            .await?;
+        }
+        Self::insert_messages(conn, messages).await?;
+        for v in started {
+            insert_verification(conn, v).await?;
+        }
         Ok(())
     }
+}
+
+async fn insert_verification(conn: &mut SqliteConnection, v: &StoredVerification) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO verifications (id, tenant_id, mode, to_number, status, code_hash, \
+           code_length, max_attempts, attempts, sends, ttl_seconds, brand, template, app_domain, \
+           message_id, last_sent_at, expires_at, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+           $18, $19)",
+    )
+    .bind(v.id.as_str())
+    .bind(v.tenant_id.as_str())
+    .bind(v.mode.as_str())
+    .bind(&v.to)
+    .bind(v.status.as_str())
+    .bind(&v.code_hash)
+    .bind(i64::from(v.code_length))
+    .bind(i64::from(v.max_attempts))
+    .bind(i64::from(v.attempts))
+    .bind(i64::from(v.sends))
+    .bind(i64::from(v.ttl_seconds))
+    .bind(&v.brand)
+    .bind(&v.template)
+    .bind(&v.app_domain)
+    .bind(v.message_id.as_str())
+    .bind(v.last_sent_at.millis())
+    .bind(v.expires_at.millis())
+    .bind(v.created_at.millis())
+    .bind(v.updated_at.millis())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 #[cfg(test)]

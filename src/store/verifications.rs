@@ -1,19 +1,20 @@
 //! OTP verifications. Codes exist here only as their keyed hash.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
 use async_trait::async_trait;
 use serde_json::json;
 use sqlx::AssertSqlSafe;
 
-use super::idempotency::take_key;
+use super::idempotency::drop_key;
 use super::ledger::charge_messages;
+use super::limits::decide_limits;
 use super::outbox::verification_approved;
 use super::rows::VERIFICATION_COLUMNS;
 use super::sql::{Db, find_owned, json_param, sql};
 use super::{
-    CheckedPair, CreateOutcome, IdempotencyRecord, NewMessage, Page, Resend, Resent, Result,
-    SqlStore, VerificationStore,
+    CheckedPair, CreateOutcome, Limit, NewMessage, Page, PendingStart, Resend, Resent, Result,
+    SqlStore, Started, VerificationStore,
 };
 use crate::domain::ids::{TenantId, VerificationId};
 use crate::domain::message::Timestamp;
@@ -21,36 +22,73 @@ use crate::domain::verification::{StoredVerification, VerificationStatus};
 
 #[async_trait]
 impl<D: Db> VerificationStore for SqlStore<D> {
-    async fn create_verification(
+    async fn create_verifications(
         &self,
-        v: &StoredVerification,
-        msg: &NewMessage,
-        idem: Option<&IdempotencyRecord>,
-    ) -> Result<CreateOutcome> {
+        now: Timestamp,
+        batch: &[PendingStart],
+    ) -> Result<Vec<Started>> {
         let mut tx = self.begin().await?;
+        let keyed: Vec<_> = batch
+            .iter()
+            .map(|p| (&p.message, p.idem.as_ref()))
+            .collect();
+        let taken = D::take_keys(&mut tx, &keyed).await?;
+        let mut outcomes: Vec<Option<Started>> = taken
+            .into_iter()
+            .map(|t| t.map(|stored| Started::Outcome(CreateOutcome::Existing(stored))))
+            .collect();
+        // A repeated request is answered as the first was, counted by no limit.
+        let fresh_slots: Vec<usize> = (0..batch.len())
+            .filter(|&i| outcomes[i].is_none())
+            .collect();
+        let fresh: Vec<&PendingStart> = fresh_slots.iter().map(|&i| &batch[i]).collect();
+        let numbers: Vec<_> = fresh
+            .iter()
+            .map(|p| (&p.verification.tenant_id, p.verification.to.as_str()))
+            .collect();
+        let keys: BTreeSet<&str> = fresh
+            .iter()
+            .flat_map(|p| p.limits.iter().map(|l| l.key.as_str()))
+            .collect();
+        let keys: Vec<&str> = keys.into_iter().collect();
         // Starts for one number take turns: each cancels the one before it,
         // instead of racing into the one-pending index (or a deadlock).
-        D::serialize_starts(&mut tx, &v.tenant_id, &v.to).await?;
-        if let Some(used) = take_key::<D>(&mut tx, &v.tenant_id, idem, v.created_at).await? {
-            return Ok(used);
+        let tats = D::lock_starts(&mut tx, &numbers, &keys).await?;
+        let limits: Vec<&[Limit]> = fresh.iter().map(|p| p.limits.as_slice()).collect();
+        let (decided, tats) = decide_limits(tats, now, &limits);
+        let mut admitted = Vec::with_capacity(fresh.len());
+        for (&i, refused) in fresh_slots.iter().zip(decided) {
+            match refused {
+                None => admitted.push(i),
+                Some((limit, wait_ms)) => outcomes[i] = Some(Started::Limited { limit, wait_ms }),
+            }
         }
-        if !charge_messages::<D>(&mut tx, &[msg]).await?[0] {
-            return Ok(CreateOutcome::OverCap); // dropping the transaction gives the key back
+        let messages: Vec<&NewMessage> = admitted.iter().map(|&i| &batch[i].message).collect();
+        let charged = charge_messages::<D>(&mut tx, &messages).await?;
+        let mut new = Vec::with_capacity(admitted.len());
+        for (&i, charged) in admitted.iter().zip(charged) {
+            outcomes[i] = Some(Started::Outcome(if charged {
+                new.push(i);
+                CreateOutcome::Created
+            } else {
+                CreateOutcome::OverCap
+            }));
         }
-        // At most one live code per number.
-        sql::<D>(
-            "UPDATE verifications SET status = 'canceled', updated_at = $3 \
-             WHERE tenant_id = $1 AND to_number = $2 AND status = 'pending'",
-        )
-        .bind(v.tenant_id.as_str())
-        .bind(&v.to)
-        .bind(v.created_at.millis())
-        .execute(&mut tx)
-        .await?;
-        D::insert_messages(&mut tx, &[msg]).await?;
-        insert::<D>(&mut tx, v).await?;
+        // Refused after their keys were taken: the keys are given back.
+        for &i in &fresh_slots {
+            if let (false, Some(idem)) = (new.contains(&i), &batch[i].idem) {
+                drop_key::<D>(&mut tx, &batch[i].verification.tenant_id, &idem.key).await?;
+            }
+        }
+        let messages: Vec<&NewMessage> = new.iter().map(|&i| &batch[i].message).collect();
+        let started: Vec<&StoredVerification> =
+            new.iter().map(|&i| &batch[i].verification).collect();
+        D::write_starts(&mut tx, &tats, &messages, &started).await?;
         tx.commit().await?;
-        Ok(CreateOutcome::Created)
+        Ok(outcomes
+            .into_iter()
+            .map(|o| o.expect("every start was decided"))
+            .collect())
     }
 
     async fn get_verification(
@@ -177,38 +215,6 @@ impl<D: Db> VerificationStore for SqlStore<D> {
         tx.commit().await?;
         Ok(Resent::Sent)
     }
-}
-
-async fn insert<D: Db>(conn: &mut D::Connection, v: &StoredVerification) -> Result<()> {
-    sql::<D>(
-        "INSERT INTO verifications (id, tenant_id, mode, to_number, status, code_hash, \
-           code_length, max_attempts, attempts, sends, ttl_seconds, brand, template, app_domain, \
-           message_id, last_sent_at, expires_at, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-           $18, $19)",
-    )
-    .bind(v.id.as_str())
-    .bind(v.tenant_id.as_str())
-    .bind(v.mode.as_str())
-    .bind(&v.to)
-    .bind(v.status.as_str())
-    .bind(&v.code_hash)
-    .bind(i64::from(v.code_length))
-    .bind(i64::from(v.max_attempts))
-    .bind(i64::from(v.attempts))
-    .bind(i64::from(v.sends))
-    .bind(i64::from(v.ttl_seconds))
-    .bind(&v.brand)
-    .bind(&v.template)
-    .bind(&v.app_domain)
-    .bind(v.message_id.as_str())
-    .bind(v.last_sent_at.millis())
-    .bind(v.expires_at.millis())
-    .bind(v.created_at.millis())
-    .bind(v.updated_at.millis())
-    .execute(conn)
-    .await?;
-    Ok(())
 }
 
 /// Writes checked verifications, each only if it is still as read; the ids written.

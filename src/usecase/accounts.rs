@@ -18,7 +18,7 @@ use super::limits::admit;
 use crate::config::SignUp as SignUpMode;
 use crate::domain::Mode;
 use crate::domain::account::{Email, Password, Role, Token};
-use crate::domain::api_key::{ApiKey, hex};
+use crate::domain::api_key::ApiKey;
 use crate::domain::ids::{InviteId, TenantId, UserId};
 use crate::store::{
     Invite, NewInvite, NewSession, NewUser, SessionContext, SignUp, StoreError, User,
@@ -129,7 +129,7 @@ fn account_key(what: &str, email: &str) -> String {
     let email = email.trim().to_lowercase();
     format!(
         "{what}-account:{}",
-        &hex(&Sha256::digest(email.as_bytes()))[..32]
+        &hex::encode(Sha256::digest(email.as_bytes()))[..32]
     )
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::Core;
 use super::error::{ApiError, ProblemCode};
 use crate::domain::message::Pence;
-use crate::store::Tenant;
+use crate::store::{Limit, Tenant};
 
 /// Admits one event under `key`: at most `limit` per `period`, else 429 with Retry-After.
 pub async fn admit(
@@ -16,20 +16,33 @@ pub async fn admit(
     period: Duration,
     what: &str,
 ) -> Result<(), ApiError> {
-    let period_ms = period.as_millis() as i64;
-    if limit == 0 {
-        // An operator's 0 means "none at all".
-        return Err(ApiError::too_many(what, period_ms));
-    }
-    let interval_ms = (period_ms / i64::from(limit)).max(1);
+    take(app, &counter(key.to_string(), limit, period, what)?, what).await
+}
+
+/// Admits one event against `l`, else 429 with Retry-After.
+pub async fn take(app: &Core, l: &Limit, what: &str) -> Result<(), ApiError> {
     match app
         .store
-        .rate_limit(key, app.clock.now(), interval_ms, period_ms)
+        .rate_limit(&l.key, app.clock.now(), l.interval_ms, l.period_ms)
         .await?
     {
         None => Ok(()),
         Some(wait_ms) => Err(ApiError::too_many(what, wait_ms)),
     }
+}
+
+/// The counter for at most `limit` events per `period` under `key`; 429 at
+/// once if `limit` is 0 (an operator's 0 means "none at all").
+pub fn counter(key: String, limit: u32, period: Duration, what: &str) -> Result<Limit, ApiError> {
+    let period_ms = period.as_millis() as i64;
+    if limit == 0 {
+        return Err(ApiError::too_many(what, period_ms));
+    }
+    Ok(Limit {
+        key,
+        interval_ms: (period_ms / i64::from(limit)).max(1),
+        period_ms,
+    })
 }
 
 /// The monthly spend cap a tenant's live sends must fit under: its own, else

@@ -38,6 +38,8 @@ pub struct Core {
     pub hash_key: HashKey,
     /// Commits new messages in groups.
     pub messages: sms::MessageWriter,
+    /// Starts verifications in groups.
+    pub starts: otp::StartWriter,
     /// Decides and commits code checks in groups.
     pub checks: otp::CheckWriter,
     /// Verifications as this process last saw them (see `otp::VerificationCache`).
@@ -54,6 +56,7 @@ impl Core {
         let verifications = Arc::new(otp::VerificationCache::default());
         Core {
             messages: sms::message_writer(store.clone()),
+            starts: otp::start_writer(store.clone(), clock.clone()),
             checks: otp::check_writer(store.clone(), hash_key.clone(), verifications.clone()),
             verifications,
             config,

@@ -1,7 +1,6 @@
 //! Send an SMS: check the destination, body and sender, count it against the
 //! spend cap, and commit it to the queue (in groups) before answering.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use serde::Deserialize;
@@ -17,7 +16,7 @@ use crate::domain::message::{Message, MessageStatus, Pence, StatusChange};
 use crate::domain::phone::PhoneNumber;
 use crate::domain::sender::Sender;
 use crate::domain::{Hidden, MaskedInput, Mode};
-use crate::infra::batch::Batcher;
+use crate::infra::batch::{Batcher, in_rounds};
 use crate::store::{AuthContext, CreateOutcome, NewMessage, PendingMessage, SharedError, Store};
 
 #[derive(Deserialize, ToSchema)]
@@ -105,7 +104,7 @@ pub async fn send(
         return Ok(earlier);
     }
     let from = sender_for(app, auth, req.from.as_deref()).await?;
-    let new = compose(app, auth, &to, &body, &from, req.reference);
+    let new = compose(app, auth, to.e164(), &body, &from, req.reference);
     let now = new.created_at;
     let message = Message {
         id: new.id.clone(),
@@ -186,7 +185,7 @@ async fn owned(app: &Core, auth: &AuthContext, sender: &Sender) -> Result<bool, 
 pub fn compose(
     app: &Core,
     auth: &AuthContext,
-    to: &PhoneNumber,
+    to: &str,
     body: &SmsBody,
     from: &Sender,
     reference: Option<String>,
@@ -202,7 +201,7 @@ pub fn compose(
         id: MessageId::generate(),
         tenant_id: auth.tenant.id.clone(),
         mode: auth.mode,
-        to: to.e164().to_string(),
+        to: to.to_string(),
         from: from.as_str().to_string(),
         body_hmac: app.hash_key.body_hash(body.text()),
         body: body.text().to_string(),
@@ -225,28 +224,19 @@ pub fn message_writer(store: Arc<dyn Store>) -> MessageWriter {
     })
 }
 
-/// `create_messages` wants no two items with one (tenant, key): those that
-/// repeat one go in a later round, where they find the first one's record.
+/// `create_messages` wants no two items with one (tenant, key).
 async fn create_in_rounds(
     store: &dyn Store,
     batch: Vec<PendingMessage>,
 ) -> crate::store::Result<Vec<CreateOutcome>> {
-    let mut outcomes: Vec<Option<CreateOutcome>> = vec![None; batch.len()];
-    let mut left: Vec<(usize, PendingMessage)> = batch.into_iter().enumerate().collect();
-    while !left.is_empty() {
-        let mut seen = HashSet::new();
-        let (now, later): (Vec<_>, Vec<_>) = left.into_iter().partition(|(_, p)| match &p.idem {
-            Some(i) => seen.insert((p.message.tenant_id.clone(), i.key.clone())),
-            None => true,
-        });
-        let (slots, items): (Vec<usize>, Vec<PendingMessage>) = now.into_iter().unzip();
-        for (slot, outcome) in slots.into_iter().zip(store.create_messages(&items).await?) {
-            outcomes[slot] = Some(outcome);
-        }
-        left = later;
-    }
-    Ok(outcomes
-        .into_iter()
-        .map(|o| o.expect("every item had a round"))
-        .collect())
+    let keys = |p: &PendingMessage| {
+        let key = p.idem.as_ref().map(|i| i.key.clone());
+        key.map(|k| (p.message.tenant_id.clone(), k))
+            .into_iter()
+            .collect()
+    };
+    in_rounds(batch, keys, |items| async move {
+        store.create_messages(&items).await
+    })
+    .await
 }

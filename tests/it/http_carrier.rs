@@ -13,7 +13,6 @@ use axum::response::{IntoResponse, Response};
 use common::{Backend, TestApp};
 use hmac::{Hmac, Mac};
 use line::carrier::CarrierState;
-use line::domain::api_key::hex;
 use serde_json::{Value, json};
 use sha2::Sha256;
 
@@ -97,7 +96,7 @@ enum Sig {
 fn sign(ts: i64, body: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
     mac.update(format!("{ts}.{body}").as_bytes());
-    format!("sha256={}", hex(&mac.finalize().into_bytes()))
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
 async fn post_receipt(app: &TestApp, carrier: &str, body: &str, sig: Sig) -> (u16, Value) {

@@ -628,6 +628,113 @@ const STARTS_CAP: &str = "[limits]\notp_starts_per_minute = 2";
 
 backends!(app with STARTS_CAP in capped_starts: starts_per_tenant_are_limited);
 
+/// Three starts a minute per tenant, one code per number in ten minutes.
+const BOTH_CAPS: &str = "[limits]\notp_starts_per_minute = 3\notp_sends_per_number = 1";
+
+backends!(app with BOTH_CAPS in both_caps: a_refused_start_counts_against_no_limit);
+
+/// Starts are counted in the transaction that writes them, against both
+/// limits or neither: one the number's limit refuses leaves the tenant's
+/// allowance whole, and gives its Idempotency-Key back.
+async fn a_refused_start_counts_against_no_limit(app: TestApp) {
+    let keyed = |key: &'static str, to: &'static str| {
+        app.client
+            .post(app.url("/v1/otp"))
+            .bearer_auth(&app.test_key)
+            .header("Idempotency-Key", key)
+            .json(&json!({"to": to}))
+            .send()
+    };
+    start(&app, json!({"to": "+447700900001"})).await;
+    for _ in 0..3 {
+        let refused = keyed("again-1", "+447700900001").await.unwrap();
+        common::assert_rate_limited(refused).await;
+    }
+    // Had the refusals counted, the tenant's three would be spent.
+    start(&app, json!({"to": "+447700900002"})).await;
+    start(&app, json!({"to": "+447700900003"})).await;
+    let (status, err) = app
+        .post("/v1/otp", &app.test_key, &json!({"to": "+447700900004"}))
+        .await;
+    assert_problem(status, &err, 429, "rate_limited");
+    assert!(
+        err["detail"]
+            .as_str()
+            .unwrap()
+            .contains("verifications were started"),
+        "{err}"
+    );
+    // Both windows pass: the refused request's key was given back, so the
+    // same request now starts a verification instead of replaying a 429.
+    app.clock.advance(Duration::from_secs(601));
+    let (status, v) = common::decode(keyed("again-1", "+447700900001").await.unwrap()).await;
+    assert_eq!(status, 201, "{v}");
+    let (status, replay) = common::decode(keyed("again-1", "+447700900001").await.unwrap()).await;
+    assert_eq!((status, &replay), (201, &v));
+    app.stop().await;
+}
+
+/// Ten codes to one number may go out at once.
+const TEN_PER_NUMBER: &str = "[limits]\notp_sends_per_number = 10";
+
+backends!(app with TEN_PER_NUMBER in together: concurrent_starts_keep_their_rules);
+
+/// Starts that arrive together are written together (a group per
+/// transaction), and each still follows its own rules: one key, one
+/// verification; one number, one pending verification; a start, an SMS.
+async fn concurrent_starts_keep_their_rules(app: TestApp) {
+    let post = |key: Option<String>, to: String| {
+        let mut req = app
+            .client
+            .post(app.url("/v1/otp"))
+            .bearer_auth(&app.test_key)
+            .json(&json!({"to": to}));
+        if let Some(key) = key {
+            req = req.header("Idempotency-Key", key);
+        }
+        async move { common::decode(req.send().await.unwrap()).await }
+    };
+    let mut calls = Vec::new();
+    for i in 0..40 {
+        // 10 with one key, 10 to one number, 20 to numbers of their own.
+        let (key, to) = match i % 4 {
+            0 => (Some("same-key".to_string()), "+447700900100".to_string()),
+            1 => (None, "+447700900200".to_string()),
+            _ => (None, format!("+4477009003{i:02}")),
+        };
+        calls.push(post(key, to));
+    }
+    let results = futures_util::future::join_all(calls).await;
+    assert!(results.iter().all(|(s, _)| *s == 201), "{results:?}");
+    let ids = |rem: usize| -> std::collections::HashSet<String> {
+        results
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 4 == rem)
+            .map(|(_, (_, v))| v["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(ids(0).len(), 1, "one key, one verification");
+    assert_eq!(ids(1).len(), 10, "each start to one number is its own");
+    let mut pending_to_one = 0;
+    for id in ids(1) {
+        let (_, v) = app.get(&format!("/v1/otp/{id}"), &app.test_key).await;
+        if v["status"] == "pending" {
+            pending_to_one += 1;
+        } else {
+            assert_eq!(v["status"], "canceled", "{v}");
+        }
+    }
+    assert_eq!(pending_to_one, 1, "one number, one pending verification");
+    let (_, list) = app.get("/v1/sms?limit=100", &app.test_key).await;
+    assert_eq!(
+        list["data"].as_array().unwrap().len(),
+        1 + 10 + 20,
+        "{list}"
+    );
+    app.stop().await;
+}
+
 async fn starts_per_tenant_are_limited(app: TestApp) {
     start(&app, json!({"to": "+447700900001"})).await;
     start(&app, json!({"to": "+447700900002"})).await;

@@ -1,6 +1,7 @@
 //! One-time-password verifications: start, verify, resend, cancel, read.
 //! Codes exist in plaintext only in the SMS on its way out; we keep an HMAC.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 mod checks;
@@ -8,16 +9,21 @@ mod request;
 
 use super::error::{ApiError, ProblemCode};
 use super::idempotency::{Answer, Idempotent};
-use super::limits::{admit, cap_reached};
+use super::limits::{cap_reached, counter, take};
 use super::sms::{compose, destination, sender_for};
 use super::{Core, detached};
 use crate::domain::encoding::SmsBody;
 use crate::domain::ids::{MessageId, TenantId, VerificationId};
 use crate::domain::otp::{OtpCode, OtpText};
-use crate::domain::phone::{Masked, PhoneNumber};
+use crate::domain::phone::Masked;
 use crate::domain::sender::Sender;
 use crate::domain::verification::{StoredVerification, Verdict, Verification, VerificationStatus};
-use crate::store::{AuthContext, CreateOutcome, NewMessage, Resend, Resent};
+use crate::infra::batch::{Batcher, in_rounds};
+use crate::infra::clock::Clock;
+use crate::store::{
+    AuthContext, CreateOutcome, Limit, NewMessage, PendingStart, Resend, Resent, SharedError,
+    Started, Store,
+};
 
 pub use checks::{CheckWriter, CodeCheck, VerificationCache, check_writer};
 use request::Start;
@@ -50,8 +56,7 @@ fn code_message(
         app_domain: v.app_domain.as_deref(),
     };
     let body = SmsBody::parse(text.render(code.digits())).map_err(ApiError::internal)?;
-    let to = PhoneNumber::from_stored(v.to.clone());
-    Ok(compose(app, auth, &to, &body, from, None))
+    Ok(compose(app, auth, &v.to, &body, from, None))
 }
 
 /// Reads a verification, marking it expired if its time is up.
@@ -99,20 +104,18 @@ async fn settle(app: &Core, mut v: StoredVerification) -> Result<StoredVerificat
     Ok(v)
 }
 
-fn send_limit_key(tenant_id: &TenantId, to: &str) -> String {
-    format!("otp-to:{tenant_id}:{to}")
-}
+const TOO_MANY_SENDS: &str = "too many codes were sent to this number";
+const TOO_MANY_STARTS: &str = "too many verifications were started";
 
-async fn admit_send(app: &Core, tenant_id: &TenantId, to: &str) -> Result<(), ApiError> {
+/// The counter of codes sent to one number.
+fn sends_to(app: &Core, tenant_id: &TenantId, to: &str) -> Result<Limit, ApiError> {
     let l = &app.config.limits;
-    admit(
-        app,
-        &send_limit_key(tenant_id, to),
+    counter(
+        format!("otp-to:{tenant_id}:{to}"),
         l.otp_sends_per_number,
         Duration::from_secs(l.otp_sends_per_number_window_seconds),
-        "too many codes were sent to this number",
+        TOO_MANY_SENDS,
     )
-    .await
 }
 
 /// The SMS a verification would send, built by the same rules as `start`.
@@ -178,15 +181,17 @@ pub async fn start(
     if let Some(earlier) = idem.earlier(&*app.store, &auth.tenant.id).await? {
         return Ok(earlier);
     }
-    admit(
-        app,
-        &format!("otp-start:{}", auth.tenant.id),
-        app.config.limits.otp_starts_per_minute,
-        Duration::from_secs(60),
-        "too many verifications were started",
-    )
-    .await?;
-    admit_send(app, &auth.tenant.id, to.e164()).await?;
+    // Counted in the transaction that starts it, both or neither.
+    let limits = vec![
+        counter(
+            format!("otp-start:{}", auth.tenant.id),
+            app.config.limits.otp_starts_per_minute,
+            Duration::from_secs(60),
+            TOO_MANY_STARTS,
+        )?,
+        sends_to(app, &auth.tenant.id, to.e164())?,
+    ];
+    let what = [TOO_MANY_STARTS, TOO_MANY_SENDS];
     let from = sender_for(app, auth, None).await?;
 
     let now = app.clock.now();
@@ -218,17 +223,58 @@ pub async fn start(
     v.message_id = msg.id.clone();
     const CREATED: u16 = 201;
     let response = serde_json::to_string(&Verification::from(&v)).map_err(ApiError::internal)?;
-    let record = idem.record(CREATED, &response);
     let (id, to) = (v.id.clone(), v.to.clone());
-    let (store, created) = (app.store.clone(), v.clone());
-    let outcome =
-        detached(async move { store.create_verification(&v, &msg, record.as_ref()).await }).await?;
+    let created = v.clone();
+    let started = app
+        .starts
+        .submit(PendingStart {
+            verification: v,
+            message: msg,
+            idem: idem.record(CREATED, &response),
+            limits,
+        })
+        .await?;
+    let outcome = match started {
+        Started::Outcome(outcome) => outcome,
+        Started::Limited { limit, wait_ms } => {
+            return Err(ApiError::too_many(what[limit], wait_ms));
+        }
+    };
     if matches!(outcome, CreateOutcome::Created) {
         app.verifications.put(created);
         app.wake.notify_one();
-        tracing::info!(verification_id = %id, to = %Masked(&to), "verification started");
+        tracing::debug!(verification_id = %id, to = %Masked(&to), "verification started");
     }
     idem.answer(outcome, CREATED, response)
+}
+
+/// New verifications, started in groups.
+pub type StartWriter = Batcher<PendingStart, Started, SharedError>;
+
+/// Counts each group's limits at the time it is written: groups are written
+/// one after another, so their times never go back (an item's own time could,
+/// against the group before).
+pub fn start_writer(store: Arc<dyn Store>, clock: Clock) -> StartWriter {
+    Batcher::start(move |batch| {
+        let (store, now) = (store.clone(), clock.now());
+        async move {
+            // `create_verifications` wants no two items with one (tenant, key) or (tenant, number).
+            let keys = |p: &PendingStart| {
+                let tenant = &p.verification.tenant_id;
+                let mut keys = vec![(tenant.clone(), true, p.verification.to.clone())];
+                if let Some(i) = &p.idem {
+                    keys.push((tenant.clone(), false, i.key.clone()));
+                }
+                keys
+            };
+            let store = &*store;
+            in_rounds(batch, keys, |items| async move {
+                store.create_verifications(now, &items).await
+            })
+            .await
+            .map_err(Arc::new)
+        }
+    })
 }
 
 /// Checks a code; the right one approves the verification, once.
@@ -311,7 +357,7 @@ pub async fn resend(
     if wait > 0 {
         return Err(ApiError::too_many("a code was sent moments ago", wait));
     }
-    admit_send(app, &auth.tenant.id, &v.to).await?;
+    take(app, &sends_to(app, &auth.tenant.id, &v.to)?, TOO_MANY_SENDS).await?;
     let from = sender_for(app, auth, None).await?;
     let code = OtpCode::generate(v.code_length);
     let msg = code_message(app, auth, &v, &code, &from)?;
