@@ -118,7 +118,10 @@ pub(super) async fn connect(url: &str, max_connections: u32) -> Result<SqlStore<
         })
         .connect_with(options)
         .await?;
-    Ok(SqlStore { pool })
+    Ok(SqlStore {
+        writer: pool.clone(),
+        pool,
+    })
 }
 
 impl Db for Postgres {
