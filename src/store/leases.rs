@@ -18,13 +18,13 @@ impl<D: Db> LeaseStore for SqlStore<D> {
         )
         .bind(token)
         .bind(now.millis())
-        .execute(&mut *self.write().await?)
+        .execute(&mut *self.conn().await?)
         .await?;
         Ok(())
     }
 
     async fn free_silent(&self, silent_since: Timestamp) -> Result<u64> {
-        let mut conn = self.write().await?;
+        let mut conn = self.conn().await?;
         // Nearly always none: one look at a table of a few rows.
         let silent: Vec<String> = sql::<D>("SELECT token FROM leaseholders WHERE seen_at < $1")
             .bind(silent_since.millis())
@@ -64,7 +64,7 @@ impl<D: Db> LeaseStore for SqlStore<D> {
     async fn forget_leaseholder(&self, token: &str) -> Result<()> {
         sql::<D>("DELETE FROM leaseholders WHERE token = $1")
             .bind(token)
-            .execute(&mut *self.write().await?)
+            .execute(&mut *self.conn().await?)
             .await?;
         Ok(())
     }

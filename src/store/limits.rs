@@ -17,7 +17,7 @@ impl<D: Db> LimitStore for SqlStore<D> {
         interval_ms: i64,
         period_ms: i64,
     ) -> Result<Option<i64>> {
-        let mut conn = self.write().await?;
+        let mut conn = self.conn().await?;
         // The theoretical arrival time moves on by one interval per admitted
         // event, from now at the earliest; refused if that passes the period.
         let admitted: Option<i64> = sql::<D>(
@@ -48,7 +48,7 @@ impl<D: Db> LimitStore for SqlStore<D> {
     async fn forget_limit(&self, key: &str) -> Result<()> {
         sql::<D>("DELETE FROM rate_limits WHERE key = $1")
             .bind(key)
-            .execute(&mut *self.write().await?)
+            .execute(&mut *self.conn().await?)
             .await?;
         Ok(())
     }

@@ -81,7 +81,7 @@ where
     D::Connection: sqlx::migrate::Migrate,
 {
     async fn migrate(&self) -> Result<()> {
-        D::migrate(&self.writer).await
+        D::migrate(&self.pool).await
     }
 
     async fn ping(&self) -> Result<()> {
@@ -97,7 +97,7 @@ where
         sandbox_before: Timestamp,
         now: Timestamp,
     ) -> Result<u64> {
-        let mut conn = self.write().await?;
+        let mut conn = self.conn().await?;
         let mut n = 0;
         for (text, at) in [
             (
@@ -135,7 +135,7 @@ where
     }
 
     async fn delete_older(&self, before: Timestamp, limit: u32) -> Result<u64> {
-        let mut conn = self.write().await?;
+        let mut conn = self.conn().await?;
         let mut n = 0;
         // Each table in its own short statement over its primary key, oldest
         // first: ids sort by creation time, so no scan, and no long lock.

@@ -27,7 +27,7 @@ impl<D: Db> MessageStore for SqlStore<D> {
         let created = || Ok(vec![CreateOutcome::Created; batch.len()]);
         if batch.iter().all(|p| p.idem.is_none()) {
             if all.iter().all(|m| m.price.0 == 0) {
-                D::insert_alone(&self.writer, &all).await?;
+                D::insert_alone(&self.pool, &all).await?;
                 return created();
             }
             // The common live batch: one tenant, one month, no keys.
@@ -36,7 +36,7 @@ impl<D: Db> MessageStore for SqlStore<D> {
                 (&m.tenant_id, m.cap) == (&first.tenant_id, first.cap)
                     && m.created_at.month() == month
             };
-            if all.iter().all(one) && D::insert_charged(&self.writer, &all).await? {
+            if all.iter().all(one) && D::insert_charged(&self.pool, &all).await? {
                 return created();
             }
         }
@@ -116,7 +116,7 @@ impl<D: Db> MessageStore for SqlStore<D> {
             .bind(c.lease_until.millis())
             .bind(&c.token)
             .bind(i64::from(c.limit));
-        D::claim(&self.writer, claim).await
+        D::claim(&self.pool, claim).await
     }
 
     /// In one transaction (one flush for many); the common case, sent, in a
@@ -156,7 +156,7 @@ impl<D: Db> MessageStore for SqlStore<D> {
              WHERE lease_token = $1 AND status = 'queued'",
         )
         .bind(token)
-        .execute(&mut *self.write().await?)
+        .execute(&mut *self.conn().await?)
         .await
     }
 }

@@ -183,33 +183,20 @@ pub trait Store:
 impl<D: Db> Store for SqlStore<D> where D::Connection: sqlx::migrate::Migrate {}
 
 /// The store over one backend's connection pool.
-///
-/// Reads and writes take connections from two pools. On PostgreSQL they are
-/// one pool. On SQLite, which has one writer at a time, the writers' pool has
-/// one connection: writers wait their turn in it, woken the moment the one
-/// before is done, instead of in SQLite's busy handler, which sleeps up to
-/// 100 ms between tries (seen here as 1.3 s stalls of single statements).
 pub struct SqlStore<D: Db> {
     pool: sqlx::Pool<D>,
-    writer: sqlx::Pool<D>,
 }
 
 impl<D: Db> SqlStore<D> {
-    /// A connection for reads.
     async fn conn(&self) -> Result<sqlx::pool::PoolConnection<D>> {
         Ok(self.pool.acquire().await?)
-    }
-
-    /// A connection for a write outside a transaction (one statement).
-    async fn write(&self) -> Result<sqlx::pool::PoolConnection<D>> {
-        Ok(self.writer.acquire().await?)
     }
 
     /// A write transaction (every caller writes): on SQLite it takes the
     /// write lock at once, so one that reads first cannot fail with "database
     /// is locked" when it comes to write; it waits its turn instead.
     async fn begin(&self) -> Result<sqlx::Transaction<'static, D>> {
-        Ok(self.writer.begin_with(D::BEGIN).await?)
+        Ok(self.pool.begin_with(D::BEGIN).await?)
     }
 }
 

@@ -118,10 +118,7 @@ pub(super) async fn connect(url: &str, max_connections: u32) -> Result<SqlStore<
         })
         .connect_with(options)
         .await?;
-    Ok(SqlStore {
-        writer: pool.clone(),
-        pool,
-    })
+    Ok(SqlStore { pool })
 }
 
 impl Db for Postgres {

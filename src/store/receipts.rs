@@ -48,7 +48,7 @@ impl<D: Db> ReceiptStore for SqlStore<D> {
 
     async fn keep_carrier_receipts(&self, receipts: &[CarrierReceipt]) -> Result<()> {
         let all: Vec<&CarrierReceipt> = receipts.iter().collect();
-        keep_receipts::<D>(&mut *self.write().await?, &all).await
+        keep_receipts::<D>(&mut *self.conn().await?, &all).await
     }
 
     /// Takes up to `limit` stored receipts whose part exists (each once, even

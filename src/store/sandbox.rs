@@ -35,7 +35,7 @@ impl<D: Db> SandboxStore for SqlStore<D> {
         .bind(m.received_at.millis())
         .bind(m.receipt.as_str())
         .bind(m.receipt_due.millis())
-        .execute(&mut *self.write().await?)
+        .execute(&mut *self.conn().await?)
         .await?;
         Ok(())
     }

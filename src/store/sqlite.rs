@@ -98,20 +98,14 @@ pub(super) async fn connect(url: &str, max_connections: u32) -> Result<SqlStore<
         .synchronous(SqliteSynchronous::Full)
         .busy_timeout(Duration::from_secs(10))
         .foreign_keys(true);
-    // A file does not hang up: no ping (a round trip to its thread) per query.
-    let pool = |n| {
-        SqlitePoolOptions::new()
-            .max_connections(n)
-            .acquire_timeout(Duration::from_secs(10))
-            .test_before_acquire(false)
-    };
-    // The writer first: it creates the file and turns WAL on before any reader opens it.
-    let writer = pool(1).connect_with(options.clone()).await?;
-    let readers = pool(max_connections).connect_with(options).await?;
-    Ok(SqlStore {
-        pool: readers,
-        writer,
-    })
+    let pool = SqlitePoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        // A file does not hang up: no ping (a round trip to its thread) per query.
+        .test_before_acquire(false)
+        .connect_with(options)
+        .await?;
+    Ok(SqlStore { pool })
 }
 
 impl Db for Sqlite {

@@ -37,7 +37,7 @@ impl<D: Db> TenantStore for SqlStore<D> {
     }
 
     async fn create_tenant(&self, id: &TenantId, name: &str, now: Timestamp) -> Result<Tenant> {
-        let mut conn = self.write().await?;
+        let mut conn = self.conn().await?;
         sql::<D>("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
             .bind(id.as_str())
             .bind(name)
@@ -68,7 +68,7 @@ impl<D: Db> TenantStore for SqlStore<D> {
         .bind(t.allowed_regions.join(","))
         .bind(t.default_sender.as_ref().map(|s| s.as_str()))
         .bind(t.spend_cap.map(|p| p.0))
-        .execute(&mut *self.write().await?)
+        .execute(&mut *self.conn().await?)
         .await?;
         Ok(done == 1)
     }
@@ -81,7 +81,7 @@ impl<D: Db> TenantStore for SqlStore<D> {
     }
 
     async fn create_api_key(&self, k: &NewApiKey) -> Result<()> {
-        insert_api_key::<D>(&mut *self.write().await?, k).await
+        insert_api_key::<D>(&mut *self.conn().await?, k).await
     }
 
     async fn list_api_keys(&self, tenant_id: &TenantId) -> Result<Vec<ApiKeyInfo>> {
@@ -108,19 +108,20 @@ impl<D: Db> TenantStore for SqlStore<D> {
             .bind(key_id.as_str())
             .bind(now.millis())
             .bind(tenant_id.map(|t| t.as_str()))
-            .execute(&mut *self.write().await?)
+            .execute(&mut *self.conn().await?)
             .await?;
         Ok(revoked == 1)
     }
 
     async fn authenticate(&self, key_hash: &str, now: Timestamp) -> Result<Option<AuthContext>> {
+        let mut conn = self.conn().await?;
         let text = format!(
             "SELECT k.mode, {TENANT_COLUMNS} FROM api_keys k \
              JOIN tenants t ON t.id = k.tenant_id WHERE k.key_hash = $1 AND k.revoked_at IS NULL"
         );
         let found: Option<AuthContext> = sql::<D>(AssertSqlSafe(text))
             .bind(key_hash)
-            .fetch_optional(&mut *self.conn().await?)
+            .fetch_optional(&mut conn)
             .await?;
         if found.is_some() {
             // Callers cache what this answers, so this write runs at most once
@@ -133,14 +134,14 @@ impl<D: Db> TenantStore for SqlStore<D> {
             .bind(key_hash)
             .bind(now.millis())
             .bind(now.millis() - 60_000)
-            .execute(&mut *self.write().await?)
+            .execute(&mut conn)
             .await?;
         }
         Ok(found)
     }
 
     async fn setting_or_init(&self, key: &str, value: &str) -> Result<String> {
-        let mut conn = self.write().await?;
+        let mut conn = self.conn().await?;
         sql::<D>("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT DO NOTHING")
             .bind(key)
             .bind(value)

@@ -156,7 +156,7 @@ impl<D: Db> VerificationStore for SqlStore<D> {
         }
         let approved = |c: &&CheckedPair| c.now.status == VerificationStatus::Approved;
         if !changed.iter().any(|c| approved(&c)) {
-            return write_checked::<D>(&mut *self.write().await?, changed).await;
+            return write_checked::<D>(&mut *self.conn().await?, changed).await;
         }
         let mut tx = self.begin().await?;
         let written = write_checked::<D>(&mut tx, changed).await?;
@@ -184,7 +184,7 @@ impl<D: Db> VerificationStore for SqlStore<D> {
         .bind(id.as_str())
         .bind(status.as_str())
         .bind(now.millis())
-        .execute(&mut *self.write().await?)
+        .execute(&mut *self.conn().await?)
         .await?;
         Ok(done == 1)
     }

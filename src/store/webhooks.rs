@@ -92,7 +92,7 @@ impl<D: Db> WebhookStore for SqlStore<D> {
         .bind(e.enabled)
         .bind(&e.disabled_reason)
         .bind(e.updated_at.millis())
-        .execute(&mut *self.write().await?)
+        .execute(&mut *self.conn().await?)
         .await?;
         Ok(done == 1)
     }
@@ -101,7 +101,7 @@ impl<D: Db> WebhookStore for SqlStore<D> {
         let done = sql::<D>("DELETE FROM webhook_endpoints WHERE tenant_id = $1 AND id = $2")
             .bind(tenant_id.as_str())
             .bind(id.as_str())
-            .execute(&mut *self.write().await?)
+            .execute(&mut *self.conn().await?)
             .await?;
         Ok(done == 1)
     }
@@ -116,7 +116,7 @@ impl<D: Db> WebhookStore for SqlStore<D> {
         .bind(&r.secret)
         .bind(r.previous_until.millis())
         .bind(r.now.millis())
-        .execute(&mut *self.write().await?)
+        .execute(&mut *self.conn().await?)
         .await?;
         Ok(done == 1)
     }
@@ -144,7 +144,7 @@ impl<D: Db> WebhookStore for SqlStore<D> {
             .bind(i64::from(c.limit))
             .bind(json_param(busy));
         let rows: Vec<(DeliveryId, TenantId, EndpointId, String, i64)> =
-            D::claim(&self.writer, claim).await?;
+            D::claim(&self.pool, claim).await?;
         rows.into_iter()
             .map(|(id, tenant_id, endpoint_id, payload, attempts)| {
                 Ok(ClaimedDelivery {
@@ -242,7 +242,7 @@ impl<D: Db> WebhookStore for SqlStore<D> {
         .bind(endpoint_id.as_str())
         .bind(id.as_str())
         .bind(now.millis())
-        .execute(&mut *self.write().await?)
+        .execute(&mut *self.conn().await?)
         .await?;
         Ok(done == 1)
     }
