@@ -358,7 +358,9 @@ pub trait VerificationStore: Send + Sync + 'static {
     /// number's pending verification and is inserted with the message carrying
     /// its code (with `idem` as in `create_messages`). No two items of one
     /// batch share a tenant and key, or a tenant and number (the start writer
-    /// sees to it).
+    /// sees to it). A start the spend cap refuses still counts against its
+    /// limits (as before starts were grouped); one a limit refuses counts
+    /// against none.
     async fn create_verifications(
         &self,
         now: Timestamp,

@@ -261,7 +261,9 @@ impl Db for Postgres {
 
     /// Two statements: the counters with the cancellations (which must come
     /// before the inserts: the one-pending index is checked per statement),
-    /// then the messages with the verifications.
+    /// then the messages with the verifications. The pending rows are locked
+    /// in id order, the order the code-check writer locks them in (by its
+    /// `id = ANY(…)` lookup): the two never wait on each other in a cycle.
     async fn write_starts(
         conn: &mut PgConnection,
         tats: &[(String, i64)],
@@ -274,10 +276,13 @@ impl Db for Postgres {
             |f: fn(&StoredVerification) -> i64| started.iter().map(|v| f(v)).collect::<Vec<_>>();
         sqlx::query(
             "WITH l AS (UPDATE rate_limits SET tat = u.tat FROM UNNEST($1::text[], $2::bigint[]) AS u(k, tat) \
-               WHERE key = ANY($1) AND key = u.k) \
-             UPDATE verifications SET status = 'canceled', updated_at = c.at \
-             FROM UNNEST($3::text[], $4::text[], $5::bigint[]) AS c(t, tn, at) \
-             WHERE to_number = ANY($4) AND status = 'pending' AND to_number = c.tn AND tenant_id = c.t",
+               WHERE key = ANY($1) AND key = u.k), \
+             p AS (SELECT v.id, c.at FROM verifications v \
+               JOIN UNNEST($3::text[], $4::text[], $5::bigint[]) AS c(t, tn, at) \
+                 ON v.to_number = c.tn AND v.tenant_id = c.t \
+               WHERE v.to_number = ANY($4) AND v.status = 'pending' ORDER BY v.id FOR UPDATE OF v) \
+             UPDATE verifications SET status = 'canceled', updated_at = p.at FROM p \
+             WHERE verifications.id = ANY(ARRAY(SELECT id FROM p)) AND verifications.id = p.id",
         )
         .bind(tats.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>())
         .bind(tats.iter().map(|(_, t)| *t).collect::<Vec<_>>())
