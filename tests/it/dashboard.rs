@@ -210,6 +210,7 @@ async fn sign_up_gives_a_session_and_a_test_key_shown_once(app: TestApp) {
         )
         .await;
     assert_eq!(again.status, 422);
+    app.stop().await;
 }
 
 async fn bad_sign_ups_say_what_is_wrong(app: TestApp) {
@@ -233,6 +234,7 @@ async fn bad_sign_ups_say_what_is_wrong(app: TestApp) {
         assert!(page.html.contains(says), "{says}: {}", page.html);
         assert!(b.session().is_none());
     }
+    app.stop().await;
 }
 
 async fn login_logout_and_wrong_passwords(app: TestApp) {
@@ -277,6 +279,7 @@ async fn login_logout_and_wrong_passwords(app: TestApp) {
         (after.status, after.location.as_deref()),
         (303, Some("/login"))
     );
+    app.stop().await;
 }
 
 async fn sessions_expire(app: TestApp) {
@@ -290,6 +293,7 @@ async fn sessions_expire(app: TestApp) {
         (page.status, page.location.as_deref()),
         (303, Some("/login"))
     );
+    app.stop().await;
 }
 
 async fn forms_without_the_token_or_from_elsewhere_are_refused(app: TestApp) {
@@ -357,6 +361,7 @@ async fn forms_without_the_token_or_from_elsewhere_are_refused(app: TestApp) {
     assert_eq!(page.status, 403);
     let keys_after = b.get("/dashboard/keys").await.html.matches("<tr").count();
     assert_eq!(keys_before, keys_after, "no key was made");
+    app.stop().await;
 }
 
 const TIGHT: &str = "[dashboard]\nlogins_per_account_per_hour = 3\nsignups_per_ip_per_hour = 2\ndemo_previews_per_ip_per_minute = 2\n[limits]\notp_starts_per_minute = 1\n";
@@ -422,6 +427,7 @@ async fn logins_sign_ups_and_previews_are_throttled(app: TestApp) {
         let page = b.fill("/demo", &[("to", "07700 900123")]).await;
         assert_eq!(page.status, expected, "{}", page.html);
     }
+    app.stop().await;
 }
 
 async fn the_demo_shows_the_exact_sms_and_keeps_nothing(app: TestApp) {
@@ -477,6 +483,7 @@ async fn the_demo_shows_the_exact_sms_and_keeps_nothing(app: TestApp) {
     assert!(before.len() <= after.len());
     let bad = b.fill("/demo", &[("to", "12345")]).await;
     assert_eq!(bad.status, 422);
+    app.stop().await;
 }
 
 async fn keys_are_shown_once_and_revoked_keys_stop(app: TestApp) {
@@ -524,6 +531,7 @@ async fn keys_are_shown_once_and_revoked_keys_stop(app: TestApp) {
     assert_eq!(status, 401);
     let bad = b.submit("/dashboard/keys", &[("mode", "gold")]).await;
     assert_eq!(bad.status, 422);
+    app.stop().await;
 }
 
 /// Every page and action on another tenant's object is a 404.
@@ -638,6 +646,7 @@ async fn another_tenants_objects_are_not_found(app: TestApp) {
         (status, e["url"].as_str()),
         (200, Some("http://127.0.0.1:9/hook"))
     );
+    app.stop().await;
 }
 
 async fn invitations_add_members_with_roles(app: TestApp) {
@@ -783,6 +792,7 @@ async fn invitations_add_members_with_roles(app: TestApp) {
         303
     );
     assert_eq!(Browser::new(&app).get(&theirs).await.status, 404);
+    app.stop().await;
 }
 
 async fn password_changes_sign_out_other_browsers(app: TestApp) {
@@ -819,6 +829,7 @@ async fn password_changes_sign_out_other_browsers(app: TestApp) {
             .status,
         303
     );
+    app.stop().await;
 }
 
 async fn pages_show_messages_numbers_usage_and_settings(app: TestApp) {
@@ -935,6 +946,7 @@ async fn pages_show_messages_numbers_usage_and_settings(app: TestApp) {
         )
         .await;
     assert_eq!(bad.status, 422);
+    app.stop().await;
 }
 
 async fn webhooks_are_managed_with_their_delivery_log(app: TestApp) {
@@ -1051,6 +1063,7 @@ async fn webhooks_are_managed_with_their_delivery_log(app: TestApp) {
     assert_eq!(b.submit(&format!("{path}/delete"), &[]).await.status, 303);
     let (status, _) = app.get(&format!("/v1/webhooks/{id}"), &key).await;
     assert_eq!(status, 404);
+    app.stop().await;
 }
 
 const PROXY: &str = "[dashboard]\nbehind_proxy = true\n";
@@ -1113,6 +1126,7 @@ async fn behind_a_tls_proxy_cookies_are_secure_and_host_bound(app: TestApp) {
         .sql_text("SELECT key FROM rate_limits WHERE key LIKE 'signup-ip:%'")
         .await;
     assert_eq!(keys.as_deref(), Some("signup-ip:203.0.113.9"));
+    app.stop().await;
 }
 
 const INVITE_ONLY: &str = "[dashboard]\nsignup = \"invite\"\n";
@@ -1150,6 +1164,7 @@ async fn sign_up_can_be_invitation_only(app: TestApp) {
         "the CLI's tenant: {}",
         settings.html
     );
+    app.stop().await;
 }
 
 const CLOSED: &str = "[dashboard]\nsignup = \"closed\"\n";
@@ -1174,6 +1189,7 @@ async fn closed_sign_up_makes_no_accounts(app: TestApp) {
         refused.err().map(|e| e.code.as_str()),
         Some("signup_closed")
     );
+    app.stop().await;
 }
 
 backends!(app:
