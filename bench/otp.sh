@@ -15,7 +15,15 @@ export LINE_LIMITS__OTP_SENDS_PER_NUMBER=100000000 LINE_LIMITS__OTP_STARTS_PER_M
 
 otp() {
   start_server "$2"
-  for c in 1 16 64; do run_wrk "$1 POST /v1/otp" "$c" bench/post_otp.lua /v1/otp; done
+  for c in 1 16 64; do
+    # A tenant per run: the limiter counts in whole milliseconds, so even a
+    # limit of 10^8 a minute lets one tenant start at most 1,000 a second
+    # once its minute's burst (60,000) is spent, and the runs would add up.
+    KEY=$(LINE_DATABASE_URL=$2 "$bin" tenant create --name "otp-$c" 2>/dev/null | grep -o 'line_test_[A-Za-z0-9]*')
+    rm -f "$work"/ids-*
+    run_wrk "$1 POST /v1/otp" "$c" bench/post_otp.lua /v1/otp
+  done
+  # The verifications of the last run, with its tenant's key.
   cat "$work"/ids-* >"$work/ids"
   echo "$1: $(wc -l <"$work/ids") verifications to check"
   for c in 1 16 64; do run_wrk "$1 POST /v1/otp/{id}/verify" "$c" bench/verify_otp.lua /v1/otp; done
