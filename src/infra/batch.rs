@@ -43,22 +43,32 @@ where
         F: Fn(Vec<I>) -> Fut + Send + 'static,
         Fut: Future<Output = Result<Vec<O>, E>> + Send,
     {
+        Self::start_each(move |items: Vec<I>| {
+            let n = items.len();
+            let written = commit(items);
+            async move {
+                match written.await {
+                    Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
+                    Err(e) => (0..n).map(|_| Err(e.clone())).collect(),
+                }
+            }
+        })
+    }
+
+    /// As `start`, for a `commit` that may write a batch in parts (`in_rounds`)
+    /// and answers each item with its own part's outcome or error.
+    pub fn start_each<F, Fut>(commit: F) -> Self
+    where
+        F: Fn(Vec<I>) -> Fut + Send + 'static,
+        Fut: Future<Output = Vec<Result<O, E>>> + Send,
+    {
         let (queue, mut rx) = mpsc::channel::<(I, Reply<O, E>)>(MAX_BATCH * 16);
         tokio::spawn(async move {
             let mut batch = Vec::new();
             while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
                 let (items, replies): (Vec<I>, Vec<Reply<O, E>>) = batch.drain(..).unzip();
-                match commit(items).await {
-                    Ok(outcomes) => {
-                        for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                            let _ = reply.send(Ok(outcome));
-                        }
-                    }
-                    Err(e) => {
-                        for reply in replies {
-                            let _ = reply.send(Err(e.clone()));
-                        }
-                    }
+                for (reply, outcome) in replies.into_iter().zip(commit(items).await) {
+                    let _ = reply.send(outcome);
                 }
             }
         });
@@ -83,18 +93,21 @@ where
 
 /// Writes a batch in rounds, in none of which two items share a key (`keys`
 /// gives an item's): an item that repeats one goes in a later round, where it
-/// finds the earlier one written. Answers per item, in the batch's order.
+/// finds the earlier one written. Answers per item, in the batch's order: a
+/// round that fails answers its items and those of every later round with
+/// its error, and the rounds before it keep their outcomes (they committed).
 pub async fn in_rounds<I, O, K, E, F, Fut>(
     batch: Vec<I>,
     keys: impl Fn(&I) -> Vec<K>,
     mut write: F,
-) -> Result<Vec<O>, E>
+) -> Vec<Result<O, E>>
 where
     K: Eq + Hash,
+    E: Clone,
     F: FnMut(Vec<I>) -> Fut,
     Fut: Future<Output = Result<Vec<O>, E>>,
 {
-    let mut outcomes: Vec<Option<O>> = batch.iter().map(|_| None).collect();
+    let mut outcomes: Vec<Option<Result<O, E>>> = batch.iter().map(|_| None).collect();
     let mut left: Vec<(usize, I)> = batch.into_iter().enumerate().collect();
     while !left.is_empty() {
         let mut seen = HashSet::new();
@@ -107,15 +120,25 @@ where
             free
         });
         let (slots, items): (Vec<usize>, Vec<I>) = now.into_iter().unzip();
-        for (slot, outcome) in slots.into_iter().zip(write(items).await?) {
-            outcomes[slot] = Some(outcome);
+        match write(items).await {
+            Ok(written) => {
+                for (slot, outcome) in slots.into_iter().zip(written) {
+                    outcomes[slot] = Some(Ok(outcome));
+                }
+            }
+            Err(e) => {
+                for slot in slots.into_iter().chain(later.iter().map(|(slot, _)| *slot)) {
+                    outcomes[slot] = Some(Err(e.clone()));
+                }
+                break;
+            }
         }
         left = later;
     }
-    Ok(outcomes
+    outcomes
         .into_iter()
         .map(|o| o.expect("every item had a round"))
-        .collect())
+        .collect()
 }
 
 #[cfg(test)]
@@ -134,9 +157,32 @@ mod tests {
                 async move { Ok::<_, ()>(items.iter().map(|i| i.0 * 10).collect()) }
             },
         )
-        .await
-        .unwrap();
-        assert_eq!(answers, vec![10, 20, 30, 40, 50]);
+        .await;
+        assert_eq!(answers, vec![Ok(10), Ok(20), Ok(30), Ok(40), Ok(50)]);
         assert_eq!(rounds, vec![vec![1, 2, 4], vec![3], vec![5]]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_round_leaves_the_rounds_before_it_answered() {
+        let batch = vec![(1, 'a'), (2, 'b'), (3, 'a'), (4, 'a')];
+        let mut round = 0;
+        let answers = in_rounds(
+            batch,
+            |&(_, k)| vec![k],
+            |items: Vec<(i32, char)>| {
+                round += 1;
+                let fails = round == 2;
+                async move {
+                    if fails {
+                        Err("round 2")
+                    } else {
+                        Ok(items.iter().map(|i| i.0).collect())
+                    }
+                }
+            },
+        )
+        .await;
+        assert_eq!(answers, vec![Ok(1), Ok(2), Err("round 2"), Err("round 2")]);
+        assert_eq!(round, 2, "no round after the one that failed");
     }
 }

@@ -218,25 +218,21 @@ pub fn compose(
 pub type MessageWriter = Batcher<PendingMessage, CreateOutcome, SharedError>;
 
 pub fn message_writer(store: Arc<dyn Store>) -> MessageWriter {
-    Batcher::start(move |batch| {
+    Batcher::start_each(move |batch| {
         let store = store.clone();
-        async move { create_in_rounds(&*store, batch).await.map_err(Arc::new) }
+        async move {
+            // `create_messages` wants no two items with one (tenant, key).
+            let keys = |p: &PendingMessage| {
+                let key = p.idem.as_ref().map(|i| i.key.clone());
+                key.map(|k| (p.message.tenant_id.clone(), k))
+                    .into_iter()
+                    .collect()
+            };
+            let store = &*store;
+            in_rounds(batch, keys, |items| async move {
+                store.create_messages(&items).await.map_err(Arc::new)
+            })
+            .await
+        }
     })
-}
-
-/// `create_messages` wants no two items with one (tenant, key).
-async fn create_in_rounds(
-    store: &dyn Store,
-    batch: Vec<PendingMessage>,
-) -> crate::store::Result<Vec<CreateOutcome>> {
-    let keys = |p: &PendingMessage| {
-        let key = p.idem.as_ref().map(|i| i.key.clone());
-        key.map(|k| (p.message.tenant_id.clone(), k))
-            .into_iter()
-            .collect()
-    };
-    in_rounds(batch, keys, |items| async move {
-        store.create_messages(&items).await
-    })
-    .await
 }

@@ -255,7 +255,7 @@ pub type StartWriter = Batcher<PendingStart, Started, SharedError>;
 /// one after another, so their times never go back (an item's own time could,
 /// against the group before).
 pub fn start_writer(store: Arc<dyn Store>, clock: Clock) -> StartWriter {
-    Batcher::start(move |batch| {
+    Batcher::start_each(move |batch| {
         let (store, now) = (store.clone(), clock.now());
         async move {
             // `create_verifications` wants no two items with one (tenant, key) or (tenant, number).
@@ -269,10 +269,12 @@ pub fn start_writer(store: Arc<dyn Store>, clock: Clock) -> StartWriter {
             };
             let store = &*store;
             in_rounds(batch, keys, |items| async move {
-                store.create_verifications(now, &items).await
+                store
+                    .create_verifications(now, &items)
+                    .await
+                    .map_err(Arc::new)
             })
             .await
-            .map_err(Arc::new)
         }
     })
 }
