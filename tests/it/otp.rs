@@ -667,9 +667,14 @@ async fn a_refused_start_counts_against_no_limit(app: TestApp) {
     // Both windows pass: the refused request's key was given back, so the
     // same request now starts a verification instead of replaying a 429.
     app.clock.advance(Duration::from_secs(601));
-    let (status, v) = common::decode(keyed("again-1", "+447700900001").await.unwrap()).await;
+    let body = json!({"to": "+447700900001"});
+    let (status, v, _) = app
+        .post_keyed("/v1/otp", &app.test_key, "again-1", &body)
+        .await;
     assert_eq!(status, 201, "{v}");
-    let (status, replay) = common::decode(keyed("again-1", "+447700900001").await.unwrap()).await;
+    let (status, replay, _) = app
+        .post_keyed("/v1/otp", &app.test_key, "again-1", &body)
+        .await;
     assert_eq!((status, &replay), (201, &v));
     app.stop().await;
 }
@@ -683,22 +688,24 @@ backends!(app with TEN_PER_NUMBER in together: concurrent_starts_keep_their_rule
 /// transaction), and each still follows its own rules: one key, one
 /// verification; one number, one pending verification; a start, an SMS.
 async fn concurrent_starts_keep_their_rules(app: TestApp) {
-    let post = |key: Option<String>, to: String| {
-        let mut req = app
-            .client
-            .post(app.url("/v1/otp"))
-            .bearer_auth(&app.test_key)
-            .json(&json!({"to": to}));
-        if let Some(key) = key {
-            req = req.header("Idempotency-Key", key);
+    let post = |key: Option<&'static str>, to: String| {
+        let app = &app;
+        async move {
+            let body = json!({"to": to});
+            match key {
+                Some(key) => {
+                    let (status, v, _) = app.post_keyed("/v1/otp", &app.test_key, key, &body).await;
+                    (status, v)
+                }
+                None => app.post("/v1/otp", &app.test_key, &body).await,
+            }
         }
-        async move { common::decode(req.send().await.unwrap()).await }
     };
     let mut calls = Vec::new();
     for i in 0..40 {
         // 10 with one key, 10 to one number, 20 to numbers of their own.
         let (key, to) = match i % 4 {
-            0 => (Some("same-key".to_string()), "+447700900100".to_string()),
+            0 => (Some("same-key"), "+447700900100".to_string()),
             1 => (None, "+447700900200".to_string()),
             _ => (None, format!("+4477009003{i:02}")),
         };
