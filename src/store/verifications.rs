@@ -75,9 +75,13 @@ impl<D: Db> VerificationStore for SqlStore<D> {
             }));
         }
         // Refused after their keys were taken: the keys are given back.
-        for &i in &fresh_slots {
-            if let (false, Some(idem)) = (new.contains(&i), &batch[i].idem) {
-                drop_key::<D>(&mut tx, &batch[i].verification.tenant_id, &idem.key).await?;
+        for (p, outcome) in batch.iter().zip(&outcomes) {
+            let refused = matches!(
+                outcome,
+                Some(Started::Limited { .. } | Started::Outcome(CreateOutcome::OverCap))
+            );
+            if let (true, Some(idem)) = (refused, &p.idem) {
+                drop_key::<D>(&mut tx, &p.verification.tenant_id, &idem.key).await?;
             }
         }
         let messages: Vec<&NewMessage> = new.iter().map(|&i| &batch[i].message).collect();
