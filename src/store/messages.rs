@@ -8,7 +8,7 @@ use sqlx::AssertSqlSafe;
 
 use super::idempotency::drop_key;
 use super::ledger::{charge_messages, refund_messages};
-use super::outbox::{queue_message_webhooks, tenants_with_endpoints};
+use super::outbox::{MessageChange, queue_message_webhooks};
 use super::rows::{CLAIMED_COLUMNS, MESSAGE_COLUMNS, history_append};
 use super::sql::{Db, find_owned, json_param, sql};
 use super::{
@@ -254,13 +254,16 @@ async fn finish_sent<D: Db>(
         .bind(json_param(parts))
         .execute(conn)
         .await?;
-    let listening = tenants_with_endpoints::<D>(conn, updated.iter().map(|(_, t, _)| t)).await?;
-    for (id, tenant, at) in &updated {
-        if listening.contains(tenant) {
-            queue_message_webhooks::<D>(conn, tenant, id, MessageStatus::Sent, Timestamp(*at))
-                .await?;
-        }
-    }
+    let changes: Vec<MessageChange> = updated
+        .into_iter()
+        .map(|(id, tenant_id, at)| MessageChange {
+            id,
+            tenant_id,
+            status: MessageStatus::Sent,
+            at: Timestamp(at),
+        })
+        .collect();
+    queue_message_webhooks::<D>(conn, &changes).await?;
     Ok(done)
 }
 
@@ -327,6 +330,12 @@ async fn end_unsent<D: Db>(
     let Some(tenant) = tenant else {
         return Ok(false);
     };
-    queue_message_webhooks::<D>(conn, &tenant, &f.id, status, f.now).await?;
+    let change = MessageChange {
+        id: f.id.clone(),
+        tenant_id: tenant,
+        status,
+        at: f.now,
+    };
+    queue_message_webhooks::<D>(conn, &[change]).await?;
     Ok(true)
 }

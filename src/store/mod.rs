@@ -425,8 +425,9 @@ pub trait WebhookStore: Send + Sync + 'static {
     async fn update_endpoint(&self, endpoint: &StoredEndpoint) -> Result<bool>;
     async fn delete_endpoint(&self, tenant_id: &TenantId, id: &EndpointId) -> Result<bool>;
     async fn rotate_endpoint_secret(&self, rotation: &Rotation) -> Result<bool>;
-    /// Leases up to `limit` due deliveries until `lease_until`, marked with `token`.
-    /// None of the `busy` endpoints' (at their in-flight limit in this process).
+    /// Leases up to `limit` due deliveries until `lease_until`, marked with `token`,
+    /// each with its endpoint. None of the `busy` endpoints' (at their in-flight
+    /// limit in this process).
     async fn claim_deliveries(
         &self,
         claim: &Claim,

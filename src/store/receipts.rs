@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use serde_json::json;
 use sqlx::AssertSqlSafe;
 
-use super::outbox::{queue_message_webhooks, tenants_with_endpoints};
+use super::outbox::{MessageChange, queue_message_webhooks};
 use super::rows::history_append;
 use super::sql::{Db, json_param, sql};
 use super::{CarrierReceipt, ReceiptStore, Result, SqlStore, StoreError};
@@ -265,13 +265,17 @@ async fn end_messages<D: Db>(
         .bind(now.millis())
         .fetch_all(conn)
         .await?;
-    let listening = tenants_with_endpoints::<D>(conn, changed.iter().map(|(_, t, _)| t)).await?;
-    for (id, tenant, status) in &changed {
-        if listening.contains(tenant) {
-            let status = MessageStatus::parse(status)
-                .ok_or_else(|| StoreError::Corrupt("message status".into()))?;
-            queue_message_webhooks::<D>(conn, tenant, id, status, now).await?;
-        }
-    }
-    Ok(())
+    let changes = changed
+        .into_iter()
+        .map(|(id, tenant_id, status)| {
+            Ok(MessageChange {
+                id,
+                tenant_id,
+                status: MessageStatus::parse(&status)
+                    .ok_or_else(|| StoreError::Corrupt("message status".into()))?,
+                at: now,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    queue_message_webhooks::<D>(conn, &changes).await
 }

@@ -1,5 +1,7 @@
 //! The records the store reads and writes, beside the domain's own types.
 
+use std::sync::Arc;
+
 use crate::domain::Mode;
 use crate::domain::encoding::Encoding;
 use crate::domain::ids::{DeliveryId, EndpointId, KeyId, MessageId, TenantId, VerificationId};
@@ -328,7 +330,8 @@ pub struct Rotation {
 pub struct ClaimedDelivery {
     pub id: DeliveryId,
     pub tenant_id: TenantId,
-    pub endpoint_id: EndpointId,
+    /// Its endpoint as the claim found it (read once for the claim's deliveries).
+    pub endpoint: Arc<StoredEndpoint>,
     pub payload: String,
     /// Attempts so far, this one included.
     pub attempts: u32,

@@ -247,7 +247,8 @@ scalar_from_row!(
     Option<i64>,
     Option<String>,
     TenantId,
-    VerificationId
+    VerificationId,
+    DeliveryId
 );
 
 /// Ids are stored as text and read back as their type.

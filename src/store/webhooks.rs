@@ -1,5 +1,8 @@
 //! Webhook endpoints and their deliveries. (What a change fires: `outbox.rs`.)
 
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use serde_json::json;
 use sqlx::AssertSqlSafe;
@@ -145,33 +148,53 @@ impl<D: Db> WebhookStore for SqlStore<D> {
             .bind(json_param(busy));
         let rows: Vec<(DeliveryId, TenantId, EndpointId, String, i64)> =
             D::claim(&self.pool, claim).await?;
-        rows.into_iter()
-            .map(|(id, tenant_id, endpoint_id, payload, attempts)| {
-                Ok(ClaimedDelivery {
-                    id,
-                    tenant_id,
-                    endpoint_id,
-                    payload,
-                    attempts: u32::try_from(attempts)
-                        .map_err(|_| StoreError::Corrupt("attempts".into()))?,
-                })
-            })
-            .collect()
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Their endpoints, once for the claim rather than once a delivery.
+        let ids: BTreeSet<&EndpointId> = rows.iter().map(|(_, _, e, _, _)| e).collect();
+        let text = format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id {}",
+            D::json_keys(1, "e"),
+        );
+        let endpoints: Vec<StoredEndpoint> = sql::<D>(AssertSqlSafe(text))
+            .unprepared()
+            .bind(json_param(ids.iter().map(|e| json!({"e": e})).collect()))
+            .fetch_all(&mut *self.conn().await?)
+            .await?;
+        let endpoints: HashMap<EndpointId, Arc<StoredEndpoint>> = endpoints
+            .into_iter()
+            .map(|e| (e.id.clone(), Arc::new(e)))
+            .collect();
+        let mut claimed = Vec::with_capacity(rows.len());
+        for (id, tenant_id, endpoint_id, payload, attempts) in rows {
+            // An endpoint deleted since took its deliveries with it.
+            let Some(endpoint) = endpoints.get(&endpoint_id) else {
+                continue;
+            };
+            claimed.push(ClaimedDelivery {
+                id,
+                tenant_id,
+                endpoint: endpoint.clone(),
+                payload,
+                attempts: u32::try_from(attempts)
+                    .map_err(|_| StoreError::Corrupt("attempts".into()))?,
+            });
+        }
+        Ok(claimed)
     }
 
     async fn finish_deliveries(&self, records: &[AttemptRecord]) -> Result<Vec<bool>> {
-        // One commit for many attempts. Endpoints' rows (written when one is
-        // failing) are taken in one order, so two groups never wait on each
-        // other in a cycle.
-        let mut order: Vec<usize> = (0..records.len()).collect();
-        order.sort_by(|&a, &b| records[a].endpoint_id.cmp(&records[b].endpoint_id));
+        // One commit and a few statements for many attempts. Endpoints' rows
+        // are written in one order, so two groups never wait on each other in
+        // a cycle.
         let mut tx = self.begin().await?;
-        let mut done = vec![false; records.len()];
-        for i in order {
-            done[i] = finish_one::<D>(&mut tx, &records[i]).await?;
-        }
+        let done = finish_all::<D>(&mut tx, records).await?;
         tx.commit().await?;
-        Ok(done)
+        Ok(records
+            .iter()
+            .map(|r| done.contains(&r.delivery_id))
+            .collect())
     }
 
     async fn list_deliveries(
@@ -248,75 +271,154 @@ impl<D: Db> WebhookStore for SqlStore<D> {
     }
 }
 
-/// One attempt and what follows it, in `tx`.
-async fn finish_one<D: Db>(tx: &mut D::Connection, r: &AttemptRecord) -> Result<bool> {
-    let (status, next_at) = match &r.next {
-        NextStep::Succeeded => (DeliveryStatus::Succeeded, r.at),
-        NextStep::RetryAt(at) => (DeliveryStatus::Pending, *at),
-        NextStep::Failed { .. } => (DeliveryStatus::Failed, r.at),
-    };
-    let done = sql::<D>(
-        "UPDATE webhook_deliveries SET status = $3, next_attempt_at = $4, lease_until = NULL, \
-           lease_token = NULL, updated_at = $5 \
-         WHERE id = $1 AND lease_token = $2 AND status = 'pending'",
-    )
-    .bind(r.delivery_id.as_str())
-    .bind(&r.token)
-    .bind(status.as_str())
-    .bind(next_at.millis())
-    .bind(r.at.millis())
-    .execute(&mut *tx)
-    .await?;
-    if done == 0 {
-        return Ok(false);
+/// Records the attempts whose `token` still holds the lease, and what
+/// follows each; the deliveries recorded.
+async fn finish_all<D: Db>(
+    tx: &mut D::Connection,
+    records: &[AttemptRecord],
+) -> Result<HashSet<DeliveryId>> {
+    let rows = records
+        .iter()
+        .map(|r| {
+            let (status, next_at) = match &r.next {
+                NextStep::Succeeded => (DeliveryStatus::Succeeded, r.at),
+                NextStep::RetryAt(at) => (DeliveryStatus::Pending, *at),
+                NextStep::Failed { .. } => (DeliveryStatus::Failed, r.at),
+            };
+            json!({
+                "did": r.delivery_id,
+                "tok": r.token,
+                "st": status.as_str(),
+                "nxt": next_at.millis(),
+                "at": r.at.millis(),
+            })
+        })
+        .collect();
+    // SQLite's RETURNING takes only the updated table's columns, unqualified.
+    let text = format!(
+        "UPDATE webhook_deliveries SET status = u.st, next_attempt_at = u.nxt, \
+           lease_until = NULL, lease_token = NULL, updated_at = u.at \
+         FROM {} WHERE id {} AND id = u.did AND lease_token = u.tok AND status = 'pending' \
+         RETURNING id",
+        D::json_rows(
+            1,
+            &[
+                ("did", "TEXT"),
+                ("tok", "TEXT"),
+                ("st", "TEXT"),
+                ("nxt", "BIGINT"),
+                ("at", "BIGINT")
+            ]
+        ),
+        D::json_keys(1, "did"),
+    );
+    let done: Vec<DeliveryId> = sql::<D>(AssertSqlSafe(text))
+        .unprepared()
+        .bind(json_param(rows))
+        .fetch_all(&mut *tx)
+        .await?;
+    let done: HashSet<DeliveryId> = done.into_iter().collect();
+    let recorded: Vec<&AttemptRecord> = records
+        .iter()
+        .filter(|r| done.contains(&r.delivery_id))
+        .collect();
+    if recorded.is_empty() {
+        return Ok(done);
     }
-    sql::<D>(
+    let attempts = recorded
+        .iter()
+        .map(|r| {
+            json!({
+                "did": r.delivery_id,
+                "at": r.at.millis(),
+                "code": r.status_code,
+                "resp": r.response,
+                "dur": r.duration_ms,
+                "err": r.error,
+            })
+        })
+        .collect();
+    let text = format!(
         "INSERT INTO webhook_attempts (delivery_id, at, status_code, response, duration_ms, \
-           error) VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(r.delivery_id.as_str())
-    .bind(r.at.millis())
-    .bind(r.status_code.map(i64::from))
-    .bind(&r.response)
-    .bind(r.duration_ms)
-    .bind(&r.error)
-    .execute(&mut *tx)
-    .await?;
-    if r.next == NextStep::Succeeded {
-        // Only a recovering endpoint is written: deliveries to a healthy one
-        // (run side by side) must not queue on its row lock.
-        sql::<D>(
-            "UPDATE webhook_endpoints SET failing_since = NULL \
-             WHERE id = $1 AND failing_since IS NOT NULL",
-        )
-        .bind(r.endpoint_id.as_str())
+           error) SELECT u.did, u.at, u.code, u.resp, u.dur, u.err FROM {}",
+        D::json_rows(
+            1,
+            &[
+                ("did", "TEXT"),
+                ("at", "BIGINT"),
+                ("code", "BIGINT"),
+                ("resp", "TEXT"),
+                ("dur", "BIGINT"),
+                ("err", "TEXT")
+            ]
+        ),
+    );
+    sql::<D>(AssertSqlSafe(text))
+        .bind(json_param(attempts))
         .execute(&mut *tx)
         .await?;
-    } else {
-        let since: Option<Option<i64>> = sql::<D>(
-            "UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, $2) \
-             WHERE id = $1 RETURNING failing_since",
-        )
-        .bind(r.endpoint_id.as_str())
-        .bind(r.at.millis())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let asked = match &r.next {
-            NextStep::Failed { disable_endpoint } => disable_endpoint.as_deref(),
-            _ => None,
-        };
-        let since = since.flatten().map(Timestamp);
-        if let Some(reason) = disable_reason(asked, since, r.at) {
-            sql::<D>(
-                "UPDATE webhook_endpoints SET enabled = FALSE, disabled_reason = $2, \
-                   updated_at = $3 WHERE id = $1 AND enabled = TRUE",
-            )
-            .bind(r.endpoint_id.as_str())
-            .bind(reason)
-            .bind(r.at.millis())
-            .execute(&mut *tx)
-            .await?;
+    // Each endpoint's health, endpoint by endpoint in one order, its
+    // attempts in the order they came.
+    let mut by_endpoint: BTreeMap<&EndpointId, Vec<&AttemptRecord>> = BTreeMap::new();
+    for r in recorded {
+        by_endpoint.entry(&r.endpoint_id).or_default().push(r);
+    }
+    for (endpoint, attempts) in by_endpoint {
+        let mut cleared = false;
+        for r in attempts {
+            if r.next == NextStep::Succeeded {
+                if !cleared {
+                    endpoint_succeeded::<D>(tx, endpoint).await?;
+                }
+                cleared = true;
+            } else {
+                endpoint_failed::<D>(tx, r).await?;
+                cleared = false;
+            }
         }
     }
-    Ok(true)
+    Ok(done)
+}
+
+/// A success: a failing endpoint recovers. Only a recovering endpoint is
+/// written: deliveries to a healthy one must not queue on its row lock.
+async fn endpoint_succeeded<D: Db>(tx: &mut D::Connection, endpoint: &EndpointId) -> Result<()> {
+    sql::<D>(
+        "UPDATE webhook_endpoints SET failing_since = NULL \
+         WHERE id = $1 AND failing_since IS NOT NULL",
+    )
+    .bind(endpoint.as_str())
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// A failed attempt: the endpoint is failing since then (if it was not
+/// already), and is disabled if the failure or its duration says so.
+async fn endpoint_failed<D: Db>(tx: &mut D::Connection, r: &AttemptRecord) -> Result<()> {
+    let since: Option<Option<i64>> = sql::<D>(
+        "UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, $2) \
+         WHERE id = $1 RETURNING failing_since",
+    )
+    .bind(r.endpoint_id.as_str())
+    .bind(r.at.millis())
+    .fetch_optional(&mut *tx)
+    .await?;
+    let asked = match &r.next {
+        NextStep::Failed { disable_endpoint } => disable_endpoint.as_deref(),
+        _ => None,
+    };
+    let since = since.flatten().map(Timestamp);
+    if let Some(reason) = disable_reason(asked, since, r.at) {
+        sql::<D>(
+            "UPDATE webhook_endpoints SET enabled = FALSE, disabled_reason = $2, \
+               updated_at = $3 WHERE id = $1 AND enabled = TRUE",
+        )
+        .bind(r.endpoint_id.as_str())
+        .bind(reason)
+        .bind(r.at.millis())
+        .execute(tx)
+        .await?;
+    }
+    Ok(())
 }

@@ -161,15 +161,9 @@ impl Dispatcher {
         while flight.join_next(&self).await {}
     }
 
-    #[tracing::instrument(skip_all, fields(delivery_id = %d.id, endpoint_id = %d.endpoint_id, attempt = d.attempts))]
+    #[tracing::instrument(skip_all, fields(delivery_id = %d.id, endpoint_id = %d.endpoint.id, attempt = d.attempts))]
     async fn deliver(&self, d: ClaimedDelivery) -> anyhow::Result<()> {
-        let Some(endpoint) = self
-            .store
-            .get_endpoint(&d.tenant_id, &d.endpoint_id)
-            .await?
-        else {
-            return Ok(()); // deleted: its deliveries went with it
-        };
+        let endpoint = &d.endpoint;
         let started = Instant::now();
         let now = self.clock.now();
         let (status_code, response, error, retry_after) = if !endpoint.enabled {
@@ -180,7 +174,7 @@ impl Dispatcher {
                 None,
             )
         } else {
-            self.post(&endpoint, &d, now).await
+            self.post(endpoint, &d, now).await
         };
         let next = match status_code {
             Some(code) if (200..300).contains(&code) => NextStep::Succeeded,
@@ -207,8 +201,8 @@ impl Dispatcher {
             }
         }
         let record = AttemptRecord {
+            endpoint_id: endpoint.id.clone(),
             delivery_id: d.id,
-            endpoint_id: d.endpoint_id,
             token: self.token.clone(),
             at: now,
             status_code,
@@ -278,7 +272,12 @@ impl Dispatcher {
                     .flatten()
                     .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER));
                 let body = resp.text().await.unwrap_or_default();
-                let kept: String = body.chars().take(KEPT_RESPONSE_BYTES).collect();
+                // NUL is no text to the database.
+                let kept: String = body
+                    .chars()
+                    .filter(|&c| c != '\0')
+                    .take(KEPT_RESPONSE_BYTES)
+                    .collect();
                 (Some(code), Some(kept), None, retry_after)
             }
         }
@@ -308,7 +307,7 @@ impl InFlight {
 
     fn start(&mut self, dispatcher: &Dispatcher, d: ClaimedDelivery) {
         self.claimed += 1;
-        let (running, waiting) = self.per_endpoint.entry(d.endpoint_id.clone()).or_default();
+        let (running, waiting) = self.per_endpoint.entry(d.endpoint.id.clone()).or_default();
         if *running >= dispatcher.cfg.in_flight_per_endpoint {
             waiting.push_back(d);
             return;
@@ -316,7 +315,7 @@ impl InFlight {
         *running += 1;
         let dispatcher = dispatcher.clone();
         self.tasks.spawn(async move {
-            let (id, endpoint) = (d.id.clone(), d.endpoint_id.clone());
+            let (id, endpoint) = (d.id.clone(), d.endpoint.id.clone());
             // A panic must still give the endpoint its slot back.
             match AssertUnwindSafe(dispatcher.deliver(d)).catch_unwind().await {
                 Ok(Ok(())) => {}
