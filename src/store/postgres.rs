@@ -82,6 +82,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "drop_verification_foreign_keys",
         include_str!("../../migrations/postgres/0013_drop_verification_foreign_keys.sql"),
     ),
+    (
+        14,
+        "room_for_updates",
+        include_str!("../../migrations/postgres/0014_room_for_updates.sql"),
+    ),
 ];
 
 /// How long a request waits for a connection before it is answered 503.

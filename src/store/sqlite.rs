@@ -88,6 +88,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "drop_verification_foreign_keys",
         include_str!("../../migrations/sqlite/0013_drop_verification_foreign_keys.sql"),
     ),
+    (
+        14,
+        "room_for_updates",
+        include_str!("../../migrations/sqlite/0014_room_for_updates.sql"),
+    ),
 ];
 
 pub(super) async fn connect(url: &str, max_connections: u32) -> Result<SqlStore<Sqlite>> {
