@@ -116,7 +116,7 @@ impl<D: Db> MessageStore for SqlStore<D> {
             .bind(c.lease_until.millis())
             .bind(&c.token)
             .bind(i64::from(c.limit));
-        D::claim(&self.pool, claim).await
+        claim.fetch_all(&mut *self.claim_conn().await?).await
     }
 
     /// In one transaction (one flush for many); the common case, sent, in a

@@ -9,7 +9,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgQu
 use sqlx::{Executor, Postgres};
 
 use super::idempotency::stored_response;
-use super::sql::{Db, FromRow, Sql};
+use super::sql::Db;
 use super::{IdempotencyRecord, NewMessage, Result, SqlStore, StoreError, StoredResponse};
 use crate::domain::ids::{MessageId, TenantId};
 use crate::domain::message::Timestamp;
@@ -92,6 +92,9 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
 /// How long a request waits for a connection before it is answered 503.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// Connections for queue claims (`SqlStore::claims`).
+const CLAIM_CONNECTIONS: u32 = 3;
+
 /// A pooled connection idle longer than this is checked before use.
 const IDLE_PING_SECONDS: u64 = 5;
 
@@ -104,7 +107,18 @@ pub(super) async fn connect(url: &str, max_connections: u32) -> Result<SqlStore<
         ("statement_timeout", "10s"),
         ("idle_in_transaction_session_timeout", "30s"),
     ]);
-    let pool = PgPoolOptions::new()
+    let pool = pool_options(max_connections)
+        .connect_with(options.clone())
+        .await?;
+    // Claims are a few at once (the worker's, the receipts', the dispatcher's).
+    let claims = pool_options(CLAIM_CONNECTIONS)
+        .connect_with(options.options([("enable_sort", "off")]))
+        .await?;
+    Ok(SqlStore { pool, claims })
+}
+
+fn pool_options(max_connections: u32) -> PgPoolOptions {
+    PgPoolOptions::new()
         .max_connections(max_connections)
         // While the database is down, requests are answered 503 within this
         // (sqlx keeps trying to connect until then), not held.
@@ -121,9 +135,6 @@ pub(super) async fn connect(url: &str, max_connections: u32) -> Result<SqlStore<
                 Ok(true)
             })
         })
-        .connect_with(options)
-        .await?;
-    Ok(SqlStore { pool })
 }
 
 impl Db for Postgres {
@@ -198,26 +209,6 @@ impl Db for Postgres {
         batch: &[(&NewMessage, Option<&IdempotencyRecord>)],
     ) -> Result<Vec<Option<StoredResponse>>> {
         take_keys(conn, batch).await
-    }
-
-    /// In a transaction of its own, without sorts. A claim must walk its due index in
-    /// order and stop after its batch. Planned from statistics of a shorter queue
-    /// (2 rows, say), a bitmap scan of every due row and a sort look as cheap, and
-    /// cost the whole queue per claim: 92 of the 231 message claims slower than
-    /// 3 ms in three 10 s runs, 215 µs a message in a run where the queue had
-    /// grown, and 64 of 67 slow webhook claims. Without sorts the ordered index
-    /// scan is the plan left.
-    async fn claim<T: FromRow<Postgres> + Send>(
-        pool: &PgPool,
-        statement: Sql<Postgres>,
-    ) -> Result<Vec<T>> {
-        let mut tx = pool.begin().await?;
-        sqlx::query("SET LOCAL enable_sort = off")
-            .execute(&mut *tx)
-            .await?;
-        let claimed = statement.fetch_all(&mut tx).await?;
-        tx.commit().await?;
-        Ok(claimed)
     }
 
     async fn take_sandbox_receipts(

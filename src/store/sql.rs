@@ -132,12 +132,6 @@ pub trait Db:
         conn: &mut Self::Connection,
         batch: &[(&NewMessage, Option<&IdempotencyRecord>)],
     ) -> impl Future<Output = Result<Vec<Option<StoredResponse>>>> + Send;
-    /// Runs a queue claim (an `UPDATE … RETURNING` of leased rows) the
-    /// backend's way: PostgreSQL plans it to stop after the batch.
-    fn claim<T: FromRow<Self> + Send>(
-        pool: &sqlx::Pool<Self>,
-        statement: Sql<Self>,
-    ) -> impl Future<Output = Result<Vec<T>>> + Send;
     /// "FOR UPDATE SKIP LOCKED" where claimers can pass each other by, else "".
     const SKIP_LOCKED: &'static str;
     /// Marks due sandbox receipts taken; their (message id, status).

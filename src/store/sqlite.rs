@@ -15,7 +15,7 @@ use sqlx::sqlite::{
 use sqlx::{Executor, Sqlite};
 
 use super::idempotency::take_key;
-use super::sql::{Db, FromRow, Sql, json_param};
+use super::sql::{Db, json_param};
 use super::{CreateOutcome, IdempotencyRecord, NewMessage, Result, SqlStore, StoredResponse};
 use crate::domain::ids::{MessageId, TenantId};
 use crate::domain::message::Timestamp;
@@ -110,7 +110,10 @@ pub(super) async fn connect(url: &str, max_connections: u32) -> Result<SqlStore<
         .test_before_acquire(false)
         .connect_with(options)
         .await?;
-    Ok(SqlStore { pool })
+    Ok(SqlStore {
+        claims: pool.clone(),
+        pool,
+    })
 }
 
 impl Db for Sqlite {
@@ -208,14 +211,6 @@ impl Db for Sqlite {
             );
         }
         Ok(taken)
-    }
-
-    /// One statement: the single writer makes it atomic on its own.
-    async fn claim<T: FromRow<Sqlite> + Send>(
-        pool: &SqlitePool,
-        statement: Sql<Sqlite>,
-    ) -> Result<Vec<T>> {
-        statement.fetch_all(&mut *pool.acquire().await?).await
     }
 
     async fn take_sandbox_receipts(

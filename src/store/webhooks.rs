@@ -147,7 +147,7 @@ impl<D: Db> WebhookStore for SqlStore<D> {
             .bind(i64::from(c.limit))
             .bind(json_param(busy));
         let rows: Vec<(DeliveryId, TenantId, EndpointId, String, i64)> =
-            D::claim(&self.pool, claim).await?;
+            claim.fetch_all(&mut *self.claim_conn().await?).await?;
         if rows.is_empty() {
             return Ok(Vec::new());
         }
