@@ -110,7 +110,7 @@ pub(super) async fn connect(url: &str, max_connections: u32) -> Result<SqlStore<
     let pool = pool_options(max_connections)
         .connect_with(options.clone())
         .await?;
-    // Claims are a few at once (the worker's, the receipts', the dispatcher's).
+    // Claims are a few at once (the workers' and the dispatchers' of this process).
     let claims = pool_options(CLAIM_CONNECTIONS)
         .connect_with(options.options([("enable_sort", "off")]))
         .await?;

@@ -329,7 +329,6 @@ pub struct Rotation {
 #[derive(Debug, Clone)]
 pub struct ClaimedDelivery {
     pub id: DeliveryId,
-    pub tenant_id: TenantId,
     /// Its endpoint as the claim found it (read once for the claim's deliveries).
     pub endpoint: Arc<StoredEndpoint>,
     pub payload: String,

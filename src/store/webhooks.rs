@@ -135,7 +135,7 @@ impl<D: Db> WebhookStore for SqlStore<D> {
              WHERE id IN (SELECT id FROM webhook_deliveries WHERE status = 'pending' \
                AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until <= $1) \
                AND NOT (endpoint_id {}) ORDER BY next_attempt_at LIMIT $4{}) \
-             RETURNING id, tenant_id, endpoint_id, payload, attempts",
+             RETURNING id, endpoint_id, payload, attempts",
             D::json_keys(5, "e"),
             D::SKIP_LOCKED,
         );
@@ -146,13 +146,13 @@ impl<D: Db> WebhookStore for SqlStore<D> {
             .bind(&c.token)
             .bind(i64::from(c.limit))
             .bind(json_param(busy));
-        let rows: Vec<(DeliveryId, TenantId, EndpointId, String, i64)> =
+        let rows: Vec<(DeliveryId, EndpointId, String, i64)> =
             claim.fetch_all(&mut *self.claim_conn().await?).await?;
         if rows.is_empty() {
             return Ok(Vec::new());
         }
         // Their endpoints, once for the claim rather than once a delivery.
-        let ids: BTreeSet<&EndpointId> = rows.iter().map(|(_, _, e, _, _)| e).collect();
+        let ids: BTreeSet<&EndpointId> = rows.iter().map(|(_, e, _, _)| e).collect();
         let text = format!(
             "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id {}",
             D::json_keys(1, "e"),
@@ -167,14 +167,13 @@ impl<D: Db> WebhookStore for SqlStore<D> {
             .map(|e| (e.id.clone(), Arc::new(e)))
             .collect();
         let mut claimed = Vec::with_capacity(rows.len());
-        for (id, tenant_id, endpoint_id, payload, attempts) in rows {
+        for (id, endpoint_id, payload, attempts) in rows {
             // An endpoint deleted since took its deliveries with it.
             let Some(endpoint) = endpoints.get(&endpoint_id) else {
                 continue;
             };
             claimed.push(ClaimedDelivery {
                 id,
-                tenant_id,
                 endpoint: endpoint.clone(),
                 payload,
                 attempts: u32::try_from(attempts)
