@@ -47,6 +47,8 @@ pub struct Line {
     core: Core,
     /// Wakes this process's receipt applier when receipts are kept waiting.
     receipts_wake: Arc<Notify>,
+    /// Rung when webhook deliveries may have been queued: the dispatcher claims at once.
+    webhooks_wake: Arc<Notify>,
     pub carriers: Arc<Carriers>,
     receipts: ReceiptSink,
 }
@@ -84,7 +86,9 @@ impl Line {
         let config = Arc::new(config);
         let core = Core::new(config.clone(), store.clone(), clock.clone(), hash_key);
         let receipts_wake = Arc::new(Notify::new());
-        let receipts = ReceiptSink::start(store.clone(), receipts_wake.clone());
+        let webhooks_wake = Arc::new(Notify::new());
+        let receipts =
+            ReceiptSink::start(store.clone(), receipts_wake.clone(), webhooks_wake.clone());
         let carriers = Arc::new(Carriers::new(
             &config,
             store.clone(),
@@ -97,6 +101,7 @@ impl Line {
             store,
             clock,
             receipts_wake,
+            webhooks_wake,
             carriers,
             receipts,
         })
@@ -131,6 +136,7 @@ impl Line {
             Duration::from_secs(self.config.limits.message_validity_seconds),
             self.core.wake.clone(),
             self.receipts_wake.clone(),
+            self.webhooks_wake.clone(),
         )
     }
 
@@ -170,6 +176,7 @@ impl Line {
             self.store.clone(),
             self.clock.clone(),
             self.config.webhooks.clone(),
+            self.webhooks_wake.clone(),
         )
     }
 

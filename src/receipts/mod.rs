@@ -22,14 +22,19 @@ pub struct ReceiptSink {
 }
 
 impl ReceiptSink {
-    /// `wake` is the applier's: rung when a receipt is kept to wait for its part.
-    pub fn start(store: Arc<dyn Store>, wake: Arc<Notify>) -> Self {
+    /// `wake` is the applier's: rung when a receipt is kept to wait for its part;
+    /// `webhooks` is the dispatcher's, rung when receipts were applied (their
+    /// messages' webhooks are queued in the same commit).
+    pub fn start(store: Arc<dyn Store>, wake: Arc<Notify>, webhooks: Arc<Notify>) -> Self {
         let writer = Batcher::start(move |batch: Vec<CarrierReceipt>| {
             let store = store.clone();
-            let wake = wake.clone();
+            let (wake, webhooks) = (wake.clone(), webhooks.clone());
             async move {
                 let waiting = match store.record_carrier_receipts(&batch).await {
-                    Ok(waiting) => waiting,
+                    Ok(waiting) => {
+                        webhooks.notify_one();
+                        waiting
+                    }
                     Err(e) => {
                         // Kept, they are applied by the applier.
                         tracing::warn!(error = %e, "applying receipts failed; keeping them for later");
@@ -61,15 +66,24 @@ pub struct Applier {
     clock: Clock,
     batch_size: u32,
     wake: Arc<Notify>,
+    /// The dispatcher's: rung when receipts were applied.
+    webhooks: Arc<Notify>,
 }
 
 impl Applier {
-    pub fn new(store: Arc<dyn Store>, clock: Clock, batch_size: u32, wake: Arc<Notify>) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Clock,
+        batch_size: u32,
+        wake: Arc<Notify>,
+        webhooks: Arc<Notify>,
+    ) -> Self {
         Applier {
             store,
             clock,
             batch_size,
             wake,
+            webhooks,
         }
     }
 
@@ -84,6 +98,9 @@ impl Applier {
             .store
             .apply_carrier_receipts(now, self.batch_size)
             .await?;
+        if sandbox + carriers > 0 {
+            self.webhooks.notify_one();
+        }
         Ok((sandbox + carriers) as usize)
     }
 

@@ -3,7 +3,7 @@
 //! configured schedule with jitter; 410 Gone disables the endpoint at once.
 //!
 //! Deliveries run side by side, up to `in_flight` in all and
-//! `in_flight_per_endpoint` to one endpoint, so webhooks flow at the rate
+//! `in_flight_per_endpoint` requests open to one endpoint, so webhooks flow at the rate
 //! events happen. Order is therefore not kept (retries could not keep it
 //! anyway): receivers order events by their `timestamp` and a message's
 //! `status_history`. Claims skip endpoints at their limit and never take more
@@ -19,6 +19,7 @@ use std::panic::AssertUnwindSafe;
 
 use futures_util::FutureExt;
 use rand::Rng;
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 use super::guard::{GuardedResolver, check_destination};
@@ -62,12 +63,19 @@ pub struct Dispatcher {
     client: reqwest::Client,
     cfg: WebhooksConfig,
     token: String,
+    /// Rung when deliveries may have been queued: claims at once, not after `idle`.
+    wake: Arc<Notify>,
     /// Attempts are recorded in groups: a commit for many webhooks.
     outcomes: Batcher<AttemptRecord, bool, SharedError>,
 }
 
 impl Dispatcher {
-    pub fn new(store: Arc<dyn Store>, clock: Clock, cfg: WebhooksConfig) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Clock,
+        cfg: WebhooksConfig,
+        wake: Arc<Notify>,
+    ) -> Self {
         let client = reqwest::Client::builder()
             .dns_resolver(Arc::new(GuardedResolver {
                 allow_private: cfg.allow_private_addresses,
@@ -85,6 +93,7 @@ impl Dispatcher {
             client,
             cfg,
             token: new_id("lease"),
+            wake,
         }
     }
 
@@ -98,7 +107,7 @@ impl Dispatcher {
     pub async fn run_once(&self) -> anyhow::Result<usize> {
         let mut flight = InFlight::default();
         let n = self.claim_into(&mut flight).await?;
-        while flight.join_next(self).await {}
+        while flight.join_next(self).await.is_some() {}
         Ok(n)
     }
 
@@ -153,16 +162,20 @@ impl Dispatcher {
                 continue;
             }
             tokio::select! {
-                _ = flight.join_next(&self), if !flight.tasks.is_empty() => ended += 1,
+                Some(recorded) = flight.join_next(&self), if !flight.tasks.is_empty() => {
+                    ended += u32::from(recorded)
+                }
+                _ = self.wake.notified() => ended = batch,
                 _ = tokio::time::sleep(idle) => ended = batch,
                 _ = shutdown.wait() => {}
             }
         }
-        while flight.join_next(&self).await {}
+        while flight.join_next(&self).await.is_some() {}
     }
 
+    /// Makes one attempt and decides what comes next; the record is written after.
     #[tracing::instrument(skip_all, fields(delivery_id = %d.id, endpoint_id = %d.endpoint.id, attempt = d.attempts))]
-    async fn deliver(&self, d: ClaimedDelivery) -> anyhow::Result<()> {
+    async fn attempt(&self, d: ClaimedDelivery) -> AttemptRecord {
         let endpoint = &d.endpoint;
         let started = Instant::now();
         let now = self.clock.now();
@@ -200,7 +213,7 @@ impl Dispatcher {
                 tracing::warn!(status = ?code, error = ?error, next = ?next, "webhook attempt failed")
             }
         }
-        let record = AttemptRecord {
+        AttemptRecord {
             endpoint_id: endpoint.id.clone(),
             delivery_id: d.id,
             token: self.token.clone(),
@@ -210,11 +223,22 @@ impl Dispatcher {
             duration_ms: started.elapsed().as_millis() as i64,
             error,
             next,
-        };
-        if !self.outcomes.submit(record).await? {
-            tracing::warn!("lease lost before the attempt was recorded");
         }
-        Ok(())
+    }
+
+    /// Records an attempt (in a group commit with others).
+    async fn record(&self, record: AttemptRecord) {
+        let id = record.delivery_id.clone();
+        match self.outcomes.submit(record).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(delivery_id = %id, "lease lost before the attempt was recorded")
+            }
+            // The lease expires and a later pass tries again: nothing is lost.
+            Err(e) => {
+                tracing::error!(delivery_id = %id, error = %e, "recording a webhook attempt failed")
+            }
+        }
     }
 
     /// One signed POST: status, the start of the answer, an error, a Retry-After.
@@ -284,12 +308,24 @@ impl Dispatcher {
     }
 }
 
-/// Attempts under way; per endpoint, how many run and which wait their turn.
+/// What a task of [`InFlight`] did.
+enum Ended {
+    /// An endpoint answered (or could not be reached): its slot is free, and
+    /// the attempt, if it was made, is to be recorded.
+    Posted(EndpointId, Option<AttemptRecord>),
+    /// An attempt was recorded (or failed to be): its delivery is done with.
+    Recorded,
+}
+
+/// Attempts under way; per endpoint, how many requests run and which wait
+/// their turn. An endpoint's slot is freed when it answers, not when its
+/// attempt is recorded: the limit is on requests to the receiver, and the
+/// records of many attempts are written together.
 #[derive(Default)]
 struct InFlight {
-    tasks: JoinSet<EndpointId>,
+    tasks: JoinSet<Ended>,
     per_endpoint: HashMap<EndpointId, (u32, VecDeque<ClaimedDelivery>)>,
-    /// Running plus waiting.
+    /// Posting, waiting their endpoint's turn, or being recorded.
     claimed: u32,
 }
 
@@ -316,29 +352,40 @@ impl InFlight {
         let dispatcher = dispatcher.clone();
         self.tasks.spawn(async move {
             let (id, endpoint) = (d.id.clone(), d.endpoint.id.clone());
-            // A panic must still give the endpoint its slot back.
-            match AssertUnwindSafe(dispatcher.deliver(d)).catch_unwind().await {
-                Ok(Ok(())) => {}
-                // The lease expires and a later pass tries again: nothing is lost.
-                Ok(Err(e)) => {
-                    tracing::error!(delivery_id = %id, error = %e, "recording a webhook attempt failed")
+            // A panic must still give the endpoint its slot back; the lease
+            // expires and a later pass tries again: nothing is lost.
+            match AssertUnwindSafe(dispatcher.attempt(d)).catch_unwind().await {
+                Ok(record) => Ended::Posted(endpoint, Some(record)),
+                Err(_) => {
+                    tracing::error!(delivery_id = %id, "a webhook attempt panicked");
+                    Ended::Posted(endpoint, None)
                 }
-                Err(_) => tracing::error!(delivery_id = %id, "a webhook attempt panicked"),
             }
-            endpoint
         });
     }
 
-    /// Waits for one attempt to end and starts the next of its endpoint's;
-    /// false when none was under way.
-    async fn join_next(&mut self, dispatcher: &Dispatcher) -> bool {
-        let Some(ended) = self.tasks.join_next().await else {
-            return false;
+    /// Waits for one task to end: an endpoint that answered starts its next
+    /// waiting delivery and has its attempt recorded. Some(true) when a
+    /// delivery is done with, Some(false) when a request ended, None when
+    /// nothing was under way.
+    async fn join_next(&mut self, dispatcher: &Dispatcher) -> Option<bool> {
+        let ended = self.tasks.join_next().await?;
+        let Ok(Ended::Posted(endpoint, record)) = ended else {
+            // Recorded (recording catches its errors; a panic there leaves
+            // the lease to expire, as any failure to record does).
+            self.claimed -= 1;
+            return Some(true);
         };
-        let Ok(endpoint) = ended else {
-            return true; // unreachable: attempts catch their panics
-        };
-        self.claimed -= 1;
+        match record {
+            Some(record) => {
+                let dispatcher = dispatcher.clone();
+                self.tasks.spawn(async move {
+                    dispatcher.record(record).await;
+                    Ended::Recorded
+                });
+            }
+            None => self.claimed -= 1,
+        }
         let next = match self.per_endpoint.get_mut(&endpoint) {
             Some((running, waiting)) => {
                 *running -= 1;
@@ -354,7 +401,7 @@ impl InFlight {
             self.claimed -= 1; // counted again by start
             self.start(dispatcher, d);
         }
-        true
+        Some(false)
     }
 }
 

@@ -58,9 +58,16 @@ impl Worker {
         validity: Duration,
         wake: Arc<Notify>,
         receipts_wake: Arc<Notify>,
+        webhooks_wake: Arc<Notify>,
     ) -> Self {
         Worker {
-            receipts: Applier::new(store.clone(), clock.clone(), cfg.batch_size, receipts_wake),
+            receipts: Applier::new(
+                store.clone(),
+                clock.clone(),
+                cfg.batch_size,
+                receipts_wake,
+                webhooks_wake,
+            ),
             clock,
             carriers,
             cfg,

@@ -57,6 +57,7 @@ pub fn worker(app: &TestApp, script: Vec<CarrierError>) -> Worker {
         Duration::from_secs(86_400),
         Arc::new(tokio::sync::Notify::new()),
         Arc::new(tokio::sync::Notify::new()),
+        Arc::new(tokio::sync::Notify::new()),
     )
 }
 
