@@ -34,18 +34,29 @@ impl<D: Db> LeaseStore for SqlStore<D> {
             return Ok(0);
         }
         let tokens = json_param(silent.iter().map(|t| json!({"t": t})).collect());
-        let mut freed = 0;
-        for table in [
-            "messages SET lease_until = NULL, lease_token = NULL WHERE status = 'queued'",
-            "webhook_deliveries SET lease_until = NULL, lease_token = NULL WHERE status = 'pending'",
-        ] {
-            let text = format!("UPDATE {table} AND lease_token {}", D::json_keys(1, "t"));
-            freed += sql::<D>(AssertSqlSafe(text))
-                .unprepared()
-                .bind(&tokens)
-                .execute(&mut conn)
-                .await?;
-        }
+        let text = format!(
+            "UPDATE messages SET lease_until = NULL, lease_token = NULL \
+             WHERE status = 'queued' AND lease_token {}",
+            D::json_keys(1, "t")
+        );
+        let mut freed = sql::<D>(AssertSqlSafe(text))
+            .unprepared()
+            .bind(&tokens)
+            .execute(&mut conn)
+            .await?;
+        // A claimed delivery is due when its lease ends (`claim_deliveries`): due now instead.
+        let text = format!(
+            "UPDATE webhook_deliveries SET lease_until = NULL, lease_token = NULL, \
+               next_attempt_at = CASE WHEN next_attempt_at > $2 THEN $2 ELSE next_attempt_at END \
+             WHERE status = 'pending' AND lease_token {}",
+            D::json_keys(1, "t")
+        );
+        freed += sql::<D>(AssertSqlSafe(text))
+            .unprepared()
+            .bind(&tokens)
+            .bind(silent_since.millis())
+            .execute(&mut conn)
+            .await?;
         // A holder that beat again meanwhile is alive and kept (its late
         // finishes are refused all the same: its leases are gone).
         let text = format!(

@@ -130,8 +130,11 @@ impl<D: Db> WebhookStore for SqlStore<D> {
         busy: &[EndpointId],
     ) -> Result<Vec<ClaimedDelivery>> {
         let text = format!(
+            // A claimed delivery is due again when its lease ends (if its
+            // attempt is not recorded by then): claims scan the due, never
+            // the deliveries under way.
             "UPDATE webhook_deliveries SET lease_until = $2, lease_token = $3, \
-               attempts = attempts + 1 \
+               attempts = attempts + 1, next_attempt_at = $2 \
              WHERE id IN (SELECT id FROM webhook_deliveries WHERE status = 'pending' \
                AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until <= $1) \
                AND NOT (endpoint_id {}) ORDER BY next_attempt_at LIMIT $4{}) \
