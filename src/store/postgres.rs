@@ -87,6 +87,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "room_for_updates",
         include_str!("../../migrations/postgres/0014_room_for_updates.sql"),
     ),
+    (
+        15,
+        "drop_messages_tenant_status",
+        include_str!("../../migrations/postgres/0015_drop_messages_tenant_status.sql"),
+    ),
 ];
 
 /// How long a request waits for a connection before it is answered 503.

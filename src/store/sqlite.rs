@@ -93,6 +93,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "room_for_updates",
         include_str!("../../migrations/sqlite/0014_room_for_updates.sql"),
     ),
+    (
+        15,
+        "drop_messages_tenant_status",
+        include_str!("../../migrations/sqlite/0015_drop_messages_tenant_status.sql"),
+    ),
 ];
 
 pub(super) async fn connect(url: &str, max_connections: u32) -> Result<SqlStore<Sqlite>> {
