@@ -100,6 +100,13 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
 ];
 
+/// The most connections to one file. Its writers take turns at one lock,
+/// woken by SQLite's busy handler; measured in the side-by-side kit (5k
+/// messages through SMPP with receipts and webhooks), 8 connections against
+/// 16 accepted more requests at 16 clients in each of three interleaved
+/// rounds and kept peak memory under 100 MB (89-95 MB, against 127 MB).
+const MAX_CONNECTIONS: u32 = 8;
+
 pub(super) async fn connect(url: &str, max_connections: u32) -> Result<SqlStore<Sqlite>> {
     let options = SqliteConnectOptions::from_str(url)?
         .create_if_missing(true)
@@ -107,18 +114,44 @@ pub(super) async fn connect(url: &str, max_connections: u32) -> Result<SqlStore<
         // FULL: a commit survives power loss, as "never lose an accepted message" needs.
         .synchronous(SqliteSynchronous::Full)
         .busy_timeout(Duration::from_secs(10))
-        .foreign_keys(true);
+        .foreign_keys(true)
+        // Checkpoints run in `checkpoints`, not in the commit that fills the WAL.
+        .pragma("wal_autocheckpoint", "0");
     let pool = SqlitePoolOptions::new()
-        .max_connections(max_connections)
+        .max_connections(max_connections.min(MAX_CONNECTIONS))
         .acquire_timeout(Duration::from_secs(10))
         // A file does not hang up: no ping (a round trip to its thread) per query.
         .test_before_acquire(false)
         .connect_with(options)
         .await?;
+    tokio::spawn(checkpoints(pool.clone()));
     Ok(SqlStore {
         claims: pool.clone(),
         pool,
     })
+}
+
+/// How often the WAL is copied back into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// Copies the WAL back into the database file, beside the writers. SQLite
+/// otherwise checkpoints inside the commit that takes the WAL past 1,000
+/// pages: that request waited for a thousand page writes and two flushes
+/// (p99 of 219 ms for POST /v1/otp at 16 connections). A passive checkpoint
+/// takes no lock that writers wait on; it copies what no reader still needs,
+/// and writers start the WAL over once all of it is copied.
+async fn checkpoints(pool: SqlitePool) {
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !pool.is_closed() {
+        tick.tick().await;
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            tracing::warn!(error = %e, "SQLite checkpoint failed; trying again");
+        }
+    }
 }
 
 impl Db for Sqlite {
