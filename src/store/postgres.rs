@@ -125,6 +125,11 @@ pub(super) async fn connect(url: &str, max_connections: u32) -> Result<SqlStore<
 fn pool_options(max_connections: u32) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(max_connections)
+        // All open from the start and kept: a burst does not wait for new
+        // connections (a backend forked, its statements prepared again). In
+        // the kit, 5k messages at 64 clients: p99 18-20 ms against 21-29 ms
+        // and 9-15% more accepted at 16 clients, in two interleaved pairs.
+        .min_connections(max_connections)
         // While the database is down, requests are answered 503 within this
         // (sqlx keeps trying to connect until then), not held.
         .acquire_timeout(ACQUIRE_TIMEOUT)
