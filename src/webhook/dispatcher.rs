@@ -366,7 +366,8 @@ impl InFlight {
 
     /// Waits for one task to end: an endpoint that answered starts its next
     /// waiting delivery and has its attempt recorded. Some(true) when a
-    /// delivery is done with, Some(false) when a request ended, None when
+    /// delivery is done with (recorded, or its attempt panicked), Some(false)
+    /// when a request ended and its record is being written, None when
     /// nothing was under way.
     async fn join_next(&mut self, dispatcher: &Dispatcher) -> Option<bool> {
         let ended = self.tasks.join_next().await?;
@@ -376,6 +377,7 @@ impl InFlight {
             self.claimed -= 1;
             return Some(true);
         };
+        let done = record.is_none();
         match record {
             Some(record) => {
                 let dispatcher = dispatcher.clone();
@@ -401,7 +403,7 @@ impl InFlight {
             self.claimed -= 1; // counted again by start
             self.start(dispatcher, d);
         }
-        Some(false)
+        Some(done)
     }
 }
 

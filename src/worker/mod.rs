@@ -66,7 +66,7 @@ impl Worker {
                 clock.clone(),
                 cfg.batch_size,
                 receipts_wake,
-                webhooks_wake,
+                webhooks_wake.clone(),
             ),
             clock,
             carriers,
@@ -74,7 +74,7 @@ impl Worker {
             validity_ms: validity.as_millis() as i64,
             token: new_id("lease"),
             wake,
-            finishes: finish_writer(store.clone()),
+            finishes: finish_writer(store.clone(), webhooks_wake),
             store,
         }
     }
@@ -314,17 +314,21 @@ impl Worker {
 type FinishWriter = Batcher<Finish, bool, SharedError>;
 
 /// Outcomes of messages the carrier already took: one bad one holds back no other.
-fn finish_writer(store: Arc<dyn Store>) -> FinishWriter {
+/// `webhooks` is the dispatcher's, rung after each group (sent and failed
+/// messages fire their webhooks in the same commit).
+fn finish_writer(store: Arc<dyn Store>, webhooks: Arc<Notify>) -> FinishWriter {
     Batcher::start(move |batch: Vec<Finish>| {
-        let store = store.clone();
+        let (store, webhooks) = (store.clone(), webhooks.clone());
         async move {
-            write_grouped(
+            let recorded = write_grouped(
                 &*store,
                 batch,
                 |s, items| s.finish_submits(items),
                 |f| f.id.to_string(),
             )
-            .await
+            .await;
+            webhooks.notify_one();
+            recorded
         }
     })
 }
