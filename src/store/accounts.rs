@@ -266,7 +266,7 @@ impl<D: Db> AccountStore for SqlStore<D> {
         )
         .bind(tenant_id.as_str())
         .bind(id.as_str())
-        .execute(&mut *self.conn().await?)
+        .written(self)
         .await?;
         Ok(done == 1)
     }
@@ -281,7 +281,7 @@ impl<D: Db> AccountStore for SqlStore<D> {
         .bind(&s.csrf_token)
         .bind(s.created_at.millis())
         .bind(s.expires_at.millis())
-        .execute(&mut *self.conn().await?)
+        .written(self)
         .await?;
         Ok(())
     }
@@ -302,7 +302,7 @@ impl<D: Db> AccountStore for SqlStore<D> {
     async fn end_session(&self, token_hash: &str) -> Result<()> {
         sql::<D>("DELETE FROM sessions WHERE token_hash = $1")
             .bind(token_hash)
-            .execute(&mut *self.conn().await?)
+            .written(self)
             .await?;
         Ok(())
     }
@@ -320,7 +320,7 @@ impl<D: Db> AccountStore for SqlStore<D> {
         .bind(i.invited_by.as_ref().map(UserId::as_str))
         .bind(v.created_at.millis())
         .bind(v.expires_at.millis())
-        .execute(&mut *self.conn().await?)
+        .written(self)
         .await?;
         Ok(())
     }

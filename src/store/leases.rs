@@ -18,21 +18,21 @@ impl<D: Db> LeaseStore for SqlStore<D> {
         )
         .bind(token)
         .bind(now.millis())
-        .execute(&mut *self.conn().await?)
+        .written(self)
         .await?;
         Ok(())
     }
 
     async fn free_silent(&self, silent_since: Timestamp) -> Result<u64> {
-        let mut conn = self.conn().await?;
         // Nearly always none: one look at a table of a few rows.
         let silent: Vec<String> = sql::<D>("SELECT token FROM leaseholders WHERE seen_at < $1")
             .bind(silent_since.millis())
-            .fetch_all(&mut conn)
+            .fetch_all(&mut *self.conn().await?)
             .await?;
         if silent.is_empty() {
             return Ok(0);
         }
+        let mut conn = self.write().await?;
         let tokens = json_param(silent.iter().map(|t| json!({"t": t})).collect());
         let text = format!(
             "UPDATE messages SET lease_until = NULL, lease_token = NULL \
@@ -69,13 +69,14 @@ impl<D: Db> LeaseStore for SqlStore<D> {
             .bind(silent_since.millis())
             .execute(&mut conn)
             .await?;
+        conn.commit().await?;
         Ok(freed)
     }
 
     async fn forget_leaseholder(&self, token: &str) -> Result<()> {
         sql::<D>("DELETE FROM leaseholders WHERE token = $1")
             .bind(token)
-            .execute(&mut *self.conn().await?)
+            .written(self)
             .await?;
         Ok(())
     }

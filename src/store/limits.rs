@@ -17,7 +17,7 @@ impl<D: Db> LimitStore for SqlStore<D> {
         interval_ms: i64,
         period_ms: i64,
     ) -> Result<Option<i64>> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.write().await?;
         // The theoretical arrival time moves on by one interval per admitted
         // event, from now at the earliest; refused if that passes the period.
         let admitted: Option<i64> = sql::<D>(
@@ -34,12 +34,14 @@ impl<D: Db> LimitStore for SqlStore<D> {
         .fetch_optional(&mut conn)
         .await?;
         if admitted.is_some() {
+            conn.commit().await?;
             return Ok(None);
         }
         let tat: i64 = sql::<D>("SELECT tat FROM rate_limits WHERE key = $1")
             .bind(key)
             .fetch_one(&mut conn)
             .await?;
+        conn.commit().await?;
         Ok(Some(
             (tat.max(now.millis()) + interval_ms - period_ms - now.millis()).max(1),
         ))
@@ -48,7 +50,7 @@ impl<D: Db> LimitStore for SqlStore<D> {
     async fn forget_limit(&self, key: &str) -> Result<()> {
         sql::<D>("DELETE FROM rate_limits WHERE key = $1")
             .bind(key)
-            .execute(&mut *self.conn().await?)
+            .written(self)
             .await?;
         Ok(())
     }

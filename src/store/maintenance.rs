@@ -85,9 +85,7 @@ where
     }
 
     async fn ping(&self) -> Result<()> {
-        sql::<D>("SELECT 1")
-            .execute(&mut *self.conn().await?)
-            .await?;
+        sql::<D>("SELECT 1").written(self).await?;
         Ok(())
     }
 
@@ -97,7 +95,7 @@ where
         sandbox_before: Timestamp,
         now: Timestamp,
     ) -> Result<u64> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.write().await?;
         let mut n = 0;
         for (text, at) in [
             (
@@ -131,11 +129,12 @@ where
         )
         .execute(&mut conn)
         .await?;
+        conn.commit().await?;
         Ok(n)
     }
 
     async fn delete_older(&self, before: Timestamp, limit: u32) -> Result<u64> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.write().await?;
         let mut n = 0;
         // Each table in its own short statement over its primary key, oldest
         // first: ids sort by creation time, so no scan, and no long lock.
@@ -150,6 +149,7 @@ where
                 .execute(&mut conn)
                 .await?;
         }
+        conn.commit().await?;
         Ok(n)
     }
 }

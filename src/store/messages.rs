@@ -27,7 +27,9 @@ impl<D: Db> MessageStore for SqlStore<D> {
         let created = || Ok(vec![CreateOutcome::Created; batch.len()]);
         if batch.iter().all(|p| p.idem.is_none()) {
             if all.iter().all(|m| m.price.0 == 0) {
-                D::insert_alone(&self.pool, &all).await?;
+                let mut w = self.write().await?;
+                D::insert_messages(&mut w, &all).await?;
+                w.commit().await?;
                 return created();
             }
             // The common live batch: one tenant, one month, no keys.
@@ -104,10 +106,20 @@ impl<D: Db> MessageStore for SqlStore<D> {
     }
 
     async fn claim_messages(&self, c: &Claim) -> Result<Vec<ClaimedMessage>> {
+        const DUE: &str = "FROM messages WHERE status = 'queued' AND next_attempt_at <= $1 \
+            AND (lease_until IS NULL OR lease_until <= $1)";
+        if D::LOOK_FIRST {
+            let any = sql::<D>(AssertSqlSafe(format!("SELECT 1 {DUE} LIMIT 1")))
+                .bind(c.now.millis())
+                .finds(&mut *self.claim_conn().await?)
+                .await?;
+            if !any {
+                return Ok(Vec::new());
+            }
+        }
         let text = format!(
             "UPDATE messages SET lease_until = $2, lease_token = $3, attempts = attempts + 1 \
-             WHERE id IN (SELECT id FROM messages WHERE status = 'queued' AND next_attempt_at <= $1 \
-               AND (lease_until IS NULL OR lease_until <= $1) ORDER BY next_attempt_at LIMIT $4{}) \
+             WHERE id IN (SELECT id {DUE} ORDER BY next_attempt_at LIMIT $4{}) \
              RETURNING {CLAIMED_COLUMNS}",
             D::SKIP_LOCKED,
         );
@@ -116,7 +128,10 @@ impl<D: Db> MessageStore for SqlStore<D> {
             .bind(c.lease_until.millis())
             .bind(&c.token)
             .bind(i64::from(c.limit));
-        claim.fetch_all(&mut *self.claim_conn().await?).await
+        let mut w = self.claim_write().await?;
+        let claimed = claim.fetch_all(&mut w).await?;
+        w.commit().await?;
+        Ok(claimed)
     }
 
     /// In one transaction (one flush for many); the common case, sent, in a
@@ -156,7 +171,7 @@ impl<D: Db> MessageStore for SqlStore<D> {
              WHERE lease_token = $1 AND status = 'queued'",
         )
         .bind(token)
-        .execute(&mut *self.conn().await?)
+        .written(self)
         .await
     }
 }

@@ -25,6 +25,7 @@ mod sqlite;
 mod tenants;
 mod verifications;
 mod webhooks;
+mod writer;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -61,6 +62,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error(transparent)]
     Database(sqlx::Error),
+    /// A group commit's failure, shared by its writers.
+    #[error(transparent)]
+    Shared(SharedError),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -137,8 +141,10 @@ impl StoreError {
     /// no free connection in time, a statement or lock timeout): worth trying
     /// again shortly, unlike a bug or a refused write.
     pub fn is_unavailable(&self) -> bool {
-        let StoreError::Database(e) = self else {
-            return false;
+        let e = match self {
+            StoreError::Database(e) => e,
+            StoreError::Shared(e) => return e.is_unavailable(),
+            _ => return false,
         };
         match e {
             sqlx::Error::PoolTimedOut
@@ -196,6 +202,61 @@ pub struct SqlStore<D: Db> {
     /// transaction of four statements to set that for itself.) On SQLite the
     /// one pool.
     claims: sqlx::Pool<D>,
+    /// SQLite: the one writer every write goes through (see `writer`).
+    /// PostgreSQL: none (its writers lock rows, not the database).
+    writer: Option<Arc<writer::GroupWriter<D>>>,
+}
+
+impl<D: Db> sql::Sql<D> {
+    /// Runs this one write statement on its own, committed; the rows it changed.
+    async fn written(self, store: &SqlStore<D>) -> Result<u64> {
+        let mut w = store.write().await?;
+        let n = self.execute(&mut w).await?;
+        w.commit().await?;
+        Ok(n)
+    }
+}
+
+/// A write: committed by `commit`, undone if dropped before.
+enum WriteTx<D: Db> {
+    /// PostgreSQL: a transaction.
+    Tx(sqlx::Transaction<'static, D>),
+    /// PostgreSQL: a connection, each statement committed on its own.
+    Auto(sqlx::pool::PoolConnection<D>),
+    /// SQLite: a job in the writer's group.
+    Job(writer::Job<D>),
+}
+
+impl<D: Db> std::ops::Deref for WriteTx<D> {
+    type Target = D::Connection;
+    fn deref(&self) -> &D::Connection {
+        match self {
+            WriteTx::Tx(tx) => tx,
+            WriteTx::Auto(conn) => conn,
+            WriteTx::Job(job) => job,
+        }
+    }
+}
+
+impl<D: Db> std::ops::DerefMut for WriteTx<D> {
+    fn deref_mut(&mut self) -> &mut D::Connection {
+        match self {
+            WriteTx::Tx(tx) => tx,
+            WriteTx::Auto(conn) => conn,
+            WriteTx::Job(job) => job,
+        }
+    }
+}
+
+impl<D: Db> WriteTx<D> {
+    /// Returns once the writes are committed.
+    pub(super) async fn commit(self) -> Result<()> {
+        match self {
+            WriteTx::Tx(tx) => Ok(tx.commit().await?),
+            WriteTx::Auto(_) => Ok(()),
+            WriteTx::Job(job) => job.commit().await,
+        }
+    }
 }
 
 impl<D: Db> SqlStore<D> {
@@ -203,16 +264,35 @@ impl<D: Db> SqlStore<D> {
         Ok(self.pool.acquire().await?)
     }
 
-    /// A connection for a queue claim (see `claims`).
+    /// A connection for a queue claim (see `claims`), to read on.
     async fn claim_conn(&self) -> Result<sqlx::pool::PoolConnection<D>> {
         Ok(self.claims.acquire().await?)
     }
 
-    /// A write transaction (every caller writes): on SQLite it takes the
-    /// write lock at once, so one that reads first cannot fail with "database
-    /// is locked" when it comes to write; it waits its turn instead.
-    async fn begin(&self) -> Result<sqlx::Transaction<'static, D>> {
-        Ok(self.pool.begin_with(D::BEGIN).await?)
+    /// Statements that write, each committed on its own (PostgreSQL), or
+    /// a job in the writer's group (SQLite): either way done at `commit`.
+    async fn write(&self) -> Result<WriteTx<D>> {
+        self.write_on(&self.pool).await
+    }
+
+    /// A queue claim's write (see `claims`), as `write`.
+    async fn claim_write(&self) -> Result<WriteTx<D>> {
+        self.write_on(&self.claims).await
+    }
+
+    async fn write_on(&self, pool: &sqlx::Pool<D>) -> Result<WriteTx<D>> {
+        Ok(match &self.writer {
+            Some(writer) => WriteTx::Job(writer.job().await?),
+            None => WriteTx::Auto(pool.acquire().await?),
+        })
+    }
+
+    /// A write transaction (a job in the writer's group on SQLite).
+    async fn begin(&self) -> Result<WriteTx<D>> {
+        Ok(match &self.writer {
+            Some(writer) => WriteTx::Job(writer.job().await?),
+            None => WriteTx::Tx(self.pool.begin_with(D::BEGIN).await?),
+        })
     }
 }
 

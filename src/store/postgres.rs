@@ -119,7 +119,11 @@ pub(super) async fn connect(url: &str, max_connections: u32) -> Result<SqlStore<
     let claims = pool_options(CLAIM_CONNECTIONS)
         .connect_with(options.options([("enable_sort", "off")]))
         .await?;
-    Ok(SqlStore { pool, claims })
+    Ok(SqlStore {
+        pool,
+        claims,
+        writer: None,
+    })
 }
 
 fn pool_options(max_connections: u32) -> PgPoolOptions {
@@ -171,6 +175,8 @@ impl Db for Postgres {
     const BEGIN: &'static str = "BEGIN";
     const LOCK: &'static str = " FOR UPDATE";
     const CLAIM_RECEIPTS: &'static str = " FOR UPDATE OF r SKIP LOCKED";
+    const LOOK_FIRST: bool = false;
+    const SANDBOX_DUE: &'static str = "NOT receipt_done AND receipt_due <= $1";
     const SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
 
     fn executor<'c>(conn: &'c mut PgConnection) -> impl Executor<'c, Database = Postgres> {
@@ -206,10 +212,6 @@ impl Db for Postgres {
     }
 
     /// One statement, atomic on its own: one round trip for the common case.
-    async fn insert_alone(pool: &PgPool, batch: &[&NewMessage]) -> Result<()> {
-        insert_messages(&mut *pool.acquire().await?, batch).await
-    }
-
     async fn insert_charged(pool: &PgPool, batch: &[&NewMessage]) -> Result<bool> {
         insert_charged(pool, batch).await
     }
@@ -226,12 +228,13 @@ impl Db for Postgres {
         now: Timestamp,
         limit: u32,
     ) -> Result<Vec<(MessageId, String)>> {
-        Ok(sqlx::query_as(
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
             // By key: as `IN (…)` PostgreSQL hash-joined the whole table to the batch.
             "UPDATE sandbox_messages SET receipt_done = TRUE WHERE message_id = ANY(ARRAY( \
-               SELECT message_id FROM sandbox_messages WHERE NOT receipt_done AND receipt_due <= $1 \
+               SELECT message_id FROM sandbox_messages WHERE {} \
                 ORDER BY receipt_due LIMIT $2 FOR UPDATE SKIP LOCKED)) RETURNING message_id, receipt_status",
-        )
+            Self::SANDBOX_DUE,
+        )))
         .bind(now.millis())
         .bind(i64::from(limit))
         .fetch_all(conn)

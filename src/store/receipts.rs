@@ -48,18 +48,28 @@ impl<D: Db> ReceiptStore for SqlStore<D> {
 
     async fn keep_carrier_receipts(&self, receipts: &[CarrierReceipt]) -> Result<()> {
         let all: Vec<&CarrierReceipt> = receipts.iter().collect();
-        keep_receipts::<D>(&mut *self.conn().await?, &all).await
+        let mut w = self.write().await?;
+        keep_receipts::<D>(&mut w, &all).await?;
+        w.commit().await
     }
 
     /// Takes up to `limit` stored receipts whose part exists (each once, even
     /// with other appliers at work) and applies them.
     async fn apply_carrier_receipts(&self, now: Timestamp, limit: u32) -> Result<u64> {
+        const MATCHED: &str = "FROM carrier_receipts r JOIN message_parts p \
+            ON p.carrier = r.carrier AND p.carrier_message_id = r.carrier_message_id";
+        if D::LOOK_FIRST {
+            let any = sql::<D>(AssertSqlSafe(format!("SELECT 1 {MATCHED} LIMIT 1")))
+                .finds(&mut *self.conn().await?)
+                .await?;
+            if !any {
+                return Ok(0);
+            }
+        }
         let mut tx = self.begin().await?;
         let text = format!(
             "DELETE FROM carrier_receipts WHERE id IN \
-               (SELECT r.id FROM carrier_receipts r JOIN message_parts p \
-                  ON p.carrier = r.carrier AND p.carrier_message_id = r.carrier_message_id \
-                ORDER BY r.id LIMIT $1{}) \
+               (SELECT r.id {MATCHED} ORDER BY r.id LIMIT $1{}) \
              RETURNING carrier, carrier_message_id, status, error",
             D::CLAIM_RECEIPTS,
         );

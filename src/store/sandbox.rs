@@ -35,7 +35,7 @@ impl<D: Db> SandboxStore for SqlStore<D> {
         .bind(m.received_at.millis())
         .bind(m.receipt.as_str())
         .bind(m.receipt_due.millis())
-        .execute(&mut *self.conn().await?)
+        .written(self)
         .await?;
         Ok(())
     }
@@ -62,6 +62,19 @@ impl<D: Db> SandboxStore for SqlStore<D> {
     }
 
     async fn apply_sandbox_receipts(&self, now: Timestamp, limit: u32) -> Result<u64> {
+        if D::LOOK_FIRST {
+            let due = format!(
+                "SELECT 1 FROM sandbox_messages WHERE {} LIMIT 1",
+                D::SANDBOX_DUE
+            );
+            let any = sql::<D>(AssertSqlSafe(due))
+                .bind(now.millis())
+                .finds(&mut *self.conn().await?)
+                .await?;
+            if !any {
+                return Ok(0);
+            }
+        }
         let mut tx = self.begin().await?;
         let due = D::take_sandbox_receipts(&mut tx, now, limit).await?;
         let taken = due.len() as u64;

@@ -105,16 +105,18 @@ pub trait Db:
     /// How the receipts applier claims stored receipts `r` (" FOR UPDATE OF r
     /// SKIP LOCKED": appliers pass each other by), else "".
     const CLAIM_RECEIPTS: &'static str;
+    /// Whether a queue claim first reads whether anything is due, and writes
+    /// only then. SQLite: every write takes a turn at the one writer (see
+    /// `writer`), even one that changes no row, and the idle claims of the
+    /// senders, the dispatcher and the receipt appliers would keep the API's
+    /// writes waiting; a read runs beside it. PostgreSQL: no (its claims
+    /// skip locked rows).
+    const LOOK_FIRST: bool;
 
-    /// Inserts queued messages (their first status at `created_at`).
+    /// Inserts queued messages (their first status at `created_at`); on
+    /// PostgreSQL in one statement, so atomic even outside a transaction.
     fn insert_messages(
         conn: &mut Self::Connection,
-        batch: &[&NewMessage],
-    ) -> impl Future<Output = Result<()>> + Send;
-    /// Inserts queued messages that have nothing else to write (no key, no
-    /// charge), atomically, in the backend's quickest way.
-    fn insert_alone(
-        pool: &sqlx::Pool<Self>,
         batch: &[&NewMessage],
     ) -> impl Future<Output = Result<()>> + Send;
     /// Inserts one tenant's priced messages of one month (one cap) with their
@@ -134,6 +136,8 @@ pub trait Db:
     ) -> impl Future<Output = Result<Vec<Option<StoredResponse>>>> + Send;
     /// "FOR UPDATE SKIP LOCKED" where claimers can pass each other by, else "".
     const SKIP_LOCKED: &'static str;
+    /// Which sandbox receipts are due at `$1`, spelled for the backend's index.
+    const SANDBOX_DUE: &'static str;
     /// Marks due sandbox receipts taken; their (message id, status).
     fn take_sandbox_receipts(
         conn: &mut Self::Connection,
@@ -201,6 +205,11 @@ impl<D: Db> Sql<D> {
     ) -> Result<Option<T>> {
         let row = self.0.fetch_optional(D::executor(conn)).await?;
         row.as_ref().map(T::from_row).transpose()
+    }
+
+    /// Runs it (a `SELECT 1 … LIMIT 1`); whether it found a row.
+    pub async fn finds(self, conn: &mut D::Connection) -> Result<bool> {
+        Ok(self.fetch_optional::<i64>(conn).await?.is_some())
     }
 
     pub async fn fetch_one<T: FromRow<D>>(self, conn: &mut D::Connection) -> Result<T> {

@@ -37,7 +37,7 @@ impl<D: Db> TenantStore for SqlStore<D> {
     }
 
     async fn create_tenant(&self, id: &TenantId, name: &str, now: Timestamp) -> Result<Tenant> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.write().await?;
         sql::<D>("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
             .bind(id.as_str())
             .bind(name)
@@ -45,10 +45,12 @@ impl<D: Db> TenantStore for SqlStore<D> {
             .execute(&mut conn)
             .await?;
         let text = format!("SELECT {TENANT_COLUMNS} FROM tenants t WHERE t.id = $1");
-        sql::<D>(AssertSqlSafe(text))
+        let tenant = sql::<D>(AssertSqlSafe(text))
             .bind(id.as_str())
             .fetch_one(&mut conn)
-            .await
+            .await?;
+        conn.commit().await?;
+        Ok(tenant)
     }
 
     async fn get_tenant(&self, id: &TenantId) -> Result<Option<Tenant>> {
@@ -68,7 +70,7 @@ impl<D: Db> TenantStore for SqlStore<D> {
         .bind(t.allowed_regions.join(","))
         .bind(t.default_sender.as_ref().map(|s| s.as_str()))
         .bind(t.spend_cap.map(|p| p.0))
-        .execute(&mut *self.conn().await?)
+        .written(self)
         .await?;
         Ok(done == 1)
     }
@@ -81,7 +83,9 @@ impl<D: Db> TenantStore for SqlStore<D> {
     }
 
     async fn create_api_key(&self, k: &NewApiKey) -> Result<()> {
-        insert_api_key::<D>(&mut *self.conn().await?, k).await
+        let mut w = self.write().await?;
+        insert_api_key::<D>(&mut w, k).await?;
+        w.commit().await
     }
 
     async fn list_api_keys(&self, tenant_id: &TenantId) -> Result<Vec<ApiKeyInfo>> {
@@ -108,20 +112,19 @@ impl<D: Db> TenantStore for SqlStore<D> {
             .bind(key_id.as_str())
             .bind(now.millis())
             .bind(tenant_id.map(|t| t.as_str()))
-            .execute(&mut *self.conn().await?)
+            .written(self)
             .await?;
         Ok(revoked == 1)
     }
 
     async fn authenticate(&self, key_hash: &str, now: Timestamp) -> Result<Option<AuthContext>> {
-        let mut conn = self.conn().await?;
         let text = format!(
             "SELECT k.mode, {TENANT_COLUMNS} FROM api_keys k \
              JOIN tenants t ON t.id = k.tenant_id WHERE k.key_hash = $1 AND k.revoked_at IS NULL"
         );
         let found: Option<AuthContext> = sql::<D>(AssertSqlSafe(text))
             .bind(key_hash)
-            .fetch_optional(&mut conn)
+            .fetch_optional(&mut *self.conn().await?)
             .await?;
         if found.is_some() {
             // Callers cache what this answers, so this write runs at most once
@@ -134,22 +137,24 @@ impl<D: Db> TenantStore for SqlStore<D> {
             .bind(key_hash)
             .bind(now.millis())
             .bind(now.millis() - 60_000)
-            .execute(&mut conn)
+            .written(self)
             .await?;
         }
         Ok(found)
     }
 
     async fn setting_or_init(&self, key: &str, value: &str) -> Result<String> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.write().await?;
         sql::<D>("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT DO NOTHING")
             .bind(key)
             .bind(value)
             .execute(&mut conn)
             .await?;
-        sql::<D>("SELECT value FROM settings WHERE key = $1")
+        let value = sql::<D>("SELECT value FROM settings WHERE key = $1")
             .bind(key)
             .fetch_one(&mut conn)
-            .await
+            .await?;
+        conn.commit().await?;
+        Ok(value)
     }
 }

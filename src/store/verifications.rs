@@ -160,7 +160,10 @@ impl<D: Db> VerificationStore for SqlStore<D> {
         }
         let approved = |c: &&CheckedPair| c.now.status == VerificationStatus::Approved;
         if !changed.iter().any(|c| approved(&c)) {
-            return write_checked::<D>(&mut *self.conn().await?, changed).await;
+            let mut w = self.write().await?;
+            let written = write_checked::<D>(&mut w, changed).await?;
+            w.commit().await?;
+            return Ok(written);
         }
         let mut tx = self.begin().await?;
         let written = write_checked::<D>(&mut tx, changed).await?;
@@ -188,7 +191,7 @@ impl<D: Db> VerificationStore for SqlStore<D> {
         .bind(id.as_str())
         .bind(status.as_str())
         .bind(now.millis())
-        .execute(&mut *self.conn().await?)
+        .written(self)
         .await?;
         Ok(done == 1)
     }

@@ -95,7 +95,7 @@ impl<D: Db> WebhookStore for SqlStore<D> {
         .bind(e.enabled)
         .bind(&e.disabled_reason)
         .bind(e.updated_at.millis())
-        .execute(&mut *self.conn().await?)
+        .written(self)
         .await?;
         Ok(done == 1)
     }
@@ -104,7 +104,7 @@ impl<D: Db> WebhookStore for SqlStore<D> {
         let done = sql::<D>("DELETE FROM webhook_endpoints WHERE tenant_id = $1 AND id = $2")
             .bind(tenant_id.as_str())
             .bind(id.as_str())
-            .execute(&mut *self.conn().await?)
+            .written(self)
             .await?;
         Ok(done == 1)
     }
@@ -119,7 +119,7 @@ impl<D: Db> WebhookStore for SqlStore<D> {
         .bind(&r.secret)
         .bind(r.previous_until.millis())
         .bind(r.now.millis())
-        .execute(&mut *self.conn().await?)
+        .written(self)
         .await?;
         Ok(done == 1)
     }
@@ -129,28 +129,44 @@ impl<D: Db> WebhookStore for SqlStore<D> {
         c: &Claim,
         busy: &[EndpointId],
     ) -> Result<Vec<ClaimedDelivery>> {
+        // A claimed delivery is due again when its lease ends (if its
+        // attempt is not recorded by then): claims scan the due, never the
+        // deliveries under way.
+        let due = |busy: u8| {
+            format!(
+                "FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= $1 \
+                 AND (lease_until IS NULL OR lease_until <= $1) AND NOT (endpoint_id {})",
+                D::json_keys(busy, "e"),
+            )
+        };
+        let busy = json_param(busy.iter().map(|e| json!({"e": e.as_str()})).collect());
+        if D::LOOK_FIRST {
+            let any = sql::<D>(AssertSqlSafe(format!("SELECT 1 {} LIMIT 1", due(2))))
+                .bind(c.now.millis())
+                .bind(busy.clone())
+                .finds(&mut *self.claim_conn().await?)
+                .await?;
+            if !any {
+                return Ok(Vec::new());
+            }
+        }
         let text = format!(
-            // A claimed delivery is due again when its lease ends (if its
-            // attempt is not recorded by then): claims scan the due, never
-            // the deliveries under way.
             "UPDATE webhook_deliveries SET lease_until = $2, lease_token = $3, \
                attempts = attempts + 1, next_attempt_at = $2 \
-             WHERE id IN (SELECT id FROM webhook_deliveries WHERE status = 'pending' \
-               AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until <= $1) \
-               AND NOT (endpoint_id {}) ORDER BY next_attempt_at LIMIT $4{}) \
+             WHERE id IN (SELECT id {} ORDER BY next_attempt_at LIMIT $4{}) \
              RETURNING id, endpoint_id, payload, attempts",
-            D::json_keys(5, "e"),
+            due(5),
             D::SKIP_LOCKED,
         );
-        let busy = busy.iter().map(|e| json!({"e": e.as_str()})).collect();
         let claim = sql::<D>(AssertSqlSafe(text))
             .bind(c.now.millis())
             .bind(c.lease_until.millis())
             .bind(&c.token)
             .bind(i64::from(c.limit))
-            .bind(json_param(busy));
-        let rows: Vec<(DeliveryId, EndpointId, String, i64)> =
-            claim.fetch_all(&mut *self.claim_conn().await?).await?;
+            .bind(busy);
+        let mut w = self.claim_write().await?;
+        let rows: Vec<(DeliveryId, EndpointId, String, i64)> = claim.fetch_all(&mut w).await?;
+        w.commit().await?;
         if rows.is_empty() {
             return Ok(Vec::new());
         }
@@ -267,7 +283,7 @@ impl<D: Db> WebhookStore for SqlStore<D> {
         .bind(endpoint_id.as_str())
         .bind(id.as_str())
         .bind(now.millis())
-        .execute(&mut *self.conn().await?)
+        .written(self)
         .await?;
         Ok(done == 1)
     }
