@@ -85,7 +85,9 @@ where
     }
 
     async fn ping(&self) -> Result<()> {
-        sql::<D>("SELECT 1").written(self).await?;
+        sql::<D>("SELECT 1")
+            .execute(&mut *self.conn().await?)
+            .await?;
         Ok(())
     }
 

@@ -108,14 +108,10 @@ impl<D: Db> MessageStore for SqlStore<D> {
     async fn claim_messages(&self, c: &Claim) -> Result<Vec<ClaimedMessage>> {
         const DUE: &str = "FROM messages WHERE status = 'queued' AND next_attempt_at <= $1 \
             AND (lease_until IS NULL OR lease_until <= $1)";
-        if D::LOOK_FIRST {
-            let any = sql::<D>(AssertSqlSafe(format!("SELECT 1 {DUE} LIMIT 1")))
-                .bind(c.now.millis())
-                .finds(&mut *self.claim_conn().await?)
-                .await?;
-            if !any {
-                return Ok(Vec::new());
-            }
+        let probe =
+            || sql::<D>(AssertSqlSafe(format!("SELECT 1 {DUE} LIMIT 1"))).bind(c.now.millis());
+        if self.nothing_due(probe).await? {
+            return Ok(Vec::new());
         }
         let text = format!(
             "UPDATE messages SET lease_until = $2, lease_token = $3, attempts = attempts + 1 \

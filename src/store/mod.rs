@@ -269,6 +269,16 @@ impl<D: Db> SqlStore<D> {
         Ok(self.claims.acquire().await?)
     }
 
+    /// Whether a queue claim can stop before it writes: on SQLite
+    /// (`Db::LOOK_FIRST`), when `probe` (a `SELECT 1 … LIMIT 1` of what the
+    /// claim would take) finds nothing; on PostgreSQL never, and no query.
+    async fn nothing_due(&self, probe: impl FnOnce() -> sql::Sql<D>) -> Result<bool> {
+        if !D::LOOK_FIRST {
+            return Ok(false);
+        }
+        Ok(!probe().finds(&mut *self.claim_conn().await?).await?)
+    }
+
     /// Statements that write, each committed on its own (PostgreSQL), or
     /// a job in the writer's group (SQLite): either way done at `commit`.
     async fn write(&self) -> Result<WriteTx<D>> {

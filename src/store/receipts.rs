@@ -58,13 +58,11 @@ impl<D: Db> ReceiptStore for SqlStore<D> {
     async fn apply_carrier_receipts(&self, now: Timestamp, limit: u32) -> Result<u64> {
         const MATCHED: &str = "FROM carrier_receipts r JOIN message_parts p \
             ON p.carrier = r.carrier AND p.carrier_message_id = r.carrier_message_id";
-        if D::LOOK_FIRST {
-            let any = sql::<D>(AssertSqlSafe(format!("SELECT 1 {MATCHED} LIMIT 1")))
-                .finds(&mut *self.conn().await?)
-                .await?;
-            if !any {
-                return Ok(0);
-            }
+        if self
+            .nothing_due(|| sql::<D>(AssertSqlSafe(format!("SELECT 1 {MATCHED} LIMIT 1"))))
+            .await?
+        {
+            return Ok(0);
         }
         let mut tx = self.begin().await?;
         let text = format!(

@@ -62,18 +62,15 @@ impl<D: Db> SandboxStore for SqlStore<D> {
     }
 
     async fn apply_sandbox_receipts(&self, now: Timestamp, limit: u32) -> Result<u64> {
-        if D::LOOK_FIRST {
+        let probe = || {
             let due = format!(
                 "SELECT 1 FROM sandbox_messages WHERE {} LIMIT 1",
                 D::SANDBOX_DUE
             );
-            let any = sql::<D>(AssertSqlSafe(due))
-                .bind(now.millis())
-                .finds(&mut *self.conn().await?)
-                .await?;
-            if !any {
-                return Ok(0);
-            }
+            sql::<D>(AssertSqlSafe(due)).bind(now.millis())
+        };
+        if self.nothing_due(probe).await? {
+            return Ok(0);
         }
         let mut tx = self.begin().await?;
         let due = D::take_sandbox_receipts(&mut tx, now, limit).await?;

@@ -225,7 +225,6 @@ impl Db for Sqlite {
         Ok(())
     }
 
-    /// In a transaction: one flush for the batch, not one a message.
     /// No statement does it all here; the transaction decides each (cheap in process).
     async fn insert_charged(_: &SqlitePool, _: &[&NewMessage]) -> Result<bool> {
         Ok(false)

@@ -140,15 +140,13 @@ impl<D: Db> WebhookStore for SqlStore<D> {
             )
         };
         let busy = json_param(busy.iter().map(|e| json!({"e": e.as_str()})).collect());
-        if D::LOOK_FIRST {
-            let any = sql::<D>(AssertSqlSafe(format!("SELECT 1 {} LIMIT 1", due(2))))
+        let probe = || {
+            sql::<D>(AssertSqlSafe(format!("SELECT 1 {} LIMIT 1", due(2))))
                 .bind(c.now.millis())
                 .bind(busy.clone())
-                .finds(&mut *self.claim_conn().await?)
-                .await?;
-            if !any {
-                return Ok(Vec::new());
-            }
+        };
+        if self.nothing_due(probe).await? {
+            return Ok(Vec::new());
         }
         let text = format!(
             "UPDATE webhook_deliveries SET lease_until = $2, lease_token = $3, \

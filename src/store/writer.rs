@@ -103,10 +103,10 @@ impl<D: Db> GroupWriter<D> {
         };
         let pool = self.pool.clone();
         let (state, ready) = on_own(async move {
-            let ready = state.ready(&pool).await;
-            if let Err(e) = &ready {
-                state.fail(e).await;
-            }
+            let ready = match state.ready(&pool).await {
+                Ok(()) => Ok(()),
+                Err(e) => Err(state.fail(e).await),
+            };
             (state, ready)
         })
         .await?;
@@ -175,14 +175,15 @@ impl<D: Db> State<D> {
     }
 
     /// After an error outside a job's own statements: the group's writes are
-    /// undone and its jobs told so.
-    async fn fail(&mut self, e: &StoreError) {
+    /// undone and its jobs told why (the same error as the caller's).
+    async fn fail(&mut self, e: StoreError) -> StoreError {
         tracing::error!(error = %e, "SQLite writer failed; the open group's writes are undone");
         self.reset().await;
+        let shared = Arc::new(e);
         if let Some(group) = self.group.take() {
-            let shared = Arc::new(StoreError::Corrupt(format!("group write undone: {e}")));
-            group.done.send_replace(Some(Err(shared)));
+            group.done.send_replace(Some(Err(shared.clone())));
         }
+        StoreError::Shared(shared)
     }
 
     /// Rolls back whatever is open; a connection that cannot is closed.
@@ -241,8 +242,7 @@ impl<D: Db> Job<D> {
         let queued = writer.clone();
         let released = on_own(async move {
             if let Err(e) = sql::<D>("RELEASE job").execute(state.conn()).await {
-                state.fail(&e).await;
-                return Err(e);
+                return Err(state.fail(e).await);
             }
             state.undo = false;
             let group = state.group.as_mut().expect("a job's group is open");
