@@ -190,6 +190,16 @@ pub async fn metrics(
             })
             .collect(),
     );
+    let waits = app.store.write_waits();
+    let name = "line_store_write_wait_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} How long writes waited: step=start until their first statement could \
+         run (a connection; SQLite: the one writer's turn), step=commit until on disk.\n\
+         # TYPE {name} histogram"
+    );
+    waits.start.render(&mut out, name, "step=\"start\"");
+    waits.commit.render(&mut out, name, "step=\"commit\"");
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))
 }
 

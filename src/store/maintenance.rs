@@ -80,6 +80,10 @@ impl<D: Db> Maintenance for SqlStore<D>
 where
     D::Connection: sqlx::migrate::Migrate,
 {
+    fn write_waits(&self) -> &super::WriteWaits {
+        &self.waits
+    }
+
     async fn migrate(&self) -> Result<()> {
         D::migrate(&self.pool).await
     }

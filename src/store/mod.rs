@@ -29,6 +29,7 @@ mod writer;
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Instant;
 
 use async_trait::async_trait;
 
@@ -40,6 +41,7 @@ use crate::domain::message::{InboundSms, Message, Pence, Timestamp};
 use crate::domain::number::{AvailableNumber, Number};
 use crate::domain::verification::{StoredVerification, VerificationStatus};
 use crate::domain::webhook::Delivery;
+use crate::infra::histogram::Histogram;
 
 pub use accounts::{Invite, NewInvite, NewSession, NewUser, SessionContext, SignUp, User};
 pub use records::*;
@@ -205,6 +207,7 @@ pub struct SqlStore<D: Db> {
     /// SQLite: the one writer every write goes through (see `writer`).
     /// PostgreSQL: none (its writers lock rows, not the database).
     writer: Option<Arc<writer::GroupWriter<D>>>,
+    waits: Arc<WriteWaits>,
 }
 
 impl<D: Db> sql::Sql<D> {
@@ -217,8 +220,24 @@ impl<D: Db> sql::Sql<D> {
     }
 }
 
+/// How long writes wait, for the operator's metrics: `start`, from asking to
+/// write until the first statement can run (PostgreSQL: a pooled connection,
+/// and BEGIN for a transaction; SQLite: the writer's turn and the job's
+/// savepoint); `commit`, from commit until on disk (transactions and SQLite
+/// jobs; a PostgreSQL statement on its own commits as it runs).
+#[derive(Default)]
+pub struct WriteWaits {
+    pub start: Histogram,
+    pub commit: Histogram,
+}
+
 /// A write: committed by `commit`, undone if dropped before.
-enum WriteTx<D: Db> {
+struct WriteTx<D: Db> {
+    kind: TxKind<D>,
+    waits: Arc<WriteWaits>,
+}
+
+enum TxKind<D: Db> {
     /// PostgreSQL: a transaction.
     Tx(sqlx::Transaction<'static, D>),
     /// PostgreSQL: a connection, each statement committed on its own.
@@ -230,20 +249,20 @@ enum WriteTx<D: Db> {
 impl<D: Db> std::ops::Deref for WriteTx<D> {
     type Target = D::Connection;
     fn deref(&self) -> &D::Connection {
-        match self {
-            WriteTx::Tx(tx) => tx,
-            WriteTx::Auto(conn) => conn,
-            WriteTx::Job(job) => job,
+        match &self.kind {
+            TxKind::Tx(tx) => tx,
+            TxKind::Auto(conn) => conn,
+            TxKind::Job(job) => job,
         }
     }
 }
 
 impl<D: Db> std::ops::DerefMut for WriteTx<D> {
     fn deref_mut(&mut self) -> &mut D::Connection {
-        match self {
-            WriteTx::Tx(tx) => tx,
-            WriteTx::Auto(conn) => conn,
-            WriteTx::Job(job) => job,
+        match &mut self.kind {
+            TxKind::Tx(tx) => tx,
+            TxKind::Auto(conn) => conn,
+            TxKind::Job(job) => job,
         }
     }
 }
@@ -251,11 +270,14 @@ impl<D: Db> std::ops::DerefMut for WriteTx<D> {
 impl<D: Db> WriteTx<D> {
     /// Returns once the writes are committed.
     pub(super) async fn commit(self) -> Result<()> {
-        match self {
-            WriteTx::Tx(tx) => Ok(tx.commit().await?),
-            WriteTx::Auto(_) => Ok(()),
-            WriteTx::Job(job) => job.commit().await,
+        let asked = Instant::now();
+        match self.kind {
+            TxKind::Tx(tx) => tx.commit().await?,
+            TxKind::Auto(_) => return Ok(()),
+            TxKind::Job(job) => job.commit().await?,
         }
+        self.waits.commit.observe(asked.elapsed());
+        Ok(())
     }
 }
 
@@ -291,18 +313,30 @@ impl<D: Db> SqlStore<D> {
     }
 
     async fn write_on(&self, pool: &sqlx::Pool<D>) -> Result<WriteTx<D>> {
-        Ok(match &self.writer {
-            Some(writer) => WriteTx::Job(writer.job().await?),
-            None => WriteTx::Auto(pool.acquire().await?),
-        })
+        let asked = Instant::now();
+        let kind = match &self.writer {
+            Some(writer) => TxKind::Job(writer.job().await?),
+            None => TxKind::Auto(pool.acquire().await?),
+        };
+        Ok(self.started(kind, asked))
     }
 
     /// A write transaction (a job in the writer's group on SQLite).
     async fn begin(&self) -> Result<WriteTx<D>> {
-        Ok(match &self.writer {
-            Some(writer) => WriteTx::Job(writer.job().await?),
-            None => WriteTx::Tx(self.pool.begin_with(D::BEGIN).await?),
-        })
+        let asked = Instant::now();
+        let kind = match &self.writer {
+            Some(writer) => TxKind::Job(writer.job().await?),
+            None => TxKind::Tx(self.pool.begin_with(D::BEGIN).await?),
+        };
+        Ok(self.started(kind, asked))
+    }
+
+    fn started(&self, kind: TxKind<D>, asked: Instant) -> WriteTx<D> {
+        self.waits.start.observe(asked.elapsed());
+        WriteTx {
+            kind,
+            waits: self.waits.clone(),
+        }
     }
 }
 
@@ -671,4 +705,6 @@ pub trait Maintenance: Send + Sync + 'static {
     /// and webhook deliveries made before `before` (the ledger is kept), in
     /// short statements; how many. Messages still in the pipeline are kept.
     async fn delete_older(&self, before: Timestamp, limit: u32) -> Result<u64>;
+    /// How long writes have waited since the store was opened.
+    fn write_waits(&self) -> &WriteWaits;
 }

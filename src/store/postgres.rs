@@ -131,6 +131,7 @@ pub(super) async fn connect(url: &str, max_connections: u32) -> Result<SqlStore<
         pool,
         claims,
         writer: None,
+        waits: Default::default(),
     })
 }
 

@@ -129,6 +129,7 @@ pub(super) async fn connect(url: &str, max_connections: u32) -> Result<SqlStore<
         claims: pool.clone(),
         writer: Some(super::writer::GroupWriter::new(pool.clone())),
         pool,
+        waits: Default::default(),
     })
 }
 

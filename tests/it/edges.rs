@@ -60,6 +60,46 @@ async fn without_a_token_only_this_machine_sees_the_detail(app: TestApp) {
     app.stop().await;
 }
 
+/// `/metrics` shows how long writes waited, as a Prometheus histogram: an
+/// accepted SMS is one more write counted, a started verification (a
+/// transaction on either backend) one more commit.
+async fn metrics_show_how_long_writes_wait(app: TestApp) {
+    let count = |body: &str, step: &str| -> u64 {
+        let name = format!("line_store_write_wait_seconds_count{{step=\"{step}\"}} ");
+        let line = body.lines().find(|l| l.starts_with(&name));
+        line.and_then(|l| l[name.len()..].parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {body}"))
+    };
+    let (_, before) = get(&app, "/metrics", &[]).await;
+    let body = serde_json::json!({"to": "+447700900002", "body": "counted"});
+    let (status, _) = app.post("/v1/sms", &app.test_key, &body).await;
+    assert_eq!(status, 202);
+    let body = serde_json::json!({"to": "+447700900003"});
+    let (status, _) = app.post("/v1/otp", &app.test_key, &body).await;
+    assert_eq!(status, 201);
+    let (_, after) = get(&app, "/metrics", &[]).await;
+    assert!(
+        after.contains("# TYPE line_store_write_wait_seconds histogram"),
+        "{after}"
+    );
+    assert!(
+        count(&after, "start") >= count(&before, "start") + 2,
+        "{after}"
+    );
+    assert!(
+        count(&after, "commit") > count(&before, "commit"),
+        "{after}"
+    );
+    for step in ["start", "commit"] {
+        let inf = format!(
+            "line_store_write_wait_seconds_bucket{{step=\"{step}\",le=\"+Inf\"}} {}",
+            count(&after, step)
+        );
+        assert!(after.contains(&inf), "{inf} in {after}");
+    }
+    app.stop().await;
+}
+
 /// Requests without a valid key are 401 until their address has failed
 /// `failed_auths_per_ip_per_minute` times, then 429 with Retry-After; a
 /// valid key still works meanwhile.
@@ -117,6 +157,7 @@ backends!(
 );
 backends!(
     app: without_a_token_only_this_machine_sees_the_detail,
+    metrics_show_how_long_writes_wait,
     api_answers_carry_security_headers,
     edge_requests_get_the_error_shape,
 );
