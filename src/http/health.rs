@@ -195,10 +195,12 @@ pub async fn metrics(
     let _ = writeln!(
         out,
         "# HELP {name} How long writes waited: step=start until their first statement could \
-         run (a connection; SQLite: the one writer's turn), step=commit until on disk.\n\
+         run (a connection; SQLite: the one writer's turn), step=held from then until their \
+         commit, step=commit until on disk.\n\
          # TYPE {name} histogram"
     );
     waits.start.render(&mut out, name, "step=\"start\"");
+    waits.held.render(&mut out, name, "step=\"held\"");
     waits.commit.render(&mut out, name, "step=\"commit\"");
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))
 }

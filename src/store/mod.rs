@@ -223,11 +223,14 @@ impl<D: Db> sql::Sql<D> {
 /// How long writes wait, for the operator's metrics: `start`, from asking to
 /// write until the first statement can run (PostgreSQL: a pooled connection,
 /// and BEGIN for a transaction; SQLite: the writer's turn and the job's
-/// savepoint); `commit`, from commit until on disk (transactions and SQLite
-/// jobs; a PostgreSQL statement on its own commits as it runs).
+/// savepoint); `held`, from then until commit (SQLite: how long the one
+/// writer was this write's); `commit`, from commit until on disk
+/// (transactions and SQLite jobs; a PostgreSQL statement on its own commits
+/// as it runs).
 #[derive(Default)]
 pub struct WriteWaits {
     pub start: Histogram,
+    pub held: Histogram,
     pub commit: Histogram,
 }
 
@@ -235,6 +238,8 @@ pub struct WriteWaits {
 struct WriteTx<D: Db> {
     kind: TxKind<D>,
     waits: Arc<WriteWaits>,
+    /// When its first statement could run.
+    started: Instant,
 }
 
 enum TxKind<D: Db> {
@@ -271,6 +276,7 @@ impl<D: Db> WriteTx<D> {
     /// Returns once the writes are committed.
     pub(super) async fn commit(self) -> Result<()> {
         let asked = Instant::now();
+        self.waits.held.observe(asked - self.started);
         match self.kind {
             TxKind::Tx(tx) => tx.commit().await?,
             TxKind::Auto(_) => return Ok(()),
@@ -332,10 +338,12 @@ impl<D: Db> SqlStore<D> {
     }
 
     fn started(&self, kind: TxKind<D>, asked: Instant) -> WriteTx<D> {
-        self.waits.start.observe(asked.elapsed());
+        let started = Instant::now();
+        self.waits.start.observe(started - asked);
         WriteTx {
             kind,
             waits: self.waits.clone(),
+            started,
         }
     }
 }

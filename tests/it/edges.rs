@@ -90,7 +90,8 @@ async fn metrics_show_how_long_writes_wait(app: TestApp) {
         count(&after, "commit") > count(&before, "commit"),
         "{after}"
     );
-    for step in ["start", "commit"] {
+    assert!(count(&after, "held") > count(&before, "held"), "{after}");
+    for step in ["start", "held", "commit"] {
         let inf = format!(
             "line_store_write_wait_seconds_bucket{{step=\"{step}\",le=\"+Inf\"}} {}",
             count(&after, step)
