@@ -38,8 +38,13 @@ impl<D: Db> MessageStore for SqlStore<D> {
                 (&m.tenant_id, m.cap) == (&first.tenant_id, first.cap)
                     && m.created_at.month() == month
             };
-            if all.iter().all(one) && D::insert_charged(&self.pool, &all).await? {
-                return created();
+            if D::CHARGES_IN_ONE_STATEMENT && all.iter().all(one) {
+                let mut w = self.write().await?;
+                let inserted = D::insert_charged(&mut w, &all).await?;
+                w.commit().await?;
+                if inserted {
+                    return created();
+                }
             }
         }
         let mut tx = self.begin().await?;

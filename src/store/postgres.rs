@@ -185,6 +185,7 @@ impl Db for Postgres {
     const LOCK: &'static str = " FOR UPDATE";
     const CLAIM_RECEIPTS: &'static str = " FOR UPDATE OF r SKIP LOCKED";
     const LOOK_FIRST: bool = false;
+    const CHARGES_IN_ONE_STATEMENT: bool = true;
     const SANDBOX_DUE: &'static str = "NOT receipt_done AND receipt_due <= $1";
     const SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
 
@@ -221,8 +222,8 @@ impl Db for Postgres {
     }
 
     /// One statement, atomic on its own: one round trip for the common case.
-    async fn insert_charged(pool: &PgPool, batch: &[&NewMessage]) -> Result<bool> {
-        insert_charged(pool, batch).await
+    async fn insert_charged(conn: &mut PgConnection, batch: &[&NewMessage]) -> Result<bool> {
+        insert_charged(conn, batch).await
     }
 
     async fn take_keys(
@@ -430,7 +431,7 @@ async fn insert_messages(conn: &mut PgConnection, new: &[&NewMessage]) -> Result
 /// month total in one statement, if the total stays under the cap: one round
 /// trip, as for test keys, instead of a transaction of six. False if they do
 /// not all fit (then nothing was written).
-async fn insert_charged(pool: &PgPool, new: &[&NewMessage]) -> Result<bool> {
+async fn insert_charged(conn: &mut PgConnection, new: &[&NewMessage]) -> Result<bool> {
     let first = new[0];
     let text = format!(
         "WITH u AS ({ROWS}), t AS ( \
@@ -448,7 +449,7 @@ async fn insert_charged(pool: &PgPool, new: &[&NewMessage]) -> Result<bool> {
         .bind(first.created_at.month())
         .bind(new.iter().map(|m| m.price.0).sum::<i64>())
         .bind(first.cap.map(|c| c.0))
-        .execute(&mut *pool.acquire().await?)
+        .execute(conn)
         .await?;
     Ok(inserted.rows_affected() > 0)
 }

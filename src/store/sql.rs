@@ -119,14 +119,19 @@ pub trait Db:
         conn: &mut Self::Connection,
         batch: &[&NewMessage],
     ) -> impl Future<Output = Result<()>> + Send;
+    /// Whether `insert_charged` is one statement here (PostgreSQL). SQLite:
+    /// no; the general path decides each message in a transaction.
+    const CHARGES_IN_ONE_STATEMENT: bool;
     /// Inserts one tenant's priced messages of one month (one cap) with their
     /// charges, atomically, if all fit under the cap; false (nothing written)
-    /// if not, or where the backend has no one statement for it (then the
-    /// general path decides each message in a transaction).
+    /// if not (and where it is not `CHARGES_IN_ONE_STATEMENT`).
     fn insert_charged(
-        pool: &sqlx::Pool<Self>,
+        conn: &mut Self::Connection,
         batch: &[&NewMessage],
-    ) -> impl Future<Output = Result<bool>> + Send;
+    ) -> impl Future<Output = Result<bool>> + Send {
+        let _ = (conn, batch);
+        async { Ok(false) }
+    }
     /// Records a batch's idempotency keys in the transaction on `conn`, in the
     /// backend's best way: `Some` with what a key stored before, per item
     /// (each a message to write and its record, if it has a key).

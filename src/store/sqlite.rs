@@ -170,6 +170,7 @@ impl Db for Sqlite {
     const LOCK: &'static str = "";
     const CLAIM_RECEIPTS: &'static str = "";
     const LOOK_FIRST: bool = true;
+    const CHARGES_IN_ONE_STATEMENT: bool = false;
     const SANDBOX_DUE: &'static str = "receipt_done = 0 AND receipt_due <= $1";
     const SKIP_LOCKED: &'static str = "";
 
@@ -224,11 +225,6 @@ impl Db for Sqlite {
         .await?;
         }
         Ok(())
-    }
-
-    /// No statement does it all here; the transaction decides each (cheap in process).
-    async fn insert_charged(_: &SqlitePool, _: &[&NewMessage]) -> Result<bool> {
-        Ok(false)
     }
 
     async fn take_keys(
