@@ -31,6 +31,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
+use writer::Flush;
+
 use async_trait::async_trait;
 
 use crate::domain::Mode;
@@ -310,18 +312,20 @@ impl<D: Db> SqlStore<D> {
     /// Statements that write, each committed on its own (PostgreSQL), or
     /// a job in the writer's group (SQLite): either way done at `commit`.
     async fn write(&self) -> Result<WriteTx<D>> {
-        self.write_on(&self.pool).await
+        self.write_on(&self.pool, Flush::Now).await
     }
 
-    /// A queue claim's write (see `claims`), as `write`.
+    /// A queue claim's write (see `claims`), as `write`, but its commit does
+    /// not wait for the disk: a claim lost in a crash leaves its rows
+    /// unclaimed, as they were (see `connect` in postgres.rs).
     async fn claim_write(&self) -> Result<WriteTx<D>> {
-        self.write_on(&self.claims).await
+        self.write_on(&self.claims, Flush::Later).await
     }
 
-    async fn write_on(&self, pool: &sqlx::Pool<D>) -> Result<WriteTx<D>> {
+    async fn write_on(&self, pool: &sqlx::Pool<D>, flush: Flush) -> Result<WriteTx<D>> {
         let asked = Instant::now();
         let kind = match &self.writer {
-            Some(writer) => TxKind::Job(writer.job().await?),
+            Some(writer) => TxKind::Job(writer.job(flush).await?),
             None => TxKind::Auto(pool.acquire().await?),
         };
         Ok(self.started(kind, asked))
@@ -331,7 +335,7 @@ impl<D: Db> SqlStore<D> {
     async fn begin(&self) -> Result<WriteTx<D>> {
         let asked = Instant::now();
         let kind = match &self.writer {
-            Some(writer) => TxKind::Job(writer.job().await?),
+            Some(writer) => TxKind::Job(writer.job(Flush::Now).await?),
             None => TxKind::Tx(self.pool.begin_with(D::BEGIN).await?),
         };
         Ok(self.started(kind, asked))

@@ -12,7 +12,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteQueryResult, SqliteSynchronous,
 };
-use sqlx::{Executor, Sqlite};
+use sqlx::{AssertSqlSafe, Executor, Sqlite};
 
 use super::idempotency::take_key;
 use super::sql::{Db, json_param};
@@ -202,27 +202,35 @@ impl Db for Sqlite {
         format!("${param}")
     }
 
+    /// Many rows to a statement, in chunks of a few fixed sizes (so a few
+    /// prepared statements serve every batch): each statement is a round
+    /// trip to the connection's thread, and the writer waits for each.
     async fn insert_messages(conn: &mut SqliteConnection, batch: &[&NewMessage]) -> Result<()> {
-        for m in batch {
-            sqlx::query(
-            "INSERT INTO messages (id, tenant_id, mode, to_number, sender, body, body_hmac, encoding, \
-                   segments, price_pence, reference, status, next_attempt_at, created_at, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'queued', ?12, ?12, ?12)",
-        )
-        .bind(m.id.as_str())
-        .bind(m.tenant_id.as_str())
-        .bind(m.mode.as_str())
-        .bind(&m.to)
-        .bind(&m.from)
-        .bind(&m.body)
-        .bind(&m.body_hmac)
-        .bind(m.encoding.as_str())
-        .bind(i64::from(m.segments))
-        .bind(m.price.0)
-        .bind(&m.reference)
-        .bind(m.created_at.millis())
-        .execute(&mut *conn)
-        .await?;
+        let mut rest = batch;
+        while !rest.is_empty() {
+            let (n, text) = INSERTS
+                .iter()
+                .find(|(n, _)| *n <= rest.len())
+                .expect("the chunks end with one row");
+            let (chunk, tail) = rest.split_at(*n);
+            rest = tail;
+            let mut insert = sqlx::query(AssertSqlSafe(text.as_str()));
+            for m in chunk {
+                insert = insert
+                    .bind(m.id.as_str())
+                    .bind(m.tenant_id.as_str())
+                    .bind(m.mode.as_str())
+                    .bind(&m.to)
+                    .bind(&m.from)
+                    .bind(&m.body)
+                    .bind(&m.body_hmac)
+                    .bind(m.encoding.as_str())
+                    .bind(i64::from(m.segments))
+                    .bind(m.price.0)
+                    .bind(&m.reference)
+                    .bind(m.created_at.millis());
+            }
+            insert.execute(&mut *conn).await?;
         }
         Ok(())
     }
@@ -315,6 +323,30 @@ impl Db for Sqlite {
         }
         Ok(())
     }
+}
+
+/// The sizes `insert_messages` splits a batch into, largest first, each with its statement.
+static INSERTS: std::sync::LazyLock<Vec<(usize, String)>> =
+    std::sync::LazyLock::new(|| [64, 16, 4, 1].map(|n| (n, insert_rows(n))).into());
+
+/// `INSERT INTO messages` of `n` rows, 12 parameters each.
+fn insert_rows(n: usize) -> String {
+    let rows: Vec<String> = (0..n)
+        .map(|i| {
+            let p: Vec<String> = (1..=12).map(|k| format!("?{}", i * 12 + k)).collect();
+            format!(
+                "({}, 'queued', {at}, {at}, {at})",
+                p[..11].join(", "),
+                at = p[11]
+            )
+        })
+        .collect();
+    format!(
+        "INSERT INTO messages (id, tenant_id, mode, to_number, sender, body, body_hmac, encoding, \
+           segments, price_pence, reference, status, next_attempt_at, created_at, updated_at) \
+         VALUES {}",
+        rows.join(", ")
+    )
 }
 
 async fn insert_verification(conn: &mut SqliteConnection, v: &StoredVerification) -> Result<()> {

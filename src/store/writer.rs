@@ -6,12 +6,15 @@
 //! 1-4 s and the API's p99 reached hundreds of milliseconds. And each writer
 //! paid its own flush. Here every write (a request's, a sender's, the
 //! receipts', the webhooks', upkeep's) is a job on one connection: jobs take
-//! their turn in order, each in its own savepoint inside the group's one
-//! transaction, and the group commits (one flush) when no job is waiting to
-//! join it, or when it is `MAX_JOBS` jobs or `MAX_OPEN` old. A job's `commit`
-//! returns once its group has committed, so a success still means on disk;
-//! a job dropped without `commit` is rolled back to its savepoint, alone.
-//! Reads run on the pool's other connections and see committed groups.
+//! their turn in order, each inside the group's one transaction (those after
+//! the first in a savepoint of their own), and the group commits (one flush)
+//! when no job is waiting to join it, or when it is `MAX_JOBS` jobs or
+//! `MAX_OPEN` old. A job's `commit` returns once its group has committed, so
+//! a success still means on disk (a queue claim's excepted: `Flush::Later`);
+//! a job dropped without `commit` is rolled back, alone. Each statement is a
+//! round trip to the connection's thread, which the jobs behind wait for, so
+//! the writer's own statements are merged where they can be. Reads run on
+//! the pool's other connections and see committed groups.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -43,14 +46,41 @@ struct State<D: Db> {
     conn: Option<PoolConnection<D>>,
     /// The group whose transaction is open.
     group: Option<Group>,
-    /// A job let go without commit: its savepoint is still open, to roll back.
-    undo: bool,
+    /// What a job let go without commit left open, to roll back.
+    undo: Undo,
     /// The next group's number.
     next: u64,
+    /// The connection's `synchronous` setting, when known.
+    level: Option<Flush>,
+}
+
+/// When a job's commit reaches the disk.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub(super) enum Flush {
+    /// Before its commit returns: what a success promises.
+    Now,
+    /// With the next group that flushes: a queue claim, whose loss in a crash
+    /// leaves its rows unclaimed, as they were. Its group holds it alone and
+    /// commits without a flush (`synchronous = NORMAL`, which in WAL mode
+    /// still keeps each commit whole); the next group's flush takes its WAL
+    /// frames to the disk with its own. A claim that finds a group open
+    /// joins it, and is flushed with it.
+    Later,
+}
+
+/// What rolls back a job's writes. The first job of a group needs no
+/// savepoint: the group's own transaction holds nothing else. So a job alone
+/// in its group costs two statements besides its own, BEGIN and COMMIT.
+#[derive(Clone, Copy, PartialEq)]
+enum Undo {
+    Nothing,
+    Savepoint,
+    Group,
 }
 
 struct Group {
     id: u64,
+    flush: Flush,
     jobs: u32,
     opened: Instant,
     /// The commit's outcome, for the jobs that wait on it.
@@ -87,8 +117,9 @@ impl<D: Db> GroupWriter<D> {
             state: Arc::new(Mutex::new(State {
                 conn: None,
                 group: None,
-                undo: false,
+                undo: Undo::Nothing,
                 next: 0,
+                level: None,
             })),
             queued: AtomicUsize::new(0),
             pool,
@@ -96,14 +127,14 @@ impl<D: Db> GroupWriter<D> {
     }
 
     /// Waits for the turn, joins (or opens) the group, opens the job's savepoint.
-    pub(super) async fn job(self: &Arc<Self>) -> Result<Job<D>> {
+    pub(super) async fn job(self: &Arc<Self>, flush: Flush) -> Result<Job<D>> {
         let mut state = {
             let _queued = Queued::new(&self.queued);
             self.state.clone().lock_owned().await
         };
         let pool = self.pool.clone();
         let (state, ready) = on_own(async move {
-            let ready = match state.ready(&pool).await {
+            let ready = match state.ready(&pool, flush).await {
                 Ok(()) => Ok(()),
                 Err(e) => Err(state.fail(e).await),
             };
@@ -123,43 +154,70 @@ impl<D: Db> State<D> {
         self.conn.as_mut().expect("the writer's connection is open")
     }
 
-    async fn ready(&mut self, pool: &sqlx::Pool<D>) -> Result<()> {
+    async fn ready(&mut self, pool: &sqlx::Pool<D>, flush: Flush) -> Result<()> {
         if self.conn.is_none() {
             self.conn = Some(pool.acquire().await?);
+            self.level = None;
         }
         self.tidy().await?;
-        if self.group.is_none() {
-            sql::<D>("BEGIN IMMEDIATE").execute(self.conn()).await?;
-            self.next += 1;
-            self.group = Some(Group {
-                id: self.next,
-                jobs: 0,
-                opened: Instant::now(),
-                done: watch::Sender::new(None),
-            });
-        }
-        sql::<D>("SAVEPOINT job").execute(self.conn()).await?;
-        self.undo = true;
-        Ok(())
-    }
-
-    /// Rolls back the savepoint of a job let go without commit.
-    async fn tidy(&mut self) -> Result<()> {
-        if self.undo {
-            sql::<D>("ROLLBACK TO job").execute(self.conn()).await?;
-            sql::<D>("RELEASE job").execute(self.conn()).await?;
-            self.undo = false;
-        }
-        Ok(())
-    }
-
-    /// Commits the open group (its jobs' waits end with the outcome).
-    async fn finish(&mut self) -> Result<()> {
-        let Some(group) = self.group.take() else {
+        if let Some(group) = &self.group {
+            debug_assert_eq!(
+                group.flush,
+                Flush::Now,
+                "a group without flush holds one job"
+            );
+            sql::<D>("SAVEPOINT job").execute(self.conn()).await?;
+            self.undo = Undo::Savepoint;
             return Ok(());
+        }
+        let begin = match (self.level == Some(flush), flush) {
+            (true, _) => "BEGIN IMMEDIATE",
+            (false, Flush::Now) => "PRAGMA synchronous = FULL; BEGIN IMMEDIATE",
+            (false, Flush::Later) => "PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE",
         };
-        let committed = match self.tidy().await {
-            Ok(()) => sql::<D>("COMMIT")
+        self.level = None;
+        sql::<D>(begin).execute(self.conn()).await?;
+        self.level = Some(flush);
+        self.next += 1;
+        self.group = Some(Group {
+            id: self.next,
+            flush,
+            jobs: 0,
+            opened: Instant::now(),
+            done: watch::Sender::new(None),
+        });
+        self.undo = Undo::Group;
+        Ok(())
+    }
+
+    /// Rolls back the writes of a job let go without commit (with its group,
+    /// if it was the first: nothing else is in it, and no one waits on it).
+    async fn tidy(&mut self) -> Result<()> {
+        match self.undo {
+            Undo::Nothing => {}
+            Undo::Savepoint => {
+                sql::<D>("ROLLBACK TO job; RELEASE job")
+                    .execute(self.conn())
+                    .await?;
+            }
+            Undo::Group => {
+                sql::<D>("ROLLBACK").execute(self.conn()).await?;
+                self.group = None;
+            }
+        }
+        self.undo = Undo::Nothing;
+        Ok(())
+    }
+
+    /// Commits the open group (its jobs' waits end with the outcome) with
+    /// `commit`: COMMIT, after the last job's RELEASE if it has a savepoint.
+    async fn finish(&mut self, commit: &'static str) -> Result<()> {
+        let tidied = self.tidy().await;
+        let Some(group) = self.group.take() else {
+            return tidied;
+        };
+        let committed = match tidied {
+            Ok(()) => sql::<D>(commit)
                 .execute(self.conn())
                 .await
                 .map(drop)
@@ -188,7 +246,7 @@ impl<D: Db> State<D> {
 
     /// Rolls back whatever is open; a connection that cannot is closed.
     async fn reset(&mut self) {
-        self.undo = false;
+        self.undo = Undo::Nothing;
         let Some(conn) = self.conn.as_mut() else {
             return;
         };
@@ -228,7 +286,7 @@ impl<D: Db> Drop for Job<D> {
         if self.writer.queued.load(Ordering::Acquire) == 0
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
-            runtime.spawn(async move { state.finish().await });
+            runtime.spawn(async move { state.finish("COMMIT").await });
         }
     }
 }
@@ -241,17 +299,23 @@ impl<D: Db> Job<D> {
         drop(self);
         let queued = writer.clone();
         let released = on_own(async move {
-            if let Err(e) = sql::<D>("RELEASE job").execute(state.conn()).await {
-                return Err(state.fail(e).await);
-            }
-            state.undo = false;
+            let savepoint = std::mem::replace(&mut state.undo, Undo::Nothing) == Undo::Savepoint;
             let group = state.group.as_mut().expect("a job's group is open");
             group.jobs += 1;
-            let last = queued.queued.load(Ordering::Acquire) == 0;
+            let last = queued.queued.load(Ordering::Acquire) == 0 || group.flush == Flush::Later;
             if last || group.jobs >= MAX_JOBS || group.opened.elapsed() >= MAX_OPEN {
-                return state.finish().await.map(|()| None);
+                let commit = if savepoint {
+                    "RELEASE job; COMMIT"
+                } else {
+                    "COMMIT"
+                };
+                return state.finish(commit).await.map(|()| None);
             }
-            Ok(Some((group.id, group.done.subscribe())))
+            let (id, done) = (group.id, group.done.subscribe());
+            if savepoint && let Err(e) = sql::<D>("RELEASE job").execute(state.conn()).await {
+                return Err(state.fail(e).await);
+            }
+            Ok(Some((id, done)))
         })
         .await??;
         let Some((id, mut done)) = released else {
@@ -270,7 +334,7 @@ impl<D: Db> Job<D> {
                 Err(_) => {
                     let mut state = writer.state.clone().lock_owned().await;
                     if state.group.as_ref().is_some_and(|g| g.id == id) {
-                        return on_own(async move { state.finish().await }).await?;
+                        return on_own(async move { state.finish("COMMIT").await }).await?;
                     }
                 }
             }
@@ -301,9 +365,10 @@ mod tests {
 
     use super::*;
 
-    /// Jobs from many tasks at once: every committed one is on disk (seen
-    /// from another connection) when its commit returns; each dropped one is
-    /// undone, alone.
+    /// Jobs from many tasks at once, some of them claims (`Flush::Later`):
+    /// every committed one is seen from another connection when its commit
+    /// returns; each dropped one is undone, alone; and a job that must be
+    /// flushed never runs in a group that commits without its flush.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_dropped_job_is_undone_alone_and_the_rest_commit() {
         let dir = tempfile::tempdir().unwrap();
@@ -328,12 +393,21 @@ mod tests {
             .map(|n| {
                 let (writer, pool) = (writer.clone(), pool.clone());
                 tokio::spawn(async move {
-                    let mut job = writer.job().await.unwrap();
+                    let flush = if n % 3 == 0 { Flush::Later } else { Flush::Now };
+                    let mut job = writer.job(flush).await.unwrap();
                     sql::<Sqlite>("INSERT INTO t (n) VALUES ($1)")
                         .bind(n)
                         .execute(&mut job)
                         .await
                         .unwrap();
+                    // 2 is FULL (a flush at each commit), 1 NORMAL.
+                    let level: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                        .fetch_one(&mut *job)
+                        .await
+                        .unwrap();
+                    if flush == Flush::Now {
+                        assert_eq!(level, 2, "job {n} is in a group that does not flush");
+                    }
                     if n % 7 == 0 {
                         return;
                     }
@@ -354,8 +428,18 @@ mod tests {
         for task in tasks {
             task.await.unwrap();
         }
+        // Alone, a claim commits without its flush; the next job flushes again.
+        for (flush, want) in [(Flush::Later, 1), (Flush::Now, 2)] {
+            let mut job = writer.job(flush).await.unwrap();
+            let level: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                .fetch_one(&mut *job)
+                .await
+                .unwrap();
+            assert_eq!(level, want, "{flush:?}");
+            job.commit().await.unwrap();
+        }
         // The last job may have been a dropped one, finished in a task of its own.
-        let mut last = writer.job().await.unwrap();
+        let mut last = writer.job(Flush::Now).await.unwrap();
         sql::<Sqlite>("INSERT INTO t (n) VALUES (1000)")
             .execute(&mut last)
             .await

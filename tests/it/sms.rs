@@ -445,10 +445,17 @@ async fn idempotency_keys_send_once(app: TestApp) {
 async fn concurrent_sends_are_each_committed_once(app: TestApp) {
     // Many requests at once land in shared commits: plain ones, and pairs that
     // share an Idempotency-Key, which must still come out as one message each.
+    // Each plain one has its own number and reference: a batch written many
+    // rows to a statement keeps each row's fields its own.
     let mut calls = Vec::new();
     for i in 0..120 {
         let key = (i >= 80).then(|| format!("pair-{}", i % 20));
-        let body = json!({"to": "+447700900001", "body": if key.is_some() { "keyed".to_string() } else { format!("plain {i}") }});
+        let body = match &key {
+            Some(_) => json!({"to": "+447700900001", "body": "keyed"}),
+            None => {
+                json!({"to": format!("+447700900{:03}", 100 + i), "body": format!("plain {i}"), "reference": format!("ref-{i}")})
+            }
+        };
         let mut req = app
             .client
             .post(app.url("/v1/sms"))
@@ -460,12 +467,16 @@ async fn concurrent_sends_are_each_committed_once(app: TestApp) {
         calls.push(async move {
             let (status, msg) = common::decode(req.send().await.unwrap()).await;
             assert_eq!(status, 202, "{msg}");
-            (key, msg["id"].as_str().unwrap().to_string())
+            let id = msg["id"].as_str().unwrap().to_string();
+            let sent = key
+                .is_none()
+                .then(|| (msg["to"].clone(), msg["reference"].clone()));
+            (key, id, sent)
         });
     }
     let results = futures_util::future::join_all(calls).await;
     let mut by_key = std::collections::HashMap::new();
-    for (key, id) in &results {
+    for (key, id, _) in &results {
         if let Some(key) = key {
             let first = by_key.entry(key.clone()).or_insert_with(|| id.clone());
             assert_eq!(first, id, "both requests with {key} got one message");
@@ -473,6 +484,7 @@ async fn concurrent_sends_are_each_committed_once(app: TestApp) {
     }
     assert_eq!(by_key.len(), 20);
     let mut ids = std::collections::HashSet::new();
+    let mut stored = std::collections::HashMap::new();
     let mut cursor = String::new();
     loop {
         let (_, page) = app
@@ -480,6 +492,10 @@ async fn concurrent_sends_are_each_committed_once(app: TestApp) {
             .await;
         let data = page["data"].as_array().unwrap();
         ids.extend(data.iter().map(|m| m["id"].as_str().unwrap().to_string()));
+        stored.extend(data.iter().map(|m| {
+            let id = m["id"].as_str().unwrap().to_string();
+            (id, (m["to"].clone(), m["reference"].clone()))
+        }));
         if !page["has_more"].as_bool().unwrap() {
             break;
         }
@@ -489,7 +505,12 @@ async fn concurrent_sends_are_each_committed_once(app: TestApp) {
         );
     }
     assert_eq!(ids.len(), 80 + 20);
-    assert!(results.iter().all(|(_, id)| ids.contains(id)));
+    assert!(results.iter().all(|(_, id, _)| ids.contains(id)));
+    for (_, id, sent) in &results {
+        if let Some(sent) = sent {
+            assert_eq!(&stored[id], sent, "{id} as stored");
+        }
+    }
     app.stop().await;
 }
 
