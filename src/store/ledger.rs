@@ -134,23 +134,17 @@ async fn lock_total<D: Db>(
     tenant: &TenantId,
     month: &str,
 ) -> Result<i64> {
+    // One statement either way: a new month's row is created at 0, an
+    // existing one is locked (on PostgreSQL, as FOR UPDATE would) and read.
     sql::<D>(
         "INSERT INTO ledger_totals (tenant_id, month, pence) VALUES ($1, $2, 0) \
-         ON CONFLICT DO NOTHING",
+         ON CONFLICT (tenant_id, month) DO UPDATE SET pence = ledger_totals.pence \
+         RETURNING pence",
     )
     .bind(tenant.as_str())
     .bind(month)
-    .execute(conn)
-    .await?;
-    let text = format!(
-        "SELECT pence FROM ledger_totals WHERE tenant_id = $1 AND month = $2{}",
-        D::LOCK
-    );
-    sql::<D>(AssertSqlSafe(text))
-        .bind(tenant.as_str())
-        .bind(month)
-        .fetch_one(conn)
-        .await
+    .fetch_one(conn)
+    .await
 }
 
 async fn add_to_total<D: Db>(

@@ -202,7 +202,7 @@ impl Db for Sqlite {
         format!("${param}")
     }
 
-    /// Many rows to a statement, in chunks of a few fixed sizes (so a few
+    /// Many rows to a statement, in chunks of a few fixed sizes (so seven
     /// prepared statements serve every batch): each statement is a round
     /// trip to the connection's thread, and the writer waits for each.
     async fn insert_messages(conn: &mut SqliteConnection, batch: &[&NewMessage]) -> Result<()> {
@@ -327,7 +327,7 @@ impl Db for Sqlite {
 
 /// The sizes `insert_messages` splits a batch into, largest first, each with its statement.
 static INSERTS: std::sync::LazyLock<Vec<(usize, String)>> =
-    std::sync::LazyLock::new(|| [64, 16, 4, 1].map(|n| (n, insert_rows(n))).into());
+    std::sync::LazyLock::new(|| [64, 32, 16, 8, 4, 2, 1].map(|n| (n, insert_rows(n))).into());
 
 /// `INSERT INTO messages` of `n` rows, 12 parameters each.
 fn insert_rows(n: usize) -> String {
