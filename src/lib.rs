@@ -137,6 +137,7 @@ impl Line {
             self.core.wake.clone(),
             self.receipts_wake.clone(),
             self.webhooks_wake.clone(),
+            self.core.handoff.clone(),
         )
     }
 

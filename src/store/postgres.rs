@@ -297,24 +297,24 @@ impl Db for Postgres {
             |f: fn(&StoredVerification) -> String| started.iter().map(|v| f(v)).collect::<Vec<_>>();
         let n =
             |f: fn(&StoredVerification) -> i64| started.iter().map(|v| f(v)).collect::<Vec<_>>();
-        // $1-$12 the messages (`ROWS`), $13-$31 the verifications, $32-$33 the counters.
+        // $1-$14 the messages (`ROWS`), $15-$33 the verifications, $34-$35 the counters.
         let text = format!(
-            "WITH l AS (UPDATE rate_limits SET tat = c.tat FROM UNNEST($32::text[], $33::bigint[]) AS c(k, tat) \
-               WHERE key = ANY($32) AND key = c.k), \
+            "WITH l AS (UPDATE rate_limits SET tat = c.tat FROM UNNEST($34::text[], $35::bigint[]) AS c(k, tat) \
+               WHERE key = ANY($34) AND key = c.k), \
              p AS (SELECT v.id, c.at FROM verifications v \
-               JOIN UNNEST($14::text[], $16::text[], $30::bigint[]) AS c(t, tn, at) \
+               JOIN UNNEST($16::text[], $18::text[], $32::bigint[]) AS c(t, tn, at) \
                  ON v.to_number = c.tn AND v.tenant_id = c.t \
-               WHERE v.to_number = ANY($16) AND v.status = 'pending' ORDER BY v.id FOR UPDATE OF v), \
+               WHERE v.to_number = ANY($18) AND v.status = 'pending' ORDER BY v.id FOR UPDATE OF v), \
              x AS (UPDATE verifications SET status = 'canceled', updated_at = p.at FROM p \
                WHERE verifications.id = ANY(ARRAY(SELECT id FROM p)) AND verifications.id = p.id RETURNING 1), \
              u AS ({ROWS}), m AS ({INSERT_ROWS}) \
              INSERT INTO verifications (id, tenant_id, mode, to_number, status, code_hash, \
                code_length, max_attempts, attempts, sends, ttl_seconds, brand, template, app_domain, \
                message_id, last_sent_at, expires_at, created_at, updated_at) \
-             SELECT * FROM UNNEST($13::text[], $14::text[], $15::text[], $16::text[], $17::text[], \
-               $18::text[], $19::bigint[], $20::bigint[], $21::bigint[], $22::bigint[], $23::bigint[], \
-               $24::text[], $25::text[], $26::text[], $27::text[], $28::bigint[], $29::bigint[], \
-               $30::bigint[], $31::bigint[]) WHERE (SELECT count(*) FROM x) >= 0"
+             SELECT * FROM UNNEST($15::text[], $16::text[], $17::text[], $18::text[], $19::text[], \
+               $20::text[], $21::bigint[], $22::bigint[], $23::bigint[], $24::bigint[], $25::bigint[], \
+               $26::text[], $27::text[], $28::text[], $29::text[], $30::bigint[], $31::bigint[], \
+               $32::bigint[], $33::bigint[]) WHERE (SELECT count(*) FROM x) >= 0"
         );
         bind_rows(sqlx::query(sqlx::AssertSqlSafe(text)), messages)
             .bind(v(|v| v.id.to_string()))
@@ -403,17 +403,19 @@ async fn take_keys(
 }
 
 /// Inserts queued messages in one statement (their first status is `created_at`).
-/// The messages of a batch as a table `u`, from the twelve arrays `bind_rows` binds.
+/// The messages of a batch as a table `u`, from the fourteen arrays `bind_rows` binds.
 const ROWS: &str = "SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], \
     $5::text[], $6::text[], $7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::text[], \
-    $12::bigint[]) AS u(id, tenant_id, mode, to_number, sender, body, body_hmac, encoding, \
-    segments, price_pence, reference, created_at)";
+    $12::bigint[], $13::bigint[], $14::text[]) AS u(id, tenant_id, mode, to_number, sender, body, \
+    body_hmac, encoding, segments, price_pence, reference, created_at, lease_until, lease_token)";
 
-/// Inserts `u`'s rows as queued messages (their first status at `created_at`).
+/// Inserts `u`'s rows as queued messages (their first status at `created_at`);
+/// one with a lease has its first attempt under way.
 const INSERT_ROWS: &str = "INSERT INTO messages (id, tenant_id, mode, to_number, sender, body, \
     body_hmac, encoding, segments, price_pence, reference, status, next_attempt_at, created_at, \
-    updated_at) SELECT id, tenant_id, mode, to_number, sender, body, body_hmac, encoding, \
-    segments, price_pence, reference, 'queued', created_at, created_at, created_at FROM u";
+    updated_at, lease_until, lease_token, attempts) SELECT id, tenant_id, mode, to_number, sender, \
+    body, body_hmac, encoding, segments, price_pence, reference, 'queued', created_at, created_at, \
+    created_at, lease_until, lease_token, CASE WHEN lease_token IS NULL THEN 0 ELSE 1 END FROM u";
 
 /// Inserts queued messages in one statement.
 async fn insert_messages(conn: &mut PgConnection, new: &[&NewMessage]) -> Result<()> {
@@ -436,11 +438,11 @@ async fn insert_charged(conn: &mut PgConnection, new: &[&NewMessage]) -> Result<
     let text = format!(
         "WITH u AS ({ROWS}), t AS ( \
            INSERT INTO ledger_totals (tenant_id, month, pence) \
-           SELECT $13, $14, $15::bigint WHERE $16::bigint IS NULL OR $15::bigint <= $16 \
+           SELECT $15, $16, $17::bigint WHERE $18::bigint IS NULL OR $17::bigint <= $18 \
            ON CONFLICT (tenant_id, month) DO UPDATE SET pence = ledger_totals.pence + excluded.pence \
-           WHERE $16::bigint IS NULL OR ledger_totals.pence + excluded.pence <= $16 RETURNING 1), \
+           WHERE $18::bigint IS NULL OR ledger_totals.pence + excluded.pence <= $18 RETURNING 1), \
          l AS (INSERT INTO ledger (tenant_id, month, at, kind, pence, segments, message_id) \
-           SELECT tenant_id, $14, created_at, 'sms', price_pence, segments, id FROM u \
+           SELECT tenant_id, $16, created_at, 'sms', price_pence, segments, id FROM u \
            WHERE price_pence > 0 AND EXISTS (SELECT 1 FROM t)) \
          {INSERT_ROWS} WHERE EXISTS (SELECT 1 FROM t)"
     );
@@ -472,6 +474,16 @@ fn bind_rows<'q>(
         .bind(int(|m| m.price.0))
         .bind(new.iter().map(|m| m.reference.clone()).collect::<Vec<_>>())
         .bind(int(|m| m.created_at.millis()))
+        .bind(
+            new.iter()
+                .map(|m| m.lease.as_ref().map(|l| l.until.millis()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            new.iter()
+                .map(|m| m.lease.as_ref().map(|l| l.token.clone()))
+                .collect::<Vec<_>>(),
+        )
 }
 
 #[cfg(test)]

@@ -90,6 +90,17 @@ pub struct NewMessage {
     pub cap: Option<Pence>,
     pub reference: Option<String>,
     pub created_at: Timestamp,
+    /// Claimed as it is queued, by the worker of the node that accepted it,
+    /// which holds it in memory (`worker::Handoff`); `None`: queued for any
+    /// worker's claim.
+    pub lease: Option<Lease>,
+}
+
+/// The lease a message is inserted with: as a claim's, its first attempt's.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    pub token: String,
+    pub until: Timestamp,
 }
 
 /// The first answer to a request with an `Idempotency-Key`, kept to answer its repeats.
@@ -188,6 +199,24 @@ pub struct ClaimedMessage {
     pub segments: u32,
     pub created_at: Timestamp,
     pub attempts: u32,
+}
+
+/// A message inserted with a lease, as its claim would have returned it.
+impl From<&NewMessage> for ClaimedMessage {
+    fn from(m: &NewMessage) -> Self {
+        ClaimedMessage {
+            id: m.id.clone(),
+            tenant_id: m.tenant_id.clone(),
+            mode: m.mode,
+            to: m.to.clone(),
+            from: m.from.clone(),
+            body: m.body.clone(),
+            encoding: m.encoding,
+            segments: m.segments,
+            created_at: m.created_at,
+            attempts: 1,
+        }
+    }
 }
 
 impl std::fmt::Debug for ClaimedMessage {

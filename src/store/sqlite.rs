@@ -228,7 +228,9 @@ impl Db for Sqlite {
                     .bind(i64::from(m.segments))
                     .bind(m.price.0)
                     .bind(&m.reference)
-                    .bind(m.created_at.millis());
+                    .bind(m.created_at.millis())
+                    .bind(m.lease.as_ref().map(|l| l.until.millis()))
+                    .bind(m.lease.as_ref().map(|l| l.token.as_str()));
             }
             insert.execute(&mut *conn).await?;
         }
@@ -329,21 +331,25 @@ impl Db for Sqlite {
 static INSERTS: std::sync::LazyLock<Vec<(usize, String)>> =
     std::sync::LazyLock::new(|| [64, 32, 16, 8, 4, 2, 1].map(|n| (n, insert_rows(n))).into());
 
-/// `INSERT INTO messages` of `n` rows, 12 parameters each.
+/// `INSERT INTO messages` of `n` rows, 14 parameters each (the last two the
+/// lease, if any: then the first attempt is under way).
 fn insert_rows(n: usize) -> String {
     let rows: Vec<String> = (0..n)
         .map(|i| {
-            let p: Vec<String> = (1..=12).map(|k| format!("?{}", i * 12 + k)).collect();
+            let p: Vec<String> = (1..=14).map(|k| format!("?{}", i * 14 + k)).collect();
             format!(
-                "({}, 'queued', {at}, {at}, {at})",
+                "({}, 'queued', {at}, {at}, {at}, {until}, {token}, {token} IS NOT NULL)",
                 p[..11].join(", "),
-                at = p[11]
+                at = p[11],
+                until = p[12],
+                token = p[13],
             )
         })
         .collect();
     format!(
         "INSERT INTO messages (id, tenant_id, mode, to_number, sender, body, body_hmac, encoding, \
-           segments, price_pence, reference, status, next_attempt_at, created_at, updated_at) \
+           segments, price_pence, reference, status, next_attempt_at, created_at, updated_at, \
+           lease_until, lease_token, attempts) \
          VALUES {}",
         rows.join(", ")
     )

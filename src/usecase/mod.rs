@@ -23,6 +23,7 @@ use crate::config::Config;
 use crate::domain::otp::HashKey;
 use crate::infra::clock::Clock;
 use crate::store::Store;
+use crate::worker::handoff::Handoff;
 
 pub use error::{ApiError, ProblemCode};
 
@@ -34,6 +35,8 @@ pub struct Core {
     pub clock: Clock,
     /// Wakes this process's sender when messages are queued.
     pub wake: Arc<Notify>,
+    /// Gives new messages straight to this process's sender (when it runs).
+    pub handoff: Arc<Handoff>,
     /// Keys the hashes of codes and message bodies.
     pub hash_key: HashKey,
     /// Commits new messages in groups.
@@ -54,15 +57,17 @@ impl Core {
         hash_key: HashKey,
     ) -> Self {
         let verifications = Arc::new(otp::VerificationCache::default());
+        let handoff = Arc::new(Handoff::default());
         Core {
-            messages: sms::message_writer(store.clone()),
-            starts: otp::start_writer(store.clone(), clock.clone()),
+            messages: sms::message_writer(store.clone(), handoff.clone()),
+            starts: otp::start_writer(store.clone(), clock.clone(), handoff.clone()),
             checks: otp::check_writer(store.clone(), hash_key.clone(), verifications.clone()),
             verifications,
             config,
             store,
             clock,
             wake: Arc::new(Notify::new()),
+            handoff,
             hash_key,
         }
     }

@@ -18,6 +18,7 @@ use crate::domain::sender::Sender;
 use crate::domain::{Hidden, MaskedInput, Mode};
 use crate::infra::batch::{Batcher, in_rounds};
 use crate::store::{AuthContext, CreateOutcome, NewMessage, PendingMessage, SharedError, Store};
+use crate::worker::handoff::Handoff;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -211,16 +212,23 @@ pub fn compose(
         cap,
         reference,
         created_at: app.clock.now(),
+        lease: None,
     }
 }
 
 /// New messages, committed in groups.
 pub type MessageWriter = Batcher<PendingMessage, CreateOutcome, SharedError>;
 
-pub fn message_writer(store: Arc<dyn Store>) -> MessageWriter {
-    Batcher::start_each(move |batch| {
-        let store = store.clone();
+/// Each message leased to this node's sender as it is inserted, if it has
+/// room, and handed to it once committed.
+pub fn message_writer(store: Arc<dyn Store>, handoff: Arc<Handoff>) -> MessageWriter {
+    Batcher::start_each(move |mut batch: Vec<PendingMessage>| {
+        let (store, handoff) = (store.clone(), handoff.clone());
         async move {
+            let handed: Vec<_> = batch
+                .iter_mut()
+                .map(|p| handoff.lease(&mut p.message))
+                .collect();
             // `create_messages` wants no two items with one (tenant, key).
             let keys = |p: &PendingMessage| {
                 let key = p.idem.as_ref().map(|i| i.key.clone());
@@ -229,10 +237,16 @@ pub fn message_writer(store: Arc<dyn Store>) -> MessageWriter {
                     .collect()
             };
             let store = &*store;
-            in_rounds(batch, keys, |items| async move {
+            let outcomes = in_rounds(batch, keys, |items| async move {
                 store.create_messages(&items).await.map_err(Arc::new)
             })
-            .await
+            .await;
+            for (outcome, handed) in outcomes.iter().zip(handed) {
+                if let (Ok(CreateOutcome::Created), Some(handed)) = (outcome, handed) {
+                    handoff.hand(handed);
+                }
+            }
+            outcomes
         }
     })
 }

@@ -2,10 +2,12 @@
 //! carriers and records the outcomes in groups; also runs the receipts applier
 //! beside it and cleans expired records. Every loop has a `run_once` that tests call.
 
+pub mod handoff;
 pub mod heartbeat;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use rand::Rng;
@@ -23,6 +25,7 @@ use crate::receipts::Applier;
 use crate::store::{
     Claim, ClaimedMessage, Finish, SharedError, Store, SubmitResult, write_grouped,
 };
+use handoff::Handoff;
 
 /// Send loops in one worker.
 const SENDERS: usize = 4;
@@ -46,6 +49,10 @@ pub struct Worker {
     receipts: Applier,
     /// Records outcomes in groups.
     finishes: FinishWriter,
+    /// Messages this node's API leased to this worker as it queued them.
+    handoff: Arc<Handoff>,
+    /// When a send loop last claimed from the store.
+    claimed_at: Mutex<Instant>,
 }
 
 impl Worker {
@@ -59,6 +66,7 @@ impl Worker {
         wake: Arc<Notify>,
         receipts_wake: Arc<Notify>,
         webhooks_wake: Arc<Notify>,
+        handoff: Arc<Handoff>,
     ) -> Self {
         Worker {
             receipts: Applier::new(
@@ -76,7 +84,18 @@ impl Worker {
             wake,
             finishes: finish_writer(store.clone(), webhooks_wake),
             store,
+            handoff,
+            claimed_at: Mutex::new(Instant::now()),
         }
+    }
+
+    /// Takes the messages this node's API queues, leased to this worker as
+    /// they are inserted (see `handoff`), unless another worker here does;
+    /// true if this one does. `run` calls it.
+    pub fn take_handoffs(&self) -> bool {
+        let room = SENDERS * self.cfg.batch_size as usize;
+        let lease_ms = self.cfg.lease_seconds as i64 * 1000;
+        self.handoff.open(&self.token, room, lease_ms)
     }
 
     /// The token that marks this worker's leases.
@@ -103,18 +122,41 @@ impl Worker {
         Ok(renewed as usize)
     }
 
-    /// Claims a batch of due messages and hands them to their carriers.
+    /// Hands a batch of due messages to their carriers: those handed over
+    /// by this node's API, else (and at least every poll interval, so that
+    /// retries and other nodes' messages are not starved) those claimed.
     pub async fn send_once(&self) -> anyhow::Result<usize> {
-        let batch = self.claim().await?;
-        let sent = batch.len();
+        let limit = self.cfg.batch_size as usize;
+        let handed = self.handoff.take(&self.token, limit);
+        let claim_due = {
+            let mut at = self.claimed_at.lock().expect("claim time lock");
+            let due = handed.is_empty()
+                || at.elapsed() >= Duration::from_millis(self.cfg.poll_interval_ms);
+            if due {
+                *at = Instant::now();
+            }
+            due
+        };
+        let claimed = if claim_due {
+            self.claim().await?
+        } else {
+            Vec::new()
+        };
+        let sent = handed.len() + claimed.len();
+        let batch = handed
+            .into_iter()
+            .map(|h| (h.message.clone(), Some(h)))
+            .chain(claimed.into_iter().map(|m| (m, None)));
         // All at once: each carrier's window bounds what is really in flight.
         futures_util::stream::iter(batch)
-            .for_each_concurrent(None, |msg| async move {
+            .for_each_concurrent(None, |(msg, handed)| async move {
                 let id = msg.id.clone();
                 if let Err(e) = self.process(msg).await {
                     // The lease expires and another pass retries: nothing is lost.
                     tracing::error!(message_id = %id, error = %e, "recording a submission failed");
                 }
+                // Its place at the handoff is free once its outcome is recorded.
+                drop(handed);
             })
             .await;
         Ok(sent)
@@ -263,6 +305,7 @@ impl Worker {
     /// and applying receipts are two loops, so neither waits for the other.
     pub async fn run(self, shutdown: Shutdown) {
         let idle = Duration::from_millis(self.cfg.poll_interval_ms);
+        self.take_handoffs();
         // Several send loops, so that one batch's claim, submissions and commit
         // overlap with another's; claims never take the same message.
         let me = &self;
@@ -291,6 +334,7 @@ impl Worker {
         }));
         let receipts = self.receipts.run(shutdown.clone(), idle);
         tokio::join!(sending, receipts);
+        self.handoff.close(&self.token);
         match self.store.release_leases(&self.token).await {
             Ok(n) if n > 0 => tracing::info!(released = n, "worker released its leases"),
             Ok(_) => {}

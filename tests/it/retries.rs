@@ -58,6 +58,7 @@ pub fn worker(app: &TestApp, script: Vec<CarrierError>) -> Worker {
         Arc::new(tokio::sync::Notify::new()),
         Arc::new(tokio::sync::Notify::new()),
         Arc::new(tokio::sync::Notify::new()),
+        app.line.core().handoff.clone(),
     )
 }
 

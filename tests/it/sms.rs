@@ -713,3 +713,68 @@ fn finish(
         now,
     }
 }
+
+/// Room for four messages at the handoff (four send loops, one message each).
+const SMALL_BATCHES: &str = "[worker]\nbatch_size = 1";
+
+backends!(app with SMALL_BATCHES in handoff: new_messages_go_to_the_worker_beside_the_api);
+
+/// A worker running beside the API takes new messages as they are committed,
+/// leased to it in their insert (no claim), up to its room; the rest are
+/// queued for claims as before, and every message is sent once.
+async fn new_messages_go_to_the_worker_beside_the_api(app: TestApp) {
+    let worker = app.line.worker();
+    assert!(worker.take_handoffs());
+    assert!(!app.line.worker().take_handoffs(), "one worker at the desk");
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        let msg = app.send("+447700900001", &format!("message {i}")).await;
+        ids.push(msg["id"].as_str().unwrap().to_string());
+    }
+    let lease = |id: &str| format!("SELECT lease_token FROM messages WHERE id = '{id}'");
+    for (i, id) in ids.iter().enumerate() {
+        let held = app.sql_text(&lease(id)).await;
+        let want = (i < 4).then(|| worker.lease_token().to_string());
+        assert_eq!(
+            held, want,
+            "message {i}: leased in its insert while there was room"
+        );
+    }
+    let other = app.line.worker();
+    let mut claimed = 0;
+    while let n @ 1.. = other.claim().await.unwrap().len() {
+        claimed += n;
+    }
+    assert_eq!(claimed, 2, "only the unleased are claimable");
+    // Another worker holds those two now; this one sends its four from memory.
+    let mut sent = 0;
+    while let n @ 1.. = worker.send_once().await.unwrap() {
+        sent += n;
+    }
+    assert_eq!(sent, 4);
+    for (i, id) in ids.iter().enumerate() {
+        let status = format!("SELECT status || ' ' || attempts FROM messages WHERE id = '{id}'");
+        let want = if i < 4 { "sent 1" } else { "queued 1" };
+        assert_eq!(
+            app.sql_text(&status).await.as_deref(),
+            Some(want),
+            "message {i}"
+        );
+    }
+    // The room is free again, and a code's message is handed over too.
+    let (status, v) = app
+        .post("/v1/otp", &app.test_key, &json!({"to": "+447700900002"}))
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let held = format!(
+        "SELECT m.lease_token FROM messages m JOIN verifications v ON v.message_id = m.id \
+         WHERE v.id = '{}'",
+        v["id"].as_str().unwrap()
+    );
+    assert_eq!(
+        app.sql_text(&held).await.as_deref(),
+        Some(worker.lease_token())
+    );
+    assert_eq!(worker.send_once().await.unwrap(), 1);
+    app.stop().await;
+}

@@ -24,6 +24,7 @@ use crate::store::{
     AuthContext, CreateOutcome, Limit, NewMessage, PendingStart, Resend, Resent, SharedError,
     Started, Store,
 };
+use crate::worker::handoff::Handoff;
 
 pub use checks::{CheckWriter, CodeCheck, VerificationCache, check_writer};
 use request::Start;
@@ -254,10 +255,16 @@ pub type StartWriter = Batcher<PendingStart, Started, SharedError>;
 /// Counts each group's limits at the time it is written: groups are written
 /// one after another, so their times never go back (an item's own time could,
 /// against the group before).
-pub fn start_writer(store: Arc<dyn Store>, clock: Clock) -> StartWriter {
-    Batcher::start_each(move |batch| {
-        let (store, now) = (store.clone(), clock.now());
+/// Each code's message is leased to this node's sender as it is inserted,
+/// if it has room, and handed to it once committed.
+pub fn start_writer(store: Arc<dyn Store>, clock: Clock, handoff: Arc<Handoff>) -> StartWriter {
+    Batcher::start_each(move |mut batch: Vec<PendingStart>| {
+        let (store, now, handoff) = (store.clone(), clock.now(), handoff.clone());
         async move {
+            let handed: Vec<_> = batch
+                .iter_mut()
+                .map(|p| handoff.lease(&mut p.message))
+                .collect();
             // `create_verifications` wants no two items with one (tenant, key) or (tenant, number).
             let keys = |p: &PendingStart| {
                 let tenant = &p.verification.tenant_id;
@@ -268,13 +275,21 @@ pub fn start_writer(store: Arc<dyn Store>, clock: Clock) -> StartWriter {
                 keys
             };
             let store = &*store;
-            in_rounds(batch, keys, |items| async move {
+            let outcomes = in_rounds(batch, keys, |items| async move {
                 store
                     .create_verifications(now, &items)
                     .await
                     .map_err(Arc::new)
             })
-            .await
+            .await;
+            for (outcome, handed) in outcomes.iter().zip(handed) {
+                if let (Ok(Started::Outcome(CreateOutcome::Created)), Some(handed)) =
+                    (outcome, handed)
+                {
+                    handoff.hand(handed);
+                }
+            }
+            outcomes
         }
     })
 }
@@ -362,7 +377,7 @@ pub async fn resend(
     take(app, &sends_to(app, &auth.tenant.id, &v.to)?, TOO_MANY_SENDS).await?;
     let from = sender_for(app, auth, None).await?;
     let code = OtpCode::generate(v.code_length);
-    let msg = code_message(app, auth, &v, &code, &from)?;
+    let mut msg = code_message(app, auth, &v, &code, &from)?;
     let code_hash = app.hash_key.code_hash(v.id.as_str(), &code);
     drop(code);
     let resent = Resend {
@@ -373,8 +388,16 @@ pub async fn resend(
         expires_at: now.plus_ms(i64::from(v.ttl_seconds) * 1000),
         now,
     };
-    let store = app.store.clone();
-    match detached(async move { store.resend_verification(&resent, &msg).await }).await? {
+    let (store, handoff) = (app.store.clone(), app.handoff.clone());
+    let resending = async move {
+        let handed = handoff.lease(&mut msg);
+        let outcome = store.resend_verification(&resent, &msg).await;
+        if let (Ok(Resent::Sent), Some(handed)) = (&outcome, handed) {
+            handoff.hand(handed);
+        }
+        outcome
+    };
+    match detached(resending).await? {
         Resent::Sent => {}
         Resent::OverCap => return Err(cap_reached()),
         Resent::Stale => {
