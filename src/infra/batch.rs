@@ -3,7 +3,8 @@
 //! next one, so a busy API does a few large transactions, each with one disk
 //! flush, instead of many single-row ones. One committing task per kind of
 //! write: measured here, one with larger batches beat two or four with smaller
-//! ones (and SQLite has a single writer anyway).
+//! ones (and SQLite has a single writer anyway). How many items at most one
+//! transaction writes is the store's (`Maintenance::group_limit`).
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -11,8 +12,8 @@ use std::hash::Hash;
 
 use tokio::sync::{mpsc, oneshot};
 
-/// The most items one transaction writes.
-const MAX_BATCH: usize = 256;
+/// How many items may wait for their turn before `submit` itself waits.
+const QUEUE: usize = 4096;
 
 type Reply<O, E> = oneshot::Sender<Result<O, E>>;
 
@@ -37,13 +38,14 @@ where
     E: std::error::Error + Clone + Send + Sync + 'static,
 {
     /// Starts the committing task; it ends when the last handle is dropped.
-    /// `commit` writes a batch in one transaction and answers one outcome per item, in order.
-    pub fn start<F, Fut>(commit: F) -> Self
+    /// `commit` writes a batch of at most `limit` items in one transaction
+    /// and answers one outcome per item, in order.
+    pub fn start<F, Fut>(limit: usize, commit: F) -> Self
     where
         F: Fn(Vec<I>) -> Fut + Send + 'static,
         Fut: Future<Output = Result<Vec<O>, E>> + Send,
     {
-        Self::start_each(move |items: Vec<I>| {
+        Self::start_each(limit, move |items: Vec<I>| {
             let n = items.len();
             let written = commit(items);
             async move {
@@ -57,15 +59,15 @@ where
 
     /// As `start`, for a `commit` that may write a batch in parts (`in_rounds`)
     /// and answers each item with its own part's outcome or error.
-    pub fn start_each<F, Fut>(commit: F) -> Self
+    pub fn start_each<F, Fut>(limit: usize, commit: F) -> Self
     where
         F: Fn(Vec<I>) -> Fut + Send + 'static,
         Fut: Future<Output = Vec<Result<O, E>>> + Send,
     {
-        let (queue, mut rx) = mpsc::channel::<(I, Reply<O, E>)>(MAX_BATCH * 16);
+        let (queue, mut rx) = mpsc::channel::<(I, Reply<O, E>)>(QUEUE);
         tokio::spawn(async move {
             let mut batch = Vec::new();
-            while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+            while rx.recv_many(&mut batch, limit.max(1)).await > 0 {
                 let (items, replies): (Vec<I>, Vec<Reply<O, E>>) = batch.drain(..).unzip();
                 for (reply, outcome) in replies.into_iter().zip(commit(items).await) {
                     let _ = reply.send(outcome);
@@ -143,7 +145,51 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::in_rounds;
+    use std::sync::{Arc, Mutex};
+
+    use super::{Batcher, in_rounds};
+
+    #[derive(Debug, Clone)]
+    struct Never;
+    impl std::fmt::Display for Never {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("never")
+        }
+    }
+    impl std::error::Error for Never {}
+
+    #[tokio::test]
+    async fn items_waiting_together_are_committed_in_groups_of_at_most_the_limit() {
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let (s, g) = (sizes.clone(), gate.clone());
+        let batcher = Batcher::start(2, move |items: Vec<u32>| {
+            let (s, g) = (s.clone(), g.clone());
+            async move {
+                s.lock().unwrap().push(items.len());
+                // Each commit waits for the gate: the others queue behind it.
+                g.acquire().await.unwrap().forget();
+                Ok::<_, Never>(items.iter().map(|i| i * 10).collect())
+            }
+        });
+        let submits: Vec<_> = (0..7)
+            .map(|i| {
+                let b = batcher.clone();
+                tokio::spawn(async move { b.submit(i).await.unwrap() })
+            })
+            .collect();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        gate.add_permits(100);
+        let mut answers = Vec::new();
+        for s in submits {
+            answers.push(s.await.unwrap());
+        }
+        assert_eq!(answers, vec![0, 10, 20, 30, 40, 50, 60]);
+        let sizes = sizes.lock().unwrap().clone();
+        assert_eq!(sizes.iter().sum::<usize>(), 7, "{sizes:?}");
+        assert!(sizes.iter().all(|&n| n <= 2), "{sizes:?}");
+        assert!(sizes.contains(&2), "those waiting go together: {sizes:?}");
+    }
 
     #[tokio::test]
     async fn items_that_share_a_key_go_in_later_rounds_and_answer_in_order() {

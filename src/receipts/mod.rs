@@ -26,7 +26,7 @@ impl ReceiptSink {
     /// `webhooks` is the dispatcher's, rung when receipts were applied (their
     /// messages' webhooks are queued in the same commit).
     pub fn start(store: Arc<dyn Store>, wake: Arc<Notify>, webhooks: Arc<Notify>) -> Self {
-        let writer = Batcher::start(move |batch: Vec<CarrierReceipt>| {
+        let writer = Batcher::start(store.group_limit(), move |batch: Vec<CarrierReceipt>| {
             let store = store.clone();
             let (wake, webhooks) = (wake.clone(), webhooks.clone());
             async move {

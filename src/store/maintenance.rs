@@ -84,6 +84,10 @@ where
         &self.waits
     }
 
+    fn group_limit(&self) -> usize {
+        D::GROUP_LIMIT
+    }
+
     async fn migrate(&self) -> Result<()> {
         D::migrate(&self.pool).await
     }

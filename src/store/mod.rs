@@ -719,4 +719,6 @@ pub trait Maintenance: Send + Sync + 'static {
     async fn delete_older(&self, before: Timestamp, limit: u32) -> Result<u64>;
     /// How long writes have waited since the store was opened.
     fn write_waits(&self) -> &WriteWaits;
+    /// The most items one group commit (`infra::batch`) writes on this backend.
+    fn group_limit(&self) -> usize;
 }

@@ -119,6 +119,8 @@ pub trait Db:
         conn: &mut Self::Connection,
         batch: &[&NewMessage],
     ) -> impl Future<Output = Result<()>> + Send;
+    /// The most items one group commit writes (`Maintenance::group_limit`).
+    const GROUP_LIMIT: usize;
     /// Whether `insert_charged` is one statement here (PostgreSQL). SQLite:
     /// no; the general path decides each message in a transaction.
     const CHARGES_IN_ONE_STATEMENT: bool;

@@ -222,31 +222,34 @@ pub type MessageWriter = Batcher<PendingMessage, CreateOutcome, SharedError>;
 /// Each message leased to this node's sender as it is inserted, if it has
 /// room, and handed to it once committed.
 pub fn message_writer(store: Arc<dyn Store>, handoff: Arc<Handoff>) -> MessageWriter {
-    Batcher::start_each(move |mut batch: Vec<PendingMessage>| {
-        let (store, handoff) = (store.clone(), handoff.clone());
-        async move {
-            let handed: Vec<_> = batch
-                .iter_mut()
-                .map(|p| handoff.lease(&mut p.message))
-                .collect();
-            // `create_messages` wants no two items with one (tenant, key).
-            let keys = |p: &PendingMessage| {
-                let key = p.idem.as_ref().map(|i| i.key.clone());
-                key.map(|k| (p.message.tenant_id.clone(), k))
-                    .into_iter()
-                    .collect()
-            };
-            let store = &*store;
-            let outcomes = in_rounds(batch, keys, |items| async move {
-                store.create_messages(&items).await.map_err(Arc::new)
-            })
-            .await;
-            for (outcome, handed) in outcomes.iter().zip(handed) {
-                if let (Ok(CreateOutcome::Created), Some(handed)) = (outcome, handed) {
-                    handoff.hand(handed);
+    Batcher::start_each(
+        store.group_limit(),
+        move |mut batch: Vec<PendingMessage>| {
+            let (store, handoff) = (store.clone(), handoff.clone());
+            async move {
+                let handed: Vec<_> = batch
+                    .iter_mut()
+                    .map(|p| handoff.lease(&mut p.message))
+                    .collect();
+                // `create_messages` wants no two items with one (tenant, key).
+                let keys = |p: &PendingMessage| {
+                    let key = p.idem.as_ref().map(|i| i.key.clone());
+                    key.map(|k| (p.message.tenant_id.clone(), k))
+                        .into_iter()
+                        .collect()
+                };
+                let store = &*store;
+                let outcomes = in_rounds(batch, keys, |items| async move {
+                    store.create_messages(&items).await.map_err(Arc::new)
+                })
+                .await;
+                for (outcome, handed) in outcomes.iter().zip(handed) {
+                    if let (Ok(CreateOutcome::Created), Some(handed)) = (outcome, handed) {
+                        handoff.hand(handed);
+                    }
                 }
+                outcomes
             }
-            outcomes
-        }
-    })
+        },
+    )
 }

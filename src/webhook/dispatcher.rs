@@ -37,7 +37,7 @@ use crate::store::{
 
 /// Attempts recorded in groups: one bad record holds back no other.
 fn outcome_writer(store: Arc<dyn Store>) -> Batcher<AttemptRecord, bool, SharedError> {
-    Batcher::start(move |batch: Vec<AttemptRecord>| {
+    Batcher::start(store.group_limit(), move |batch: Vec<AttemptRecord>| {
         let store = store.clone();
         async move {
             write_grouped(

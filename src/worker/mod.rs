@@ -361,7 +361,7 @@ type FinishWriter = Batcher<Finish, bool, SharedError>;
 /// `webhooks` is the dispatcher's, rung after each group (sent and failed
 /// messages fire their webhooks in the same commit).
 fn finish_writer(store: Arc<dyn Store>, webhooks: Arc<Notify>) -> FinishWriter {
-    Batcher::start(move |batch: Vec<Finish>| {
+    Batcher::start(store.group_limit(), move |batch: Vec<Finish>| {
         let (store, webhooks) = (store.clone(), webhooks.clone());
         async move {
             let recorded = write_grouped(

@@ -30,7 +30,7 @@ pub fn check_writer(
     cache: Arc<VerificationCache>,
 ) -> CheckWriter {
     let key = Arc::new(key);
-    Batcher::start(move |batch: Vec<CodeCheck>| {
+    Batcher::start(store.group_limit(), move |batch: Vec<CodeCheck>| {
         let (store, key, cache) = (store.clone(), key.clone(), cache.clone());
         async move {
             let judge = |v: &mut StoredVerification, c: &CodeCheck| {

@@ -258,7 +258,7 @@ pub type StartWriter = Batcher<PendingStart, Started, SharedError>;
 /// Each code's message is leased to this node's sender as it is inserted,
 /// if it has room, and handed to it once committed.
 pub fn start_writer(store: Arc<dyn Store>, clock: Clock, handoff: Arc<Handoff>) -> StartWriter {
-    Batcher::start_each(move |mut batch: Vec<PendingStart>| {
+    Batcher::start_each(store.group_limit(), move |mut batch: Vec<PendingStart>| {
         let (store, now, handoff) = (store.clone(), clock.now(), handoff.clone());
         async move {
             let handed: Vec<_> = batch
