@@ -227,10 +227,7 @@ pub fn message_writer(store: Arc<dyn Store>, handoff: Arc<Handoff>) -> MessageWr
         move |mut batch: Vec<PendingMessage>| {
             let (store, handoff) = (store.clone(), handoff.clone());
             async move {
-                let handed: Vec<_> = batch
-                    .iter_mut()
-                    .map(|p| handoff.lease(&mut p.message))
-                    .collect();
+                let leased = handoff.lease_each(batch.iter_mut().map(|p| &mut p.message));
                 // `create_messages` wants no two items with one (tenant, key).
                 let keys = |p: &PendingMessage| {
                     let key = p.idem.as_ref().map(|i| i.key.clone());
@@ -243,11 +240,10 @@ pub fn message_writer(store: Arc<dyn Store>, handoff: Arc<Handoff>) -> MessageWr
                     store.create_messages(&items).await.map_err(Arc::new)
                 })
                 .await;
-                for (outcome, handed) in outcomes.iter().zip(handed) {
-                    if let (Ok(CreateOutcome::Created), Some(handed)) = (outcome, handed) {
-                        handoff.hand(handed);
-                    }
-                }
+                let inserted = outcomes
+                    .iter()
+                    .map(|o| matches!(o, Ok(CreateOutcome::Created)));
+                handoff.hand_inserted(leased, inserted);
                 outcomes
             }
         },

@@ -34,9 +34,16 @@ struct Desk {
 /// (given back when this is dropped: once the worker has finished it, or if
 /// the message was never committed).
 pub struct Handed {
-    pub message: ClaimedMessage,
+    message: ClaimedMessage,
     token: String,
-    _room: OwnedSemaphorePermit,
+    room: OwnedSemaphorePermit,
+}
+
+impl Handed {
+    /// The message, and its place in the room (to drop once it is finished).
+    pub fn into_parts(self) -> (ClaimedMessage, OwnedSemaphorePermit) {
+        (self.message, self.room)
+    }
 }
 
 impl Handoff {
@@ -54,8 +61,30 @@ impl Handoff {
         Some(Handed {
             message: ClaimedMessage::from(&*m),
             token: desk.token.clone(),
-            _room: room,
+            room,
         })
+    }
+
+    /// `lease` for each of a group's messages, in order.
+    pub fn lease_each<'a>(
+        &self,
+        messages: impl IntoIterator<Item = &'a mut NewMessage>,
+    ) -> Vec<Option<Handed>> {
+        messages.into_iter().map(|m| self.lease(m)).collect()
+    }
+
+    /// `hand` for each leased message whose insert `inserted` says went in,
+    /// in the order `lease_each` returned them; the others are dropped.
+    pub fn hand_inserted(
+        &self,
+        leased: Vec<Option<Handed>>,
+        inserted: impl IntoIterator<Item = bool>,
+    ) {
+        for (handed, inserted) in leased.into_iter().zip(inserted) {
+            if let (Some(handed), true) = (handed, inserted) {
+                self.hand(handed);
+            }
+        }
     }
 
     /// Gives a committed message to its worker. If that worker has left the

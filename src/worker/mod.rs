@@ -145,18 +145,21 @@ impl Worker {
         let sent = handed.len() + claimed.len();
         let batch = handed
             .into_iter()
-            .map(|h| (h.message.clone(), Some(h)))
+            .map(|h| {
+                let (msg, room) = h.into_parts();
+                (msg, Some(room))
+            })
             .chain(claimed.into_iter().map(|m| (m, None)));
         // All at once: each carrier's window bounds what is really in flight.
         futures_util::stream::iter(batch)
-            .for_each_concurrent(None, |(msg, handed)| async move {
+            .for_each_concurrent(None, |(msg, room)| async move {
                 let id = msg.id.clone();
                 if let Err(e) = self.process(msg).await {
                     // The lease expires and another pass retries: nothing is lost.
                     tracing::error!(message_id = %id, error = %e, "recording a submission failed");
                 }
                 // Its place at the handoff is free once its outcome is recorded.
-                drop(handed);
+                drop(room);
             })
             .await;
         Ok(sent)

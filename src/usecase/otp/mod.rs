@@ -261,10 +261,7 @@ pub fn start_writer(store: Arc<dyn Store>, clock: Clock, handoff: Arc<Handoff>) 
     Batcher::start_each(store.group_limit(), move |mut batch: Vec<PendingStart>| {
         let (store, now, handoff) = (store.clone(), clock.now(), handoff.clone());
         async move {
-            let handed: Vec<_> = batch
-                .iter_mut()
-                .map(|p| handoff.lease(&mut p.message))
-                .collect();
+            let leased = handoff.lease_each(batch.iter_mut().map(|p| &mut p.message));
             // `create_verifications` wants no two items with one (tenant, key) or (tenant, number).
             let keys = |p: &PendingStart| {
                 let tenant = &p.verification.tenant_id;
@@ -282,13 +279,10 @@ pub fn start_writer(store: Arc<dyn Store>, clock: Clock, handoff: Arc<Handoff>) 
                     .map_err(Arc::new)
             })
             .await;
-            for (outcome, handed) in outcomes.iter().zip(handed) {
-                if let (Ok(Started::Outcome(CreateOutcome::Created)), Some(handed)) =
-                    (outcome, handed)
-                {
-                    handoff.hand(handed);
-                }
-            }
+            let inserted = outcomes
+                .iter()
+                .map(|o| matches!(o, Ok(Started::Outcome(CreateOutcome::Created))));
+            handoff.hand_inserted(leased, inserted);
             outcomes
         }
     })
