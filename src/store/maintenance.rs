@@ -105,7 +105,7 @@ where
         sandbox_before: Timestamp,
         now: Timestamp,
     ) -> Result<u64> {
-        let mut conn = self.write().await?;
+        let mut conn = self.pipeline_write().await?;
         let mut n = 0;
         for (text, at) in [
             (
@@ -144,7 +144,7 @@ where
     }
 
     async fn delete_older(&self, before: Timestamp, limit: u32) -> Result<u64> {
-        let mut conn = self.write().await?;
+        let mut conn = self.pipeline_write().await?;
         let mut n = 0;
         // Each table in its own short statement over its primary key, oldest
         // first: ids sort by creation time, so no scan, and no long lock.

@@ -38,7 +38,7 @@ impl<D: Db> MessageStore for SqlStore<D> {
                 (&m.tenant_id, m.cap) == (&first.tenant_id, first.cap)
                     && m.created_at.month() == month
             };
-            if D::CHARGES_IN_ONE_STATEMENT && all.iter().all(one) {
+            if all.iter().all(one) {
                 let mut w = self.write().await?;
                 let inserted = D::insert_charged(&mut w, &all).await?;
                 w.commit().await?;
@@ -138,7 +138,7 @@ impl<D: Db> MessageStore for SqlStore<D> {
     /// In one transaction (one flush for many); the common case, sent, in a
     /// few set-wide statements.
     async fn finish_submits(&self, items: &[Finish]) -> Result<Vec<bool>> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.pipeline_begin().await?;
         let (sent, other): (Vec<&Finish>, Vec<&Finish>) = items
             .iter()
             .partition(|f| matches!(f.result, SubmitResult::Sent { .. }));

@@ -31,7 +31,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use writer::Flush;
+use writer::{Flush, Turn};
 
 use async_trait::async_trait;
 
@@ -311,31 +311,47 @@ impl<D: Db> SqlStore<D> {
 
     /// Statements that write, each committed on its own (PostgreSQL), or
     /// a job in the writer's group (SQLite): either way done at `commit`.
+    /// For a request, which waits on it (see `writer::Turn`).
     async fn write(&self) -> Result<WriteTx<D>> {
-        self.write_on(&self.pool, Flush::Now).await
+        self.write_on(&self.pool, Flush::Now, Turn::Request).await
     }
 
-    /// A queue claim's write (see `claims`), as `write`, but its commit does
-    /// not wait for the disk: a claim lost in a crash leaves its rows
-    /// unclaimed, as they were (see `connect` in postgres.rs).
+    /// `write`, for the pipeline: on SQLite requests' writes go first.
+    async fn pipeline_write(&self) -> Result<WriteTx<D>> {
+        self.write_on(&self.pool, Flush::Now, Turn::Pipeline).await
+    }
+
+    /// A queue claim's write (see `claims`), as `pipeline_write`, but its
+    /// commit does not wait for the disk: a claim lost in a crash leaves its
+    /// rows unclaimed, as they were (see `connect` in postgres.rs).
     async fn claim_write(&self) -> Result<WriteTx<D>> {
-        self.write_on(&self.claims, Flush::Later).await
+        self.write_on(&self.claims, Flush::Later, Turn::Pipeline)
+            .await
     }
 
-    async fn write_on(&self, pool: &sqlx::Pool<D>, flush: Flush) -> Result<WriteTx<D>> {
+    async fn write_on(&self, pool: &sqlx::Pool<D>, flush: Flush, turn: Turn) -> Result<WriteTx<D>> {
         let asked = Instant::now();
         let kind = match &self.writer {
-            Some(writer) => TxKind::Job(writer.job(flush).await?),
+            Some(writer) => TxKind::Job(writer.job(flush, turn).await?),
             None => TxKind::Auto(pool.acquire().await?),
         };
         Ok(self.started(kind, asked))
     }
 
-    /// A write transaction (a job in the writer's group on SQLite).
+    /// A write transaction (a job in the writer's group on SQLite), for a request.
     async fn begin(&self) -> Result<WriteTx<D>> {
+        self.begin_for(Turn::Request).await
+    }
+
+    /// `begin`, for the pipeline: on SQLite requests' writes go first.
+    async fn pipeline_begin(&self) -> Result<WriteTx<D>> {
+        self.begin_for(Turn::Pipeline).await
+    }
+
+    async fn begin_for(&self, turn: Turn) -> Result<WriteTx<D>> {
         let asked = Instant::now();
         let kind = match &self.writer {
-            Some(writer) => TxKind::Job(writer.job(Flush::Now).await?),
+            Some(writer) => TxKind::Job(writer.job(Flush::Now, turn).await?),
             None => TxKind::Tx(self.pool.begin_with(D::BEGIN).await?),
         };
         Ok(self.started(kind, asked))

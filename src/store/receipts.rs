@@ -23,7 +23,7 @@ impl<D: Db> ReceiptStore for SqlStore<D> {
         let Some(now) = receipts.iter().map(|r| r.received_at).max() else {
             return Ok(false);
         };
-        let mut tx = self.begin().await?;
+        let mut tx = self.pipeline_begin().await?;
         let all = receipts
             .iter()
             .map(|r| {
@@ -48,7 +48,7 @@ impl<D: Db> ReceiptStore for SqlStore<D> {
 
     async fn keep_carrier_receipts(&self, receipts: &[CarrierReceipt]) -> Result<()> {
         let all: Vec<&CarrierReceipt> = receipts.iter().collect();
-        let mut w = self.write().await?;
+        let mut w = self.pipeline_write().await?;
         keep_receipts::<D>(&mut w, &all).await?;
         w.commit().await
     }
@@ -64,7 +64,7 @@ impl<D: Db> ReceiptStore for SqlStore<D> {
         {
             return Ok(0);
         }
-        let mut tx = self.begin().await?;
+        let mut tx = self.pipeline_begin().await?;
         let text = format!(
             "DELETE FROM carrier_receipts WHERE id IN \
                (SELECT r.id {MATCHED} ORDER BY r.id LIMIT $1{}) \
@@ -91,7 +91,7 @@ impl<D: Db> ReceiptStore for SqlStore<D> {
         now: Timestamp,
         limit: u32,
     ) -> Result<u64> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.pipeline_begin().await?;
         // By message id, which sorts by acceptance time: only the parts of old
         // messages are looked at, and parts that ended are cleaned every minute.
         let waiting: Vec<(String, String)> = sql::<D>(

@@ -72,7 +72,7 @@ impl<D: Db> SandboxStore for SqlStore<D> {
         if self.nothing_due(probe).await? {
             return Ok(0);
         }
-        let mut tx = self.begin().await?;
+        let mut tx = self.pipeline_begin().await?;
         let due = D::take_sandbox_receipts(&mut tx, now, limit).await?;
         let taken = due.len() as u64;
         if !due.is_empty() {

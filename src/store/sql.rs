@@ -121,19 +121,13 @@ pub trait Db:
     ) -> impl Future<Output = Result<()>> + Send;
     /// The most items one group commit writes (`Maintenance::group_limit`).
     const GROUP_LIMIT: usize;
-    /// Whether `insert_charged` is one statement here (PostgreSQL). SQLite:
-    /// no; the general path decides each message in a transaction.
-    const CHARGES_IN_ONE_STATEMENT: bool;
     /// Inserts one tenant's priced messages of one month (one cap) with their
-    /// charges, atomically, if all fit under the cap; false (nothing written)
-    /// if not (and where it is not `CHARGES_IN_ONE_STATEMENT`).
+    /// charges, atomically and in one round trip, if all fit under the cap;
+    /// false (nothing written) if not.
     fn insert_charged(
         conn: &mut Self::Connection,
         batch: &[&NewMessage],
-    ) -> impl Future<Output = Result<bool>> + Send {
-        let _ = (conn, batch);
-        async { Ok(false) }
-    }
+    ) -> impl Future<Output = Result<bool>> + Send;
     /// Records a batch's idempotency keys in the transaction on `conn`, in the
     /// backend's best way: `Some` with what a key stored before, per item
     /// (each a message to write and its record, if it has a key).

@@ -170,7 +170,6 @@ impl Db for Sqlite {
     const LOCK: &'static str = "";
     const CLAIM_RECEIPTS: &'static str = "";
     const LOOK_FIRST: bool = true;
-    const CHARGES_IN_ONE_STATEMENT: bool = false;
     /// Every job waits for the one writer's turn (`writer.rs`), so a large
     /// group holds back all the others: receipts and webhook-attempt groups
     /// held it for 5-30 ms while requests waited 15-70 ms behind them. In
@@ -222,27 +221,39 @@ impl Db for Sqlite {
                 .expect("the chunks end with one row");
             let (chunk, tail) = rest.split_at(*n);
             rest = tail;
-            let mut insert = sqlx::query(AssertSqlSafe(text.as_str()));
-            for m in chunk {
-                insert = insert
-                    .bind(m.id.as_str())
-                    .bind(m.tenant_id.as_str())
-                    .bind(m.mode.as_str())
-                    .bind(&m.to)
-                    .bind(&m.from)
-                    .bind(&m.body)
-                    .bind(&m.body_hmac)
-                    .bind(m.encoding.as_str())
-                    .bind(i64::from(m.segments))
-                    .bind(m.price.0)
-                    .bind(&m.reference)
-                    .bind(m.created_at.millis())
-                    .bind(m.lease.as_ref().map(|l| l.until.millis()))
-                    .bind(m.lease.as_ref().map(|l| l.token.as_str()));
-            }
-            insert.execute(&mut *conn).await?;
+            bind_rows(sqlx::query(AssertSqlSafe(text.as_str())), chunk)
+                .execute(&mut *conn)
+                .await?;
         }
         Ok(())
+    }
+
+    /// One round trip to the writer's thread: three statements, each of
+    /// which writes only if the one before it did (`changes()`): the month
+    /// total, if it stays under the cap; the ledger entries; the messages.
+    async fn insert_charged(conn: &mut SqliteConnection, batch: &[&NewMessage]) -> Result<bool> {
+        let Some(text) = CHARGED.get(batch.len().wrapping_sub(1)) else {
+            return Ok(false);
+        };
+        let first = batch[0];
+        let entries = batch
+            .iter()
+            .filter(|m| m.price.0 > 0)
+            .map(|m| {
+                json!({
+                    "at": m.created_at.millis(), "p": m.price.0, "s": m.segments,
+                    "m": m.id.as_str(),
+                })
+            })
+            .collect();
+        let charged = sqlx::query(AssertSqlSafe(text.as_str()))
+            .bind(first.tenant_id.as_str())
+            .bind(first.created_at.month())
+            .bind(batch.iter().map(|m| m.price.0).sum::<i64>())
+            .bind(first.cap.map(|c| c.0))
+            .bind(json_param(entries));
+        let written = bind_rows(charged, batch).execute(&mut *conn).await?;
+        Ok(written.rows_affected() > 0)
     }
 
     async fn take_keys(
@@ -336,15 +347,58 @@ impl Db for Sqlite {
 }
 
 /// The sizes `insert_messages` splits a batch into, largest first, each with its statement.
-static INSERTS: std::sync::LazyLock<Vec<(usize, String)>> =
-    std::sync::LazyLock::new(|| [64, 32, 16, 8, 4, 2, 1].map(|n| (n, insert_rows(n))).into());
+static INSERTS: std::sync::LazyLock<Vec<(usize, String)>> = std::sync::LazyLock::new(|| {
+    [64, 32, 16, 8, 4, 2, 1]
+        .map(|n| {
+            (
+                n,
+                format!(
+                    "INSERT INTO messages ({MESSAGE_INSERT}) VALUES {}",
+                    rows(n, 1)
+                ),
+            )
+        })
+        .into()
+});
 
-/// `INSERT INTO messages` of `n` rows, 14 parameters each (the last two the
-/// lease, if any: then the first attempt is under way).
-fn insert_rows(n: usize) -> String {
+/// `insert_charged`'s statements for 1 to `GROUP_LIMIT` messages. The first
+/// five parameters are the tenant, the month, the sum, the cap and the ledger
+/// entries; the messages' follow. Each statement names only parameters the
+/// ones before it name or a run of its own (sqlx binds a statement's unnamed
+/// places in turn, and stops at the first past the arguments).
+static CHARGED: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+    (1..=<Sqlite as Db>::GROUP_LIMIT)
+        .map(|n| {
+            format!(
+                "INSERT INTO ledger_totals (tenant_id, month, pence) SELECT ?1, ?2, ?3 \
+                   WHERE ?4 IS NULL OR ?3 <= ?4 \
+                 ON CONFLICT (tenant_id, month) DO UPDATE \
+                   SET pence = ledger_totals.pence + excluded.pence \
+                   WHERE ?4 IS NULL OR ledger_totals.pence + excluded.pence <= ?4; \
+                 INSERT INTO ledger (tenant_id, month, at, kind, pence, segments, message_id) \
+                   SELECT ?1, ?2, value ->> 'at', 'sms', value ->> 'p', value ->> 's', \
+                     value ->> 'm' FROM json_each(?5) WHERE changes() > 0; \
+                 INSERT INTO messages ({MESSAGE_INSERT}) \
+                   SELECT * FROM (VALUES {}) WHERE changes() > 0",
+                rows(n, 6)
+            )
+        })
+        .collect()
+});
+
+/// The columns a new message's row sets.
+const MESSAGE_INSERT: &str = "id, tenant_id, mode, to_number, sender, body, body_hmac, \
+    encoding, segments, price_pence, reference, status, next_attempt_at, created_at, updated_at, \
+    lease_until, lease_token, attempts";
+
+/// `n` rows of `MESSAGE_INSERT`, 14 parameters each from `?first` (the last
+/// two the lease, if any: then the first attempt is under way).
+fn rows(n: usize, first: usize) -> String {
     let rows: Vec<String> = (0..n)
         .map(|i| {
-            let p: Vec<String> = (1..=14).map(|k| format!("?{}", i * 14 + k)).collect();
+            let p: Vec<String> = (0..14)
+                .map(|k| format!("?{}", first + i * 14 + k))
+                .collect();
             format!(
                 "({}, 'queued', {at}, {at}, {at}, {until}, {token}, {token} IS NOT NULL)",
                 p[..11].join(", "),
@@ -354,13 +408,32 @@ fn insert_rows(n: usize) -> String {
             )
         })
         .collect();
-    format!(
-        "INSERT INTO messages (id, tenant_id, mode, to_number, sender, body, body_hmac, encoding, \
-           segments, price_pence, reference, status, next_attempt_at, created_at, updated_at, \
-           lease_until, lease_token, attempts) \
-         VALUES {}",
-        rows.join(", ")
-    )
+    rows.join(", ")
+}
+
+/// Binds the messages' 14 parameters each, in the order of `rows`.
+fn bind_rows<'q>(
+    mut q: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>,
+    batch: &[&'q NewMessage],
+) -> sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments> {
+    for m in batch {
+        q = q
+            .bind(m.id.as_str())
+            .bind(m.tenant_id.as_str())
+            .bind(m.mode.as_str())
+            .bind(&m.to)
+            .bind(&m.from)
+            .bind(&m.body)
+            .bind(&m.body_hmac)
+            .bind(m.encoding.as_str())
+            .bind(i64::from(m.segments))
+            .bind(m.price.0)
+            .bind(&m.reference)
+            .bind(m.created_at.millis())
+            .bind(m.lease.as_ref().map(|l| l.until.millis()))
+            .bind(m.lease.as_ref().map(|l| l.token.as_str()));
+    }
+    q
 }
 
 async fn insert_verification(conn: &mut SqliteConnection, v: &StoredVerification) -> Result<()> {
@@ -397,6 +470,114 @@ async fn insert_verification(conn: &mut SqliteConnection, v: &StoredVerification
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::domain::Mode;
+    use crate::domain::encoding::Encoding;
+    use crate::domain::message::Pence;
+    use crate::store::{Lease, Maintenance, TenantStore};
+
+    /// A message's id, to, body, price, reference, created_at, lease token, attempts.
+    type Row = (
+        String,
+        String,
+        String,
+        i64,
+        String,
+        i64,
+        Option<String>,
+        i64,
+    );
+
+    /// The three statements of `insert_charged` write each message with its
+    /// own fields, a ledger entry for each priced one and the month's total,
+    /// or, past the cap, nothing.
+    #[tokio::test]
+    async fn a_charged_batch_is_written_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("c.db").display());
+        let store = connect(&url, 4).await.unwrap();
+        store.migrate().await.unwrap();
+        let tenant = TenantId::generate();
+        store
+            .create_tenant(&tenant, "t", Timestamp(0))
+            .await
+            .unwrap();
+        let at = Timestamp(1_796_400_000_000);
+        let message = |i: i64, price: i64, leased: bool| NewMessage {
+            id: MessageId::generate(),
+            tenant_id: tenant.clone(),
+            mode: Mode::Live,
+            to: format!("+4474001234{i:02}"),
+            from: "Line".into(),
+            body: format!("body {i}"),
+            body_hmac: format!("hmac {i}"),
+            encoding: Encoding::Gsm7,
+            segments: 1,
+            price: Pence(price),
+            cap: Some(Pence(10)),
+            reference: Some(format!("ref {i}")),
+            created_at: Timestamp(at.0 + i),
+            lease: leased.then(|| Lease {
+                token: "lease_x".into(),
+                until: Timestamp(at.0 + 60_000),
+            }),
+        };
+        let batch = [
+            message(0, 1, false),
+            message(1, 0, true),
+            message(2, 3, false),
+        ];
+        let mut conn = store.pool.acquire().await.unwrap();
+        let all: Vec<&NewMessage> = batch.iter().collect();
+        assert!(Sqlite::insert_charged(&mut conn, &all).await.unwrap());
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT id, to_number, body, price_pence, reference, created_at, lease_token, \
+                   attempts FROM messages ORDER BY created_at",
+        )
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
+        let want: Vec<_> = batch
+            .iter()
+            .map(|m| {
+                (
+                    m.id.to_string(),
+                    m.to.clone(),
+                    m.body.clone(),
+                    m.price.0,
+                    m.reference.clone().unwrap(),
+                    m.created_at.0,
+                    m.lease.as_ref().map(|l| l.token.clone()),
+                    i64::from(m.lease.is_some()),
+                )
+            })
+            .collect();
+        assert_eq!(rows, want);
+        let ledger = || async {
+            let entries: Vec<(String, i64)> =
+                sqlx::query_as("SELECT message_id, pence FROM ledger ORDER BY at")
+                    .fetch_all(&store.pool)
+                    .await
+                    .unwrap();
+            let total: i64 = sqlx::query_scalar("SELECT pence FROM ledger_totals")
+                .fetch_one(&store.pool)
+                .await
+                .unwrap();
+            (entries, total)
+        };
+        let charged = vec![(batch[0].id.to_string(), 1), (batch[2].id.to_string(), 3)];
+        assert_eq!(ledger().await, (charged.clone(), 4));
+        // 4p spent: 7p more would pass the 10p cap.
+        let over = [message(3, 3, false), message(4, 4, false)];
+        let all: Vec<&NewMessage> = over.iter().collect();
+        assert!(!Sqlite::insert_charged(&mut conn, &all).await.unwrap());
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!((count, ledger().await), (3, (charged, 4)));
+    }
+
     #[test]
     fn every_migration_file_is_embedded() {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite");

@@ -204,7 +204,7 @@ impl<D: Db> WebhookStore for SqlStore<D> {
         // One commit and a few statements for many attempts. Endpoints' rows
         // are written in one order, so two groups never wait on each other in
         // a cycle.
-        let mut tx = self.begin().await?;
+        let mut tx = self.pipeline_begin().await?;
         let done = finish_all::<D>(&mut tx, records).await?;
         tx.commit().await?;
         Ok(records

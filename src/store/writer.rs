@@ -11,7 +11,12 @@
 //! when no job is waiting to join it, or when it is `MAX_JOBS` jobs or
 //! `MAX_OPEN` old. A job's `commit` returns once its group has committed, so
 //! a success still means on disk (a queue claim's excepted: `Flush::Later`);
-//! a job dropped without `commit` is rolled back, alone. Each statement is a
+//! a job dropped without `commit` is rolled back, alone. A request's job
+//! (`Turn::Request`: someone waits on it for an answer) goes ahead of the
+//! pipeline's queued jobs, and commits its group as soon as no other
+//! request's job waits to join it; the pipeline's pass one at a time into
+//! the queue, so a request waits behind at most the job that holds the
+//! writer and one of theirs. Each statement is a
 //! round trip to the connection's thread, which the jobs behind wait for, so
 //! the writer's own statements are merged where they can be. Reads run on
 //! the pool's other connections and see committed groups.
@@ -38,7 +43,21 @@ pub(super) struct GroupWriter<D: Db> {
     state: Arc<Mutex<State<D>>>,
     /// How many jobs wait for their turn: the last of a run commits.
     queued: AtomicUsize,
+    /// How many of them are requests': a request's job commits its group
+    /// when none is (it does not wait for the pipeline's).
+    requests: AtomicUsize,
+    /// The pipeline's jobs queue for the turn through here, one at a time.
+    pipeline: Mutex<()>,
     pool: sqlx::Pool<D>,
+}
+
+/// Who waits on a job: a request's goes ahead of the pipeline's.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub(super) enum Turn {
+    /// A request waits on it for its answer.
+    Request,
+    /// The pipeline's (sends, receipts, webhooks, upkeep): it can wait.
+    Pipeline,
 }
 
 struct State<D: Db> {
@@ -91,6 +110,7 @@ struct Group {
 /// (with the turn) until `commit` or drop.
 pub(super) struct Job<D: Db> {
     writer: Arc<GroupWriter<D>>,
+    turn: Turn,
     /// Taken by `commit` (or by drop).
     state: Option<OwnedMutexGuard<State<D>>>,
 }
@@ -122,15 +142,26 @@ impl<D: Db> GroupWriter<D> {
                 level: None,
             })),
             queued: AtomicUsize::new(0),
+            requests: AtomicUsize::new(0),
+            pipeline: Mutex::new(()),
             pool,
         })
     }
 
     /// Waits for the turn, joins (or opens) the group, opens the job's savepoint.
-    pub(super) async fn job(self: &Arc<Self>, flush: Flush) -> Result<Job<D>> {
+    pub(super) async fn job(self: &Arc<Self>, flush: Flush, turn: Turn) -> Result<Job<D>> {
         let mut state = {
             let _queued = Queued::new(&self.queued);
-            self.state.clone().lock_owned().await
+            match turn {
+                Turn::Request => {
+                    let _request = Queued::new(&self.requests);
+                    self.state.clone().lock_owned().await
+                }
+                Turn::Pipeline => {
+                    let _one_at_a_time = self.pipeline.lock().await;
+                    self.state.clone().lock_owned().await
+                }
+            }
         };
         let pool = self.pool.clone();
         let (state, ready) = on_own(async move {
@@ -144,6 +175,7 @@ impl<D: Db> GroupWriter<D> {
         ready?;
         Ok(Job {
             writer: self.clone(),
+            turn,
             state: Some(state),
         })
     }
@@ -296,13 +328,18 @@ impl<D: Db> Job<D> {
     pub(super) async fn commit(mut self) -> Result<()> {
         let mut state = self.state.take().expect("a job holds its turn");
         let writer = self.writer.clone();
+        let turn = self.turn;
         drop(self);
         let queued = writer.clone();
         let released = on_own(async move {
             let savepoint = std::mem::replace(&mut state.undo, Undo::Nothing) == Undo::Savepoint;
             let group = state.group.as_mut().expect("a job's group is open");
             group.jobs += 1;
-            let last = queued.queued.load(Ordering::Acquire) == 0 || group.flush == Flush::Later;
+            let behind = match turn {
+                Turn::Request => &queued.requests,
+                Turn::Pipeline => &queued.queued,
+            };
+            let last = behind.load(Ordering::Acquire) == 0 || group.flush == Flush::Later;
             if last || group.jobs >= MAX_JOBS || group.opened.elapsed() >= MAX_OPEN {
                 let commit = if savepoint {
                     "RELEASE job; COMMIT"
@@ -365,13 +402,7 @@ mod tests {
 
     use super::*;
 
-    /// Jobs from many tasks at once, some of them claims (`Flush::Later`):
-    /// every committed one is seen from another connection when its commit
-    /// returns; each dropped one is undone, alone; and a job that must be
-    /// flushed never runs in a group that commits without its flush.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_dropped_job_is_undone_alone_and_the_rest_commit() {
-        let dir = tempfile::tempdir().unwrap();
+    async fn pool(dir: &tempfile::TempDir) -> sqlx::SqlitePool {
         let options = SqliteConnectOptions::from_str(&format!(
             "sqlite://{}",
             dir.path().join("w.db").display()
@@ -388,13 +419,64 @@ mod tests {
             .execute(&pool)
             .await
             .unwrap();
+        pool
+    }
+
+    /// Waits until `n` jobs are queued for the turn, `requests` of them requests'.
+    async fn until_queued<D: Db>(writer: &GroupWriter<D>, n: usize, requests: usize) {
+        while writer.queued.load(Ordering::Acquire) != n
+            || writer.requests.load(Ordering::Acquire) != requests
+        {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Three pipeline jobs wait behind a fourth when a request's comes: it
+    /// goes after the one of them already in line for the turn, before the
+    /// other two.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_request_goes_ahead_of_the_pipeline() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = GroupWriter::<Sqlite>::new(pool(&dir).await);
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let first = writer.job(Flush::Now, Turn::Pipeline).await.unwrap();
+        let spawn = |name: &'static str, turn: Turn| {
+            let (writer, order) = (writer.clone(), order.clone());
+            tokio::spawn(async move {
+                let job = writer.job(Flush::Now, turn).await.unwrap();
+                order.lock().unwrap().push(name);
+                job.commit().await.unwrap();
+            })
+        };
+        let mut tasks = Vec::new();
+        for (i, name) in ["b", "c", "d"].into_iter().enumerate() {
+            tasks.push(spawn(name, Turn::Pipeline));
+            until_queued(&writer, i + 1, 0).await;
+        }
+        tasks.push(spawn("request", Turn::Request));
+        until_queued(&writer, 4, 1).await;
+        first.commit().await.unwrap();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), ["b", "request", "c", "d"]);
+    }
+
+    /// Jobs from many tasks at once, some of them claims (`Flush::Later`):
+    /// every committed one is seen from another connection when its commit
+    /// returns; each dropped one is undone, alone; and a job that must be
+    /// flushed never runs in a group that commits without its flush.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dropped_job_is_undone_alone_and_the_rest_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = pool(&dir).await;
         let writer = GroupWriter::<Sqlite>::new(pool.clone());
         let tasks: Vec<_> = (0..200_i64)
             .map(|n| {
                 let (writer, pool) = (writer.clone(), pool.clone());
                 tokio::spawn(async move {
                     let flush = if n % 3 == 0 { Flush::Later } else { Flush::Now };
-                    let mut job = writer.job(flush).await.unwrap();
+                    let mut job = writer.job(flush, Turn::Request).await.unwrap();
                     sql::<Sqlite>("INSERT INTO t (n) VALUES ($1)")
                         .bind(n)
                         .execute(&mut job)
@@ -430,7 +512,7 @@ mod tests {
         }
         // Alone, a claim commits without its flush; the next job flushes again.
         for (flush, want) in [(Flush::Later, 1), (Flush::Now, 2)] {
-            let mut job = writer.job(flush).await.unwrap();
+            let mut job = writer.job(flush, Turn::Request).await.unwrap();
             let level: i64 = sqlx::query_scalar("PRAGMA synchronous")
                 .fetch_one(&mut *job)
                 .await
@@ -439,7 +521,7 @@ mod tests {
             job.commit().await.unwrap();
         }
         // The last job may have been a dropped one, finished in a task of its own.
-        let mut last = writer.job(Flush::Now).await.unwrap();
+        let mut last = writer.job(Flush::Now, Turn::Request).await.unwrap();
         sql::<Sqlite>("INSERT INTO t (n) VALUES (1000)")
             .execute(&mut last)
             .await
